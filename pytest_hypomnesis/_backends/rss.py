@@ -1,0 +1,91 @@
+"""Process RSS: a ``/proc/self/statm`` fast path on Linux, psutil elsewhere.
+
+The crate reads ``VmRSS`` from ``/proc/self/status``; ``statm``'s second field is the
+same kernel counter (``get_mm_rss``) in pages and costs a tenth as much to read
+(MEASURED.md: 1.5 us through a kept-open fd against 16 us for a ``status`` parse).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from pytest_hypomnesis._common import IS_LINUX, RamError, debug
+
+__all__ = ["parse_vmrss", "process_rss", "read_status_field"]
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_statm_fd: int | None = None
+_statm_pid: int | None = None
+_lock = threading.Lock()
+
+
+def parse_vmrss(status_text: str) -> int:
+    """Bytes from the ``VmRSS:`` line of ``/proc/self/status`` text, with the crate's errors."""
+    return read_status_field(status_text, "VmRSS")
+
+
+def read_status_field(status_text: str, field: str) -> int:
+    """Bytes from a ``<field>:   123 kB`` line of ``/proc/<pid>/status`` text."""
+    for line in status_text.splitlines():
+        if line.startswith(f"{field}:"):
+            raw = line[len(field) + 1 :].strip()
+            if raw.endswith(" kB"):
+                raw = raw[:-3]
+            raw = raw.strip()
+            try:
+                if not raw.isdigit():
+                    raise ValueError("invalid digit found in string")
+                return int(raw) * 1024
+            except ValueError as exc:
+                raise RamError(f"failed to parse {field} value '{raw}': {exc}") from None
+    raise RamError(f"{field} not found in /proc/self/status")
+
+
+def _statm_rss() -> int:
+    global _statm_fd, _statm_pid
+    pid = os.getpid()
+    with _lock:
+        # A forked child (xdist, multiprocessing) inherits the fd of its parent's
+        # /proc/self, which still names the parent: reopen after a fork.
+        if _statm_fd is None or _statm_pid != pid:
+            if _statm_fd is not None:
+                try:
+                    os.close(_statm_fd)
+                except OSError:
+                    pass
+            _statm_fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+            _statm_pid = pid
+        data = os.pread(_statm_fd, 128, 0)
+    return int(data.split()[1]) * _PAGE_SIZE
+
+
+def _status_rss() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise RamError(f"failed to read /proc/self/status: {exc}") from None
+    return parse_vmrss(text)
+
+
+def _psutil_rss() -> int:
+    import psutil
+
+    try:
+        return int(psutil.Process().memory_info().rss)
+    except Exception as exc:  # psutil raises its own hierarchy; all mean "no reading"
+        raise RamError(f"psutil memory_info failed: {exc}") from None
+
+
+def process_rss() -> int:
+    """Resident set size of the calling process, in bytes. Raises ``RamError``."""
+    if IS_LINUX:
+        try:
+            value = _statm_rss()
+        except (OSError, ValueError, IndexError):
+            value = _status_rss()
+    else:
+        value = _psutil_rss()
+    debug("RSS", f"rss_bytes={value}")
+    return value
