@@ -1,0 +1,109 @@
+"""Median latency of the probe library's hot calls beside the raw floor, in one run.
+
+    python bench/probe_latency.py [--calls N]
+
+Rows: the raw floor (open+read+parse ``/proc/self/status``; one psutil
+``memory_info()``), ``process_rss()``, ``Snapshot.now(0)`` with no GPU, and
+``Snapshot.now(0)`` / the sampler's reader against the fake NVML library compiled from
+``tests/fake_nvml/fake_nvml.c`` (skipped when gcc is missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def median_us(fn: Callable[[], object], calls: int) -> float:
+    for _ in range(min(calls, 200)):
+        fn()
+    samples = []
+    for _ in range(calls):
+        start = time.perf_counter_ns()
+        fn()
+        samples.append(time.perf_counter_ns() - start)
+    return statistics.median(samples) / 1000
+
+
+def status_floor() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=10_000)
+    args = parser.parse_args()
+    calls: int = args.calls
+
+    import psutil
+
+    import pytest_hypomnesis as hmn
+    from pytest_hypomnesis import _probe
+    from pytest_hypomnesis._backends import nvml, smi
+
+    proc = psutil.Process()
+    rows: list[tuple[str, float]] = []
+    if sys.platform.startswith("linux"):
+        rows.append(("floor: open+parse /proc/self/status", median_us(status_floor, calls)))
+    rows.append(("floor: psutil memory_info().rss", median_us(lambda: proc.memory_info().rss, calls)))
+    rows.append(("process_rss()", median_us(hmn.process_rss, calls)))
+
+    # No GPU: point NVML at a library that does not exist and nvidia-smi at an empty PATH.
+    os.environ["HYPOMNESIS_NVML_LIBRARY"] = "/nonexistent/libnvidia-ml.so.1"
+    saved_path = os.environ.get("PATH", "")
+    os.environ["PATH"] = tempfile.mkdtemp()
+    nvml._reset_for_tests()
+    smi._reset_for_tests()
+    snap = hmn.Snapshot.now(0)
+    assert snap.gpu is None, snap
+    rows.append(("Snapshot.now(0), no GPU", median_us(lambda: hmn.Snapshot.now(0), calls)))
+    os.environ["PATH"] = saved_path
+
+    try:
+        from tests.helpers import fakenvml
+    except ImportError:
+        fakenvml = None  # type: ignore[assignment]
+    lib = fakenvml.build_library(Path(tempfile.mkdtemp())) if fakenvml else None
+    if lib is None:
+        print("fake NVML library unavailable (no gcc?): skipping the NVML rows", file=sys.stderr)
+    else:
+        config = Path(tempfile.mkdtemp()) / "nvml.conf"
+        fakenvml.write_config(
+            config,
+            [fakenvml.FakeDevice(processes=[fakenvml.FakeProcess(pid="self", used_bytes=1 << 30)])],
+        )
+        os.environ["HYPOMNESIS_NVML_LIBRARY"] = str(lib)
+        os.environ["FAKE_NVML_CONFIG"] = str(config)
+        nvml._reset_for_tests()
+        snap = hmn.Snapshot.now(0)
+        assert snap.gpu is not None and snap.gpu.source is hmn.GpuQuerySource.NVML, snap
+        nvml_calls = max(calls // 10, 100)
+        rows.append(
+            ("Snapshot.now(0), fake NVML", median_us(lambda: hmn.Snapshot.now(0), nvml_calls))
+        )
+        reader = _probe.vram_reader(0)
+        assert reader is not None
+        rows.append(("sampler reader, fake NVML", median_us(reader, nvml_calls)))
+
+    width = max(len(name) for name, _ in rows)
+    print(f"{'call'.ljust(width)}  median us")
+    for name, value in rows:
+        print(f"{name.ljust(width)}  {value:9.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,285 @@
+"""The probe chain, RSS, and the fake GPU (parity checklist 1, 8, 9, 16-19; SPEC §2)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+import pytest_hypomnesis as hmn
+from pytest_hypomnesis import _probe
+from pytest_hypomnesis._backends import rss
+from pytest_hypomnesis._common import BackendFailure, RamError
+from pytest_hypomnesis._fake import FakeGpu
+from pytest_hypomnesis._readings import NvmlDeviceReading, SmiDeviceReading
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+linux_only = pytest.mark.skipif(not rss.IS_LINUX, reason="procfs")
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGpu]:
+    gpu = FakeGpu()
+    previous = _probe.set_fake(gpu)
+    try:
+        yield gpu
+    finally:
+        _probe.set_fake(previous)
+
+
+def test_parse_vmrss() -> None:
+    assert rss.parse_vmrss("Name:\tpython\nVmRSS:\t   1234 kB\n") == 1234 * 1024
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("Name: x\n", "RAM query failed: VmRSS not found in /proc/self/status"),
+        ("VmRSS:\t12x kB\n", "RAM query failed: failed to parse VmRSS value '12x': "),
+    ],
+)
+def test_parse_vmrss_errors(text: str, message: str) -> None:
+    with pytest.raises(RamError) as info:
+        rss.parse_vmrss(text)
+    assert str(info.value).startswith(message)
+
+
+@linux_only
+def test_statm_fast_path_agrees_with_status() -> None:
+    with open("/proc/self/status") as fh:
+        from_status = rss.parse_vmrss(fh.read())
+    from_statm = rss.process_rss()
+    # Both read the same kernel counter; allow for pages touched between the two reads.
+    assert abs(from_statm - from_status) < 4 * MIB
+
+
+def test_rss_grows_with_allocation() -> None:
+    before = hmn.process_rss()
+    block = bytearray(64 * MIB)
+    block[:: 4096] = b"x" * len(block[:: 4096])
+    after = hmn.process_rss()
+    assert after - before > 48 * MIB
+    del block
+
+
+@linux_only
+def test_rss_reopens_after_fork() -> None:
+    rss.process_rss()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os.close(read_fd)
+        block = bytearray(96 * MIB)
+        block[:: 4096] = b"x" * len(block[:: 4096])
+        os.write(write_fd, str(rss.process_rss()).encode())
+        os._exit(0)
+    os.close(write_fd)
+    child_rss = int(os.read(read_fd, 64))
+    os.waitpid(pid, 0)
+    os.close(read_fd)
+    assert child_rss - hmn.process_rss() > 64 * MIB
+
+
+def test_rss_failure_is_the_only_raise(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> int:
+        raise RamError("failed to read /proc/self/status: boom")
+
+    monkeypatch.setattr(rss, "process_rss", broken)
+    with pytest.raises(RamError):
+        hmn.Snapshot.now(0)
+    with pytest.raises(RamError):
+        hmn.Snapshot.all()
+
+
+def test_snapshot_without_gpu_has_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_hypomnesis._backends import nvml, smi
+
+    def no_nvml(*_: object) -> object:
+        raise BackendFailure("NVML", "NVML Shared Library Not Found")
+
+    def no_smi(*_: object) -> object:
+        raise BackendFailure("nvidia-smi", "not found on PATH")
+
+    for name in ("device_count", "device_query", "process_used_bytes", "list_processes"):
+        monkeypatch.setattr(nvml, name, no_nvml)
+    monkeypatch.setattr(smi, "device_query", no_smi)
+    monkeypatch.setattr(smi, "list_processes", no_smi)
+    monkeypatch.setattr(_probe, "platform", lambda: "linux")
+    snap = hmn.Snapshot.now(0)
+    assert snap.ram_bytes > 0
+    assert snap.gpu is None and snap.gpu_device is None
+    assert snap.gpu_unavailable_reason == (
+        "NVML: NVML Shared Library Not Found; nvidia-smi: not found on PATH"
+    )
+    assert hmn.device_count() == 0
+    assert hmn.Snapshot.all() == []
+    with pytest.raises(hmn.NoGpuSourceError) as info:
+        hmn.device_info(0)
+    assert "NVML: NVML Shared Library Not Found" in info.value.reasons
+    with pytest.raises(hmn.NoGpuSourceError):
+        hmn.gpu_processes(0)
+
+
+def test_chain_prefers_nvml_then_falls_back_to_smi(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_hypomnesis._backends import nvml, smi
+
+    monkeypatch.setattr(_probe, "platform", lambda: "linux")
+    monkeypatch.setattr(nvml, "device_count", lambda: 2)
+    monkeypatch.setattr(
+        nvml,
+        "device_query",
+        lambda i: NvmlDeviceReading("NVIDIA T", 16 * GIB, 10 * GIB, 6 * GIB, 259 * MIB, "610.88"),
+    )
+
+    def absent(index: int, pid: int) -> int:
+        raise BackendFailure("NVML", f"pid {pid} has no compute context on GPU {index}")
+
+    monkeypatch.setattr(nvml, "process_used_bytes", absent)
+    monkeypatch.setattr(smi, "device_query", lambda i: SmiDeviceReading(6 * GIB, 16 * GIB, "610.88"))
+    info = hmn.device_info(1)
+    assert (info.index, info.name, info.reserved_bytes) == (1, "NVIDIA T", 259 * MIB)
+    gpu = hmn.process_gpu_info(0)
+    # A process without a CUDA context gets the device-wide nvidia-smi figure (parity §4.2).
+    assert gpu == hmn.ProcessGpuInfo(
+        used_bytes=6 * GIB, is_per_process=False, source=hmn.GpuQuerySource.NVIDIA_SMI
+    )
+    monkeypatch.setattr(nvml, "process_used_bytes", lambda i, p: 123)
+    assert hmn.process_gpu_info(0).source is hmn.GpuQuerySource.NVML
+    assert hmn.process_gpu_info(0, pid=1).used_bytes == 123
+
+
+def test_smi_device_info_derives_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_hypomnesis._backends import nvml, smi
+
+    monkeypatch.setattr(_probe, "platform", lambda: "linux")
+
+    def fail(*_: object) -> object:
+        raise BackendFailure("NVML", "Driver Not Loaded")
+
+    monkeypatch.setattr(nvml, "device_query", fail)
+    monkeypatch.setattr(nvml, "device_count", fail)
+    monkeypatch.setattr(smi, "device_query", lambda i: SmiDeviceReading(20 * MIB, 10 * MIB, None))
+    info = hmn.device_info(0)
+    # used > total from a lying tool saturates free at 0 rather than going negative.
+    assert (info.name, info.free_bytes, info.reserved_bytes, info.driver_version) == (
+        None,
+        0,
+        None,
+        None,
+    )
+
+
+def test_out_of_range_decided_after_backends_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_hypomnesis._backends import nvml, smi
+
+    monkeypatch.setattr(_probe, "platform", lambda: "linux")
+
+    def fail(*_: object) -> object:
+        raise BackendFailure("NVML", "Invalid Argument")
+
+    def smi_fail(*_: object) -> object:
+        raise BackendFailure("nvidia-smi", "exited with status 6")
+
+    monkeypatch.setattr(nvml, "device_count", lambda: 1)
+    monkeypatch.setattr(nvml, "device_query", fail)
+    monkeypatch.setattr(nvml, "list_processes", fail)
+    monkeypatch.setattr(smi, "device_query", smi_fail)
+    monkeypatch.setattr(smi, "list_processes", smi_fail)
+    with pytest.raises(hmn.DeviceIndexOutOfRangeError) as info:
+        hmn.device_info(5)
+    assert (info.value.index, info.value.count) == (5, 1)
+    with pytest.raises(hmn.DeviceIndexOutOfRangeError):
+        hmn.gpu_processes(5)
+    with pytest.raises(hmn.NoGpuSourceError):
+        hmn.device_info(0)
+
+
+def test_backend_bug_degrades_to_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_hypomnesis._backends import nvml, smi
+
+    monkeypatch.setattr(_probe, "platform", lambda: "linux")
+
+    def buggy(*_: object) -> object:
+        raise ZeroDivisionError("oops")
+
+    for name in ("device_count", "device_query", "process_used_bytes"):
+        monkeypatch.setattr(nvml, name, buggy)
+    monkeypatch.setattr(smi, "device_query", buggy)
+    snap = hmn.Snapshot.now(0)
+    assert snap.gpu is None
+    assert snap.gpu_unavailable_reason is not None
+    assert "NVML: unexpected ZeroDivisionError: oops" in snap.gpu_unavailable_reason
+
+
+def test_listing_sorted_by_pid_and_nvml_empty_stands(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_hypomnesis._backends import nvml, smi
+
+    monkeypatch.setattr(_probe, "platform", lambda: "linux")
+    monkeypatch.setattr(nvml, "list_processes", lambda i: [(30, 1), (2, 5)])
+    rows = hmn.gpu_processes(0)
+    assert [r.pid for r in rows] == [2, 30]
+    assert all(r.source is hmn.GpuQuerySource.NVML and r.shared_used_bytes == 0 for r in rows)
+
+    def smi_called(i: int) -> list[tuple[int, str | None, int]]:
+        raise AssertionError("an NVML answer of [] must not fall through to nvidia-smi")
+
+    monkeypatch.setattr(nvml, "list_processes", lambda i: [])
+    monkeypatch.setattr(smi, "list_processes", smi_called)
+    assert hmn.gpu_processes(0) == []
+
+
+def test_own_pid_listing_has_comm_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_hypomnesis._backends import nvml
+
+    monkeypatch.setattr(_probe, "platform", lambda: "linux")
+    monkeypatch.setattr(nvml, "list_processes", lambda i: [(os.getpid(), 7)])
+    (row,) = hmn.gpu_processes(0)
+    if rss.IS_LINUX:
+        with open("/proc/self/comm") as fh:
+            assert row.name == fh.read().strip()
+
+
+def test_fake_gpu_answers_every_function(fake: FakeGpu) -> None:
+    fake.add_device(name="NVIDIA Fake", total="16GiB", used="1GiB", reserved="256MiB")
+    fake.add_device(name=None, total="8GiB")
+    fake.set_process_vram(0, "2GiB")
+    fake.set_process_vram(0, "512MiB", pid=4242, name="trainer,v2")
+    assert hmn.device_count() == 2
+    info = hmn.device_info(0)
+    assert info.used_bytes == 1 * GIB + 2 * GIB + 512 * MIB
+    assert info.free_bytes == 16 * GIB - info.used_bytes - 256 * MIB
+    assert hmn.process_gpu_info(0).used_bytes == 2 * GIB
+    assert hmn.process_gpu_info(0, pid=4242).used_bytes == 512 * MIB
+    assert [(r.pid, r.name) for r in hmn.gpu_processes(0)] == sorted(
+        [(os.getpid(), "python"), (4242, "trainer,v2")]
+    )
+    snaps = hmn.Snapshot.all()
+    assert [s.gpu_device.index for s in snaps if s.gpu_device] == [0, 1]
+    assert len({s.ram_bytes for s in snaps}) == 1
+    with pytest.raises(hmn.DeviceIndexOutOfRangeError):
+        hmn.device_info(2)
+    reader = _probe.vram_reader(0)
+    assert reader is not None
+    assert reader().process_used_bytes == 2 * GIB
+    fake.set_process_vram(0, 0)
+    assert reader().process_used_bytes == 0
+    assert _probe.vram_reader(9) is None
+
+
+def test_fake_gpu_without_devices(fake: FakeGpu) -> None:
+    assert hmn.device_count() == 0
+    snap = hmn.Snapshot.now(0)
+    assert snap.gpu is None and snap.gpu_unavailable_reason is not None
+    with pytest.raises(hmn.NoGpuSourceError):
+        hmn.device_info(0)
+
+
+def test_debug_output(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("HYPOMNESIS_DEBUG", "1")
+    hmn.process_rss()
+    assert "[RSS debug] rss_bytes=" in capsys.readouterr().err
+    monkeypatch.setenv("HYPOMNESIS_DEBUG", "0")
+    hmn.process_rss()
+    assert capsys.readouterr().err == ""
