@@ -20,6 +20,7 @@ __all__ = [
     "RamError",
     "debug",
     "debug_enabled",
+    "refresh_debug",
 ]
 
 IS_LINUX = sys.platform.startswith("linux")
@@ -125,12 +126,29 @@ class BackendFailure(Exception):
         self.reason = reason
 
 
+def _read_debug_switch() -> bool:
+    return os.environ.get("HYPOMNESIS_DEBUG", "") not in ("", "0")
+
+
+# Read once: the switch is meant to be set before the process starts (like the crate's
+# compile-time feature), and an environment lookup on every backend call cost ~1 us each,
+# a sixth of a GPU-less Snapshot.now(). ``refresh_debug()`` re-reads it.
+_debug_on = _read_debug_switch()
+
+
+def refresh_debug() -> bool:
+    """Re-read ``HYPOMNESIS_DEBUG`` (after changing it at run time); returns the new state."""
+    global _debug_on
+    _debug_on = _read_debug_switch()
+    return _debug_on
+
+
 def debug_enabled() -> bool:
     """Whether ``HYPOMNESIS_DEBUG=1`` asks for raw backend values on stderr."""
-    return os.environ.get("HYPOMNESIS_DEBUG", "") not in ("", "0")
+    return _debug_on
 
 
 def debug(backend: str, message: str) -> None:
     """Print one raw backend value to stderr, crate style: ``[NVML debug] ...``."""
-    if debug_enabled():
+    if _debug_on:
         print(f"[{backend} debug] {message}", file=sys.stderr, flush=True)

@@ -110,9 +110,11 @@ def compact_json(value: Any) -> str:
     if isinstance(value, str):
         return _escape_json_string(value)
     if isinstance(value, dict):
-        return "{" + ",".join(
-            f"{_escape_json_string(str(k))}:{compact_json(v)}" for k, v in value.items()
-        ) + "}"
+        return (
+            "{"
+            + ",".join(f"{_escape_json_string(str(k))}:{compact_json(v)}" for k, v in value.items())
+            + "}"
+        )
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(compact_json(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
@@ -123,7 +125,5 @@ def render_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[s
     wide as its widest cell measured in UTF-8 **bytes**, padded in characters, the
     last column padded too. Returns the lines without newlines."""
     all_rows = [list(header), *(list(r) for r in rows)]
-    widths = [
-        max(len(row[i].encode("utf-8")) for row in all_rows) for i in range(len(header))
-    ]
+    widths = [max(len(row[i].encode("utf-8")) for row in all_rows) for i in range(len(header))]
     return ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in all_rows]

@@ -106,9 +106,7 @@ class GpuDeviceInfo:
 
     def format_used(self) -> str:
         """``"  GPU 0: used 3100 MB [NVIDIA Test GPU]\\n"``."""
-        return _format.device_line(
-            self.index, f"used {_format.mb0(self.used_bytes)} MB", self.name
-        )
+        return _format.device_line(self.index, f"used {_format.mb0(self.used_bytes)} MB", self.name)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -321,9 +319,7 @@ class SpillReport:
             "peak_shared_bytes": self.peak_shared_bytes,
             "peak_dedicated_bytes": self.peak_dedicated_bytes,
             "dedicated_limit_bytes": self.dedicated_limit_bytes,
-            "total_spill_duration_ms": int(
-                self.total_spill_duration() / timedelta(milliseconds=1)
-            ),
+            "total_spill_duration_ms": int(self.total_spill_duration() / timedelta(milliseconds=1)),
             "episodes": [e.to_dict() for e in self.episodes],
         }
 

@@ -54,7 +54,9 @@ def parse_size(text: object) -> int:
         raise SizeError(f"invalid size {text!r}: expected {SIZE_FORMS}")
     if isinstance(text, int):
         if text < 0:
-            raise SizeError(f"invalid size {text!r}: a size cannot be negative; expected {SIZE_FORMS}")
+            raise SizeError(
+                f"invalid size {text!r}: a size cannot be negative; expected {SIZE_FORMS}"
+            )
         return text
     if not isinstance(text, str):
         raise SizeError(f"invalid size {text!r}: expected a string such as '2GiB'; {SIZE_FORMS}")
@@ -73,7 +75,9 @@ def parse_size(text: object) -> int:
         hint = ""
         if unit.upper() in ("K", "M", "G", "T"):
             hint = f" ('{unit}' is ambiguous: write {unit.upper()}iB or {unit.upper()}B)"
-        raise SizeError(f"invalid size {text!r}: unknown unit {unit!r}{hint}; expected {SIZE_FORMS}")
+        raise SizeError(
+            f"invalid size {text!r}: unknown unit {unit!r}{hint}; expected {SIZE_FORMS}"
+        )
     return int(number * _UNITS[unit])
 
 

@@ -40,9 +40,7 @@ def _device(index: int = 0, name: str | None = "NVIDIA Test GPU") -> GpuDeviceIn
 
 def test_format_free_with_and_without_name() -> None:
     assert _device().format_free() == "  GPU 0: free 13284 MB / 16384 MB [NVIDIA Test GPU]\n"
-    unnamed = (
-        GpuDeviceInfoBuilder().index(1).total_bytes(8192 * MIB).free_bytes(4096 * MIB).build()
-    )
+    unnamed = GpuDeviceInfoBuilder().index(1).total_bytes(8192 * MIB).free_bytes(4096 * MIB).build()
     assert unnamed.format_free() == "  GPU 1: free 4096 MB / 8192 MB\n"
 
 
@@ -73,7 +71,9 @@ def test_name_or_unknown() -> None:
     assert _device(name=None).name_or_unknown() == "unknown GPU"
 
 
-def _snap(ram_mb: int, vram_mb: int | None, *, per_process: bool = True, device: bool = True) -> Snapshot:
+def _snap(
+    ram_mb: int, vram_mb: int | None, *, per_process: bool = True, device: bool = True
+) -> Snapshot:
     gpu = None
     if vram_mb is not None:
         gpu = ProcessGpuInfo(
@@ -96,9 +96,7 @@ def test_format_delta_with_and_without_vram() -> None:
 def test_format_delta_signs_of_zero() -> None:
     same = MemoryReport(_snap(100, None), _snap(100, None))
     assert same.format_delta("z") == "  z: RAM +0 MB\n"
-    tiny_negative = MemoryReport(
-        Snapshot(ram_bytes=100 * MIB), Snapshot(ram_bytes=100 * MIB - 1)
-    )
+    tiny_negative = MemoryReport(Snapshot(ram_bytes=100 * MIB), Snapshot(ram_bytes=100 * MIB - 1))
     assert tiny_negative.format_delta("t") == "  t: RAM -0 MB\n"
 
 
@@ -118,8 +116,7 @@ def test_format_before_after_both_lines() -> None:
 def test_format_before_after_without_device_or_gpu() -> None:
     no_device = MemoryReport(_snap(100, 500, device=False), _snap(200, 1000, device=False))
     assert no_device.format_before_after("l") == (
-        "  l: RAM 100 MB → 200 MB (+100 MB)\n"
-        "  l: VRAM 500 MB → 1000 MB (+500 MB) [per-process]\n"
+        "  l: RAM 100 MB → 200 MB (+100 MB)\n  l: VRAM 500 MB → 1000 MB (+500 MB) [per-process]\n"
     )
     one_sided = MemoryReport(_snap(100, None), _snap(200, 1000))
     assert one_sided.format_before_after("l") == "  l: RAM 100 MB → 200 MB (+100 MB)\n"

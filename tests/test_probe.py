@@ -8,15 +8,15 @@ from collections.abc import Iterator
 import pytest
 
 import pytest_hypomnesis as hmn
-from pytest_hypomnesis import _probe
+from pytest_hypomnesis import _common, _probe
 from pytest_hypomnesis._backends import rss
-from pytest_hypomnesis._common import BackendFailure, RamError
+from pytest_hypomnesis._common import IS_LINUX, BackendFailure, RamError
 from pytest_hypomnesis._fake import FakeGpu
 from pytest_hypomnesis._readings import NvmlDeviceReading, SmiDeviceReading
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
-linux_only = pytest.mark.skipif(not rss.IS_LINUX, reason="procfs")
+linux_only = pytest.mark.skipif(not IS_LINUX, reason="procfs")
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_statm_fast_path_agrees_with_status() -> None:
 def test_rss_grows_with_allocation() -> None:
     before = hmn.process_rss()
     block = bytearray(64 * MIB)
-    block[:: 4096] = b"x" * len(block[:: 4096])
+    block[::4096] = b"x" * len(block[::4096])
     after = hmn.process_rss()
     assert after - before > 48 * MIB
     del block
@@ -72,7 +72,7 @@ def test_rss_reopens_after_fork() -> None:
     if pid == 0:  # pragma: no cover - child
         os.close(read_fd)
         block = bytearray(96 * MIB)
-        block[:: 4096] = b"x" * len(block[:: 4096])
+        block[::4096] = b"x" * len(block[::4096])
         os.write(write_fd, str(rss.process_rss()).encode())
         os._exit(0)
     os.close(write_fd)
@@ -137,7 +137,9 @@ def test_chain_prefers_nvml_then_falls_back_to_smi(monkeypatch: pytest.MonkeyPat
         raise BackendFailure("NVML", f"pid {pid} has no compute context on GPU {index}")
 
     monkeypatch.setattr(nvml, "process_used_bytes", absent)
-    monkeypatch.setattr(smi, "device_query", lambda i: SmiDeviceReading(6 * GIB, 16 * GIB, "610.88"))
+    monkeypatch.setattr(
+        smi, "device_query", lambda i: SmiDeviceReading(6 * GIB, 16 * GIB, "610.88")
+    )
     info = hmn.device_info(1)
     assert (info.index, info.name, info.reserved_bytes) == (1, "NVIDIA T", 259 * MIB)
     gpu = hmn.process_gpu_info(0)
@@ -236,7 +238,7 @@ def test_own_pid_listing_has_comm_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_probe, "platform", lambda: "linux")
     monkeypatch.setattr(nvml, "list_processes", lambda i: [(os.getpid(), 7)])
     (row,) = hmn.gpu_processes(0)
-    if rss.IS_LINUX:
+    if IS_LINUX:
         with open("/proc/self/comm") as fh:
             assert row.name == fh.read().strip()
 
@@ -278,8 +280,10 @@ def test_fake_gpu_without_devices(fake: FakeGpu) -> None:
 
 def test_debug_output(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("HYPOMNESIS_DEBUG", "1")
+    _common.refresh_debug()
     hmn.process_rss()
     assert "[RSS debug] rss_bytes=" in capsys.readouterr().err
     monkeypatch.setenv("HYPOMNESIS_DEBUG", "0")
+    _common.refresh_debug()
     hmn.process_rss()
     assert capsys.readouterr().err == ""

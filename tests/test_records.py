@@ -29,7 +29,7 @@ def test_records_are_frozen_keyword_only() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         info.used_bytes = 2  # type: ignore[misc]
     with pytest.raises(TypeError):
-        ProcessGpuInfo(1, True, GpuQuerySource.NVML)  # type: ignore[misc]
+        ProcessGpuInfo(1, True, GpuQuerySource.NVML)  # type: ignore[call-arg]
 
 
 def test_builder_defaults() -> None:
@@ -123,7 +123,10 @@ def test_round_trips_through_json() -> None:
     [
         ({"ram_bytes": "1"}, "ram_bytes"),
         ({}, "missing field 'ram_bytes'"),
-        ({"ram_bytes": 1, "gpu": {"used_bytes": 1, "is_per_process": True, "source": "x"}}, "unknown source"),
+        (
+            {"ram_bytes": 1, "gpu": {"used_bytes": 1, "is_per_process": True, "source": "x"}},
+            "unknown source",
+        ),
         ({"ram_bytes": True}, "wrong type"),
     ],
 )

@@ -32,7 +32,20 @@ def test_valid_sizes(text: str | int, expected: int) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["2G", "2 gigs", "-1MiB", "1e3MB", "", " 2GiB", "2  GiB", "2gib", "1.5", "GiB", "2 GiB x", "0x10"],
+    [
+        "2G",
+        "2 gigs",
+        "-1MiB",
+        "1e3MB",
+        "",
+        " 2GiB",
+        "2  GiB",
+        "2gib",
+        "1.5",
+        "GiB",
+        "2 GiB x",
+        "0x10",
+    ],
 )
 def test_invalid_sizes_name_the_input_and_forms(text: str) -> None:
     with pytest.raises(SizeError) as info:

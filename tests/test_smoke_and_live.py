@@ -66,7 +66,8 @@ def test_smoke_spill_off_windows() -> None:
 
 
 @pytest.mark.skipif(
-    sys.platform != "linux" or os.path.exists("/dev/nvidiactl"), reason="only on a GPU-less Linux box"
+    sys.platform != "linux" or os.path.exists("/dev/nvidiactl"),
+    reason="only on a GPU-less Linux box",
 )
 def test_no_gpu_here_means_none_and_zero() -> None:
     snap = hmn.Snapshot.now(0)

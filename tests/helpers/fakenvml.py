@@ -1,0 +1,328 @@
+"""A fake ``libnvidia-ml.so.1`` for tests (pytest plugin module; loaded by the root conftest).
+
+``tests/fake_nvml/fake_nvml.c`` is compiled once per session (per xdist worker) with
+``gcc``/``cc``; tests that need it are skipped where no C compiler exists. The library
+re-reads a text config file (``FAKE_NVML_CONFIG``) on every NVML call, so a test can change
+figures while a sampler thread reads them; the config is written atomically (temp file +
+rename), so a concurrent reader never sees half a file. The real backend
+(``pytest_hypomnesis._backends.nvml``) loads it through ``HYPOMNESIS_NVML_LIBRARY`` and the
+real nvidia-ml-py, so everything from ctypes up is exercised.
+
+Fixtures:
+
+- ``fake_nvml`` (function scope): a ``FakeNvml`` already active in this process (env vars
+  set with ``monkeypatch``, the backend's cached NVML state dropped before and after the
+  test) with one default device and driver ``555.42.06``, no processes.
+- ``fake_nvml_factory`` (function scope): ``fake_nvml_factory(defines=("NO_V3",),
+  activate=True)`` for another build variant or a config only meant for subprocesses.
+  Defines: ``NO_V3``/``NO_V2`` drop those process-query symbols, ``NO_MEMV2`` drops
+  ``nvmlDeviceGetMemoryInfo_v2`` (pre-R510 driver).
+- ``fake_nvml_library`` (session): ``Path`` of the default build;
+  ``fake_nvml_build`` (session): ``fake_nvml_build(*defines) -> Path``, cached.
+
+``FakeNvml`` API:
+
+- ``set(devices=None, *, driver=DEFAULT_DRIVER, errors=None)``: writes the whole config.
+  ``devices`` is a list of ``FakeNvmlDevice`` (default: one ``FakeNvmlDevice()``);
+  ``driver=None`` makes the driver query answer NOT_SUPPORTED, ``""`` an empty version;
+  ``errors`` maps an NVML function name (or ``"*"``: every call but nvmlShutdown and
+  nvmlErrorString, init included) to a code, an int or a name of ``ERROR_CODES``
+  (``"DRIVER_NOT_LOADED"``, ``"NO_PERMISSION"``, ``"GPU_IS_LOST"``, ``"NOT_SUPPORTED"``...).
+- ``set_self_used(used_bytes, device=0, device_used_bytes=None)``: replaces this
+  process's row (``None`` removes it), keeping everything else; handy for VRAM spikes.
+- ``fail(function="*", code="DRIVER_NOT_LOADED")`` / ``clear_errors()``.
+- ``env``: ``{"HYPOMNESIS_NVML_LIBRARY": ..., "FAKE_NVML_CONFIG": ...}`` for subprocesses
+  (``subprocess.run(..., env={**os.environ, **fake_nvml.env})``); pytester's subprocess
+  runs inherit them already while the fixture is active.
+- ``stats()``: ``FakeNvmlStats(inits, shutdowns, calls, refcount)`` of this process.
+- ``library``, ``config_path``; ``activate()`` / ``deactivate()``.
+
+``FakeNvmlDevice(name, total_bytes, used_bytes, free_bytes=None (total - used),
+reserved_bytes (None: v2 unsupported), processes)`` and ``FakeProcess(pid, used_bytes)``
+where ``pid`` is an int or ``SELF`` (``"self"``: the pid of whichever process reads the
+config, so it works per xdist worker and in subprocesses). ``NOT_AVAILABLE`` is the
+2^64-1 per-process sentinel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+__all__ = [
+    "DEFAULT_DRIVER",
+    "ERROR_CODES",
+    "GIB",
+    "MIB",
+    "NOT_AVAILABLE",
+    "SELF",
+    "FakeNvml",
+    "FakeNvmlDevice",
+    "FakeNvmlStats",
+    "FakeProcess",
+    "fake_nvml",
+    "fake_nvml_build",
+    "fake_nvml_factory",
+    "fake_nvml_library",
+]
+
+MIB = 1024**2
+GIB = 1024**3
+NOT_AVAILABLE = 2**64 - 1
+SELF: Literal["self"] = "self"
+DEFAULT_DRIVER = "555.42.06"
+SOURCE = Path(__file__).resolve().parent.parent / "fake_nvml" / "fake_nvml.c"
+DEFINES = frozenset({"NO_V3", "NO_V2", "NO_MEMV2"})
+
+ERROR_CODES: Mapping[str, int] = {
+    "UNINITIALIZED": 1,
+    "INVALID_ARGUMENT": 2,
+    "NOT_SUPPORTED": 3,
+    "NO_PERMISSION": 4,
+    "NOT_FOUND": 6,
+    "INSUFFICIENT_SIZE": 7,
+    "DRIVER_NOT_LOADED": 9,
+    "TIMEOUT": 10,
+    "LIBRARY_NOT_FOUND": 12,
+    "FUNCTION_NOT_FOUND": 13,
+    "GPU_IS_LOST": 15,
+    "RESET_REQUIRED": 16,
+    "UNKNOWN": 999,
+}
+
+
+@dataclass(frozen=True)
+class FakeProcess:
+    """One compute-process row; ``pid`` may be ``SELF``."""
+
+    pid: int | Literal["self"]
+    used_bytes: int
+
+
+@dataclass(frozen=True)
+class FakeNvmlDevice:
+    """One fake GPU. ``used_bytes`` is NVML v1 used (reservation included)."""
+
+    name: str | bytes = "NVIDIA Fake GPU"
+    total_bytes: int = 16 * GIB
+    used_bytes: int = 1 * GIB
+    free_bytes: int | None = None
+    reserved_bytes: int | None = 256 * MIB
+    processes: Sequence[FakeProcess] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class FakeNvmlStats:
+    """Counters kept by the fake library in this process."""
+
+    inits: int
+    shutdowns: int
+    calls: int
+    refcount: int
+
+
+def _escape(name: str | bytes) -> str:
+    raw = name.encode("utf-8") if isinstance(name, str) else name
+    return "".join(chr(b) if 0x20 <= b < 0x7F and b != 0x5C else f"\\x{b:02x}" for b in raw)
+
+
+def _code(code: int | str) -> int:
+    if isinstance(code, int):
+        return code
+    try:
+        return ERROR_CODES[code]
+    except KeyError:
+        raise ValueError(
+            f"unknown NVML error name {code!r}; known: {sorted(ERROR_CODES)}"
+        ) from None
+
+
+def render_config(
+    devices: Sequence[FakeNvmlDevice],
+    driver: str | None,
+    errors: Mapping[str, int | str],
+) -> str:
+    """The config text the C library parses (see the header of fake_nvml.c)."""
+    lines: list[str] = []
+    if driver is not None:
+        lines.append(f"driver {driver}")
+    for index, device in enumerate(devices):
+        free = (
+            device.total_bytes - device.used_bytes
+            if device.free_bytes is None
+            else device.free_bytes
+        )
+        reserved = "-" if device.reserved_bytes is None else str(device.reserved_bytes)
+        lines.append(
+            f"device {device.total_bytes} {free} {device.used_bytes} {reserved} "
+            f"{_escape(device.name)}"
+        )
+        lines.extend(f"process {index} {p.pid} {p.used_bytes}" for p in device.processes)
+    lines.extend(f"error {function} {_code(code)}" for function, code in errors.items())
+    return "\n".join(lines) + "\n"
+
+
+class FakeNvml:
+    """A config file for one compiled fake library; see the module docstring."""
+
+    def __init__(self, library: Path, config_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.library = library
+        self.config_path = config_path
+        self._monkeypatch = monkeypatch
+        self.devices: list[FakeNvmlDevice] = [FakeNvmlDevice()]
+        self.driver: str | None = DEFAULT_DRIVER
+        self.errors: dict[str, int | str] = {}
+        self._write()
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "HYPOMNESIS_NVML_LIBRARY": str(self.library),
+            "FAKE_NVML_CONFIG": str(self.config_path),
+        }
+
+    def set(
+        self,
+        devices: Sequence[FakeNvmlDevice] | None = None,
+        *,
+        driver: str | None = DEFAULT_DRIVER,
+        errors: Mapping[str, int | str] | None = None,
+    ) -> None:
+        self.devices = [FakeNvmlDevice()] if devices is None else list(devices)
+        self.driver = driver
+        self.errors = dict(errors or {})
+        self._write()
+
+    def set_self_used(
+        self, used_bytes: int | None, device: int = 0, device_used_bytes: int | None = None
+    ) -> None:
+        current = self.devices[device]
+        rows = [p for p in current.processes if p.pid != SELF]
+        if used_bytes is not None:
+            rows.append(FakeProcess(SELF, used_bytes))
+        changed = replace(current, processes=tuple(rows))
+        if device_used_bytes is not None:
+            changed = replace(changed, used_bytes=device_used_bytes)
+        self.devices[device] = changed
+        self._write()
+
+    def fail(self, function: str = "*", code: int | str = "DRIVER_NOT_LOADED") -> None:
+        self.errors[function] = code
+        self._write()
+
+    def clear_errors(self) -> None:
+        self.errors = {}
+        self._write()
+
+    def stats(self) -> FakeNvmlStats:
+        # dlopen of the same path returns the handle pynvml already holds: same counters.
+        stats = ctypes.CDLL(str(self.library)).fake_nvml_stats
+        inits, shutdowns, calls = ctypes.c_uint(), ctypes.c_uint(), ctypes.c_uint()
+        refcount = ctypes.c_int()
+        stats(
+            ctypes.byref(inits),
+            ctypes.byref(shutdowns),
+            ctypes.byref(calls),
+            ctypes.byref(refcount),
+        )
+        return FakeNvmlStats(inits.value, shutdowns.value, calls.value, refcount.value)
+
+    def activate(self) -> None:
+        """Point this process's NVML backend at the fake (undone by ``monkeypatch``)."""
+        from pytest_hypomnesis._backends import nvml
+
+        for key, value in self.env.items():
+            self._monkeypatch.setenv(key, value)
+        nvml._reset_for_tests()
+
+    def deactivate(self) -> None:
+        from pytest_hypomnesis._backends import nvml
+
+        nvml._reset_for_tests()
+        for key in self.env:
+            self._monkeypatch.delenv(key, raising=False)
+
+    def _write(self) -> None:
+        text = render_config(self.devices, self.driver, self.errors)
+        temporary = self.config_path.with_name(self.config_path.name + ".tmp")
+        temporary.write_text(text, encoding="ascii")
+        os.replace(temporary, self.config_path)
+
+
+def _compile(out_dir: Path, defines: tuple[str, ...]) -> Path:
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        pytest.skip("no C compiler (gcc/cc) to build the fake libnvidia-ml")
+    suffix = "-".join(d.lower() for d in defines)
+    library = out_dir / (f"libnvidia-ml-fake-{suffix}.so.1" if suffix else "libnvidia-ml.so.1")
+    command = [compiler, "-shared", "-fPIC", "-O2", *(f"-D{d}" for d in defines)]
+    command += ["-o", str(library), str(SOURCE)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"building the fake NVML library failed:\n{result.stderr}")
+    return library
+
+
+@pytest.fixture(scope="session")
+def fake_nvml_build(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``fake_nvml_build(*defines) -> Path``: the compiled fake library, cached per variant."""
+    built: dict[tuple[str, ...], Path] = {}
+
+    def build(*defines: str) -> Path:
+        unknown = set(defines) - DEFINES
+        if unknown:
+            raise ValueError(
+                f"unknown fake NVML defines {sorted(unknown)}; known: {sorted(DEFINES)}"
+            )
+        key = tuple(sorted(defines))
+        if key not in built:
+            built[key] = _compile(tmp_path_factory.mktemp("fake_nvml"), key)
+        return built[key]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def fake_nvml_library(fake_nvml_build: Callable[..., Path]) -> Path:
+    """Path of the default fake ``libnvidia-ml.so.1`` build."""
+    return fake_nvml_build()
+
+
+@pytest.fixture
+def fake_nvml_factory(
+    fake_nvml_build: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Callable[..., FakeNvml]]:
+    """``fake_nvml_factory(defines=(), activate=True) -> FakeNvml``."""
+    made: list[FakeNvml] = []
+
+    def make(defines: Sequence[str] = (), activate: bool = True) -> FakeNvml:
+        config = tmp_path / f"fake_nvml_{len(made)}.conf"
+        fake = FakeNvml(fake_nvml_build(*defines), config, monkeypatch)
+        made.append(fake)
+        if activate:
+            fake.activate()
+        return fake
+
+    yield make
+    if made:
+        # Runs before monkeypatch restores the environment: shut the fake down while the
+        # library it came from is still the one configured.
+        from pytest_hypomnesis._backends import nvml
+
+        nvml._reset_for_tests()
+
+
+@pytest.fixture
+def fake_nvml(fake_nvml_factory: Callable[..., FakeNvml]) -> FakeNvml:
+    """A ``FakeNvml`` active in this process: one default device, no processes."""
+    return fake_nvml_factory()
