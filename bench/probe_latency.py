@@ -34,6 +34,18 @@ def median_us(fn: Callable[[], object], calls: int) -> float:
     return statistics.median(samples) / 1000
 
 
+def ctypes_init_count(lib: Path) -> int:
+    """nvmlInit calls the fake library counted: 1 means no per-call init."""
+    import ctypes
+
+    inits, shutdowns, calls = ctypes.c_uint(), ctypes.c_uint(), ctypes.c_uint()
+    refcount = ctypes.c_int()
+    ctypes.CDLL(str(lib)).fake_nvml_stats(
+        ctypes.byref(inits), ctypes.byref(shutdowns), ctypes.byref(calls), ctypes.byref(refcount)
+    )
+    return inits.value
+
+
 def status_floor() -> int:
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -58,7 +70,9 @@ def main() -> int:
     rows: list[tuple[str, float]] = []
     if sys.platform.startswith("linux"):
         rows.append(("floor: open+parse /proc/self/status", median_us(status_floor, calls)))
-    rows.append(("floor: psutil memory_info().rss", median_us(lambda: proc.memory_info().rss, calls)))
+    rows.append(
+        ("floor: psutil memory_info().rss", median_us(lambda: proc.memory_info().rss, calls))
+    )
     rows.append(("process_rss()", median_us(hmn.process_rss, calls)))
 
     # No GPU: point NVML at a library that does not exist and nvidia-smi at an empty PATH.
@@ -72,19 +86,19 @@ def main() -> int:
     rows.append(("Snapshot.now(0), no GPU", median_us(lambda: hmn.Snapshot.now(0), calls)))
     os.environ["PATH"] = saved_path
 
+    from tests.helpers import fakenvml
+
     try:
-        from tests.helpers import fakenvml
-    except ImportError:
-        fakenvml = None  # type: ignore[assignment]
-    lib = fakenvml.build_library(Path(tempfile.mkdtemp())) if fakenvml else None
-    if lib is None:
-        print("fake NVML library unavailable (no gcc?): skipping the NVML rows", file=sys.stderr)
-    else:
+        lib: Path | None = fakenvml._compile(Path(tempfile.mkdtemp()), ())
+    except BaseException as exc:  # pytest.skip() raises a BaseException when gcc is missing
+        print(f"fake NVML library unavailable ({exc}): skipping the NVML rows", file=sys.stderr)
+        lib = None
+    if lib is not None:
         config = Path(tempfile.mkdtemp()) / "nvml.conf"
-        fakenvml.write_config(
-            config,
-            [fakenvml.FakeDevice(processes=[fakenvml.FakeProcess(pid="self", used_bytes=1 << 30)])],
+        device = fakenvml.FakeNvmlDevice(
+            processes=(fakenvml.FakeProcess(pid=fakenvml.SELF, used_bytes=1 << 30),)
         )
+        config.write_text(fakenvml.render_config([device], "555.42.06", {}), encoding="ascii")
         os.environ["HYPOMNESIS_NVML_LIBRARY"] = str(lib)
         os.environ["FAKE_NVML_CONFIG"] = str(config)
         nvml._reset_for_tests()
@@ -97,6 +111,8 @@ def main() -> int:
         reader = _probe.vram_reader(0)
         assert reader is not None
         rows.append(("sampler reader, fake NVML", median_us(reader, nvml_calls)))
+        inits = ctypes_init_count(lib)
+        print(f"nvmlInit calls over {2 * nvml_calls + 200} NVML-backed reads: {inits}")
 
     width = max(len(name) for name, _ in rows)
     print(f"{'call'.ljust(width)}  median us")
