@@ -38,8 +38,7 @@ def parse_duration_ms(text: str) -> int:
     quoted = rust_debug_str(text)
     if not digits:
         raise DurationError(
-            f"invalid duration {quoted}: expected digits followed by an optional unit "
-            "(ms, s, m, h)"
+            f"invalid duration {quoted}: expected digits followed by an optional unit (ms, s, m, h)"
         )
     if unit not in _UNIT_MS:
         raise DurationError(

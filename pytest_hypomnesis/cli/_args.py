@@ -1,0 +1,144 @@
+"""The ``hmn`` command line: argparse with one-line usage errors (exit 2, no usage dump).
+
+Each mode module owns its subparser (``add_parser``) and its runner (``run``); this module
+only assembles them and turns bad input into a ``UsageError``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import NoReturn
+
+from pytest_hypomnesis.cli._durations import DurationError, parse_duration_ms
+
+__all__ = [
+    "U32_MAX",
+    "HmnArgumentParser",
+    "UsageError",
+    "attach_negative_values",
+    "device_arg",
+    "duration_ms_arg",
+    "interval_ms_arg",
+    "pid_arg",
+    "positive_int_arg",
+    "split_spill_command",
+]
+
+U32_MAX = 2**32 - 1
+
+JSON_BEFORE_SUBCOMMAND = (
+    "--json before a subcommand is ignored, not applied — each subcommand has its own "
+    "--json (e.g. `hmn ps --json`, not `hmn --json ps`)"
+)
+
+
+class UsageError(Exception):
+    """Bad command-line input; ``main`` prints ``hmn: <message>`` and exits 2."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class HmnArgumentParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line, not a usage dump.
+
+    Subparsers are built with the parent's class, so every level raises ``UsageError``.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _whole_number(text: str, what: str, maximum: int) -> int:
+    stripped = text.strip()
+    if stripped.startswith("-") and stripped[1:].isascii() and stripped[1:].isdigit():
+        raise argparse.ArgumentTypeError(f"invalid {what} {text!r}: must not be negative")
+    if not stripped.isascii() or not stripped.isdigit():
+        raise argparse.ArgumentTypeError(f"invalid {what} {text!r}: not a whole number")
+    value = int(stripped)
+    if value > maximum:
+        raise argparse.ArgumentTypeError(f"invalid {what} {text!r}: larger than {maximum}")
+    return value
+
+
+def pid_arg(text: str) -> int:
+    """A process id: a whole number that fits the OS's unsigned 32-bit pid."""
+    return _whole_number(text, "PID", U32_MAX)
+
+
+def device_arg(text: str) -> int:
+    """A 0-based GPU index."""
+    return _whole_number(text, "device index", U32_MAX)
+
+
+def positive_int_arg(text: str) -> int:
+    """A count of at least 1 (``--top``)."""
+    value = _whole_number(text, "count", 2**63 - 1)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: must be at least 1")
+    return value
+
+
+def interval_ms_arg(text: str) -> int:
+    """``hmn spill --interval``: whole milliseconds, at least 1."""
+    value = _whole_number(text, "interval", 2**63 - 1)
+    if value == 0:
+        raise argparse.ArgumentTypeError(
+            f"invalid interval {text!r}: must be at least 1 millisecond"
+        )
+    return value
+
+
+def duration_ms_arg(text: str) -> int:
+    """``hmn watch --interval/--duration``: ``500ms``, ``5s``, ``2m``, ``1h`` or bare seconds."""
+    try:
+        return parse_duration_ms(text)
+    except DurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# Options taking a value that may be typed negative by mistake; argparse would read "-1s"
+# as an unknown option and say only "expected one argument".
+_VALUE_FLAGS = {"--pid", "--device", "--sort", "--interval", "--duration", "--top"}
+
+
+def attach_negative_values(argv: Sequence[str]) -> list[str]:
+    """Rewrite ``--interval -1s`` as ``--interval=-1s`` so the value's own check names it."""
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        nxt = args[i + 1] if i + 1 < len(args) else ""
+        if arg in _VALUE_FLAGS and len(nxt) > 1 and nxt[0] == "-" and nxt[1].isdigit():
+            out.append(f"{arg}={nxt}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+_TOP_LEVEL_FLAGS = {"-h", "--help", "-V", "--version", "--json"}
+
+
+def split_spill_command(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
+    """Split ``hmn [opts] spill [opts] -- CMD...`` into hmn's own arguments and ``CMD``.
+
+    Done before argparse so that the wrapped command's own flags (``-h``, ``--json``)
+    are never read as ``hmn``'s. Returns ``(argv, None)`` when there is no ``spill ... --``.
+    """
+    args = list(argv)
+    for i, arg in enumerate(args):
+        if arg in _TOP_LEVEL_FLAGS:
+            continue
+        if arg != "spill":
+            return args, None
+        try:
+            sep = args.index("--", i + 1)
+        except ValueError:
+            return args, None
+        return args[:sep], args[sep + 1 :]
+    return args, None
