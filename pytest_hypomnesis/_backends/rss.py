@@ -78,6 +78,26 @@ def _psutil_rss() -> int:
         raise RamError(f"psutil memory_info failed: {exc}") from None
 
 
+def _native_rss() -> int:
+    """macOS ``phys_footprint`` / Windows ``WorkingSetSize`` through ctypes, as the crate
+    reads them; psutil where ctypes cannot reach the call (and on other systems). A call
+    that ran and failed raises ``RamError`` with the crate's text."""
+    import sys
+
+    try:
+        if sys.platform == "darwin":
+            from pytest_hypomnesis._backends import rss_macos
+
+            return rss_macos.process_rss()
+        if sys.platform == "win32":
+            from pytest_hypomnesis._backends import rss_windows
+
+            return rss_windows.process_rss()
+    except (OSError, AttributeError) as exc:
+        debug("RSS", f"native RSS unavailable ({exc}); using psutil")
+    return _psutil_rss()
+
+
 def process_rss() -> int:
     """Resident set size of the calling process, in bytes. Raises ``RamError``."""
     if IS_LINUX:
@@ -86,6 +106,6 @@ def process_rss() -> int:
         except (OSError, ValueError, IndexError):
             value = _status_rss()
     else:
-        value = _psutil_rss()
+        value = _native_rss()
     debug("RSS", f"rss_bytes={value}")
     return value

@@ -8,6 +8,7 @@ spawned, so the caller gets its ``BackendFailure`` within the timeout plus a lit
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -38,6 +39,7 @@ U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1
 # How long we wait for a killed child's pipes to drain before abandoning them.
 _KILL_GRACE_S = 0.5
+_CREATE_NO_WINDOW = 0x08000000
 # Rust's ``str::parse::<u64>`` accepts digits with an optional ``+``; Python's ``int()``
 # would also take ``1_000`` and surrounding whitespace, which the crate rejects.
 _UNSIGNED = re.compile(r"\+?[0-9]+")
@@ -119,18 +121,16 @@ def _run(args: list[str]) -> str:
     """
     exe = _executable()
     limit_s = timeout_s()
-    popen_extra: dict[str, int | bool] = {}
-    if sys.platform == "win32":
-        popen_extra["creationflags"] = 0x08000000  # CREATE_NO_WINDOW: no console flash
-    else:
-        popen_extra["start_new_session"] = True
+    windows = sys.platform == "win32"
     try:
         proc = subprocess.Popen(
             [exe, *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            **popen_extra,  # type: ignore[arg-type]
+            # CREATE_NO_WINDOW: no console flash; POSIX: a session (and group) of its own.
+            creationflags=_CREATE_NO_WINDOW if windows else 0,
+            start_new_session=not windows,
         )
     except OSError as exc:
         raise BackendFailure(BACKEND, f"could not start {exe}: {exc}") from None
@@ -145,12 +145,10 @@ def _run(args: list[str]) -> str:
             for pipe in (proc.stdout, proc.stderr):
                 if pipe is not None:
                     pipe.close()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=_KILL_GRACE_S)
-            except subprocess.TimeoutExpired:
-                pass
         raise BackendFailure(BACKEND, f"timed out after {limit_s:.1f} s") from None
-    stdout = out.decode("utf-8", errors="replace")
+    stdout: str = out.decode("utf-8", errors="replace")
     if proc.returncode != 0:
         first = err.decode("utf-8", errors="replace").strip().splitlines()
         detail = f": {first[0].strip()}" if first else ""

@@ -13,7 +13,8 @@ API of the ``FakeSmi`` object the fixture yields:
   non-UTF-8 allowed). ``hang_s`` sleeps that long before answering (e.g. ``60`` for a hang).
   ``grandchild="same-group"`` first spawns a sleeping grandchild that inherits stdout;
   ``"escaped"`` makes it leave the process group too (``setsid``), so killing the group
-  cannot reach it. Grandchildren are killed at teardown.
+  cannot reach it. Grandchildren are killed at teardown. ``index=N`` sets the answer for
+  ``--id=N`` only; other ids get the answer set without ``index``.
 - ``set_apps(...)``: the same for ``--query-compute-apps=...``.
 - Defaults: gpu ``"1024, 16311, 610.88\\n"``; apps ``""`` (no compute processes).
 - ``calls()``: the argument lists (without the executable) of every invocation so far.
@@ -24,6 +25,7 @@ API of the ``FakeSmi`` object the fixture yields:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -36,7 +38,7 @@ import pytest
 
 __all__ = ["FakeSmi", "fake_smi"]
 
-_SCRIPT = r'''
+_SCRIPT = r"""
 import json, os, subprocess, sys, time
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -46,12 +48,16 @@ with open(os.path.join(here, "calls.jsonl"), "a", encoding="utf-8") as log:
 with open(os.path.join(here, "fakesmi.json"), encoding="utf-8") as fh:
     config = json.load(fh)
 kind = "other"
+index = None
 for arg in args:
     if arg.startswith("--query-gpu"):
         kind = "gpu"
     elif arg.startswith("--query-compute-apps"):
         kind = "apps"
-answer = config.get(kind, {"stdout": "", "stderr": "", "exit_code": 0})
+    elif arg.startswith("--id="):
+        index = arg[len("--id="):]
+default = {"stdout": "", "stderr": "", "exit_code": 0}
+answer = config.get(f"{kind}:{index}") or config.get(kind, default)
 grandchild = answer.get("grandchild")
 if grandchild:
     code = "import os, time\n"
@@ -68,7 +74,7 @@ sys.stdout.flush()
 sys.stderr.buffer.write(bytes.fromhex(answer["stderr"]))
 sys.stderr.flush()
 sys.exit(answer["exit_code"])
-'''
+"""
 
 
 def _hex(data: str | bytes) -> str:
@@ -106,10 +112,11 @@ class FakeSmi:
         stderr: str | bytes,
         hang_s: float | None,
         grandchild: str | None,
+        index: int | None,
     ) -> None:
         if grandchild not in (None, "same-group", "escaped"):
             raise ValueError(f"grandchild must be None, 'same-group' or 'escaped': {grandchild!r}")
-        self._config[kind] = {
+        self._config[kind if index is None else f"{kind}:{index}"] = {
             "stdout": _hex(stdout),
             "stderr": _hex(stderr),
             "exit_code": exit_code,
@@ -129,9 +136,10 @@ class FakeSmi:
         stderr: str | bytes = "",
         hang_s: float | None = None,
         grandchild: str | None = None,
+        index: int | None = None,
     ) -> None:
-        """The answer to ``--query-gpu=...``."""
-        self._set("gpu", stdout, exit_code, stderr, hang_s, grandchild)
+        """The answer to ``--query-gpu=...`` (for ``--id=<index>`` only, if given)."""
+        self._set("gpu", stdout, exit_code, stderr, hang_s, grandchild, index)
 
     def set_apps(
         self,
@@ -141,9 +149,10 @@ class FakeSmi:
         stderr: str | bytes = "",
         hang_s: float | None = None,
         grandchild: str | None = None,
+        index: int | None = None,
     ) -> None:
-        """The answer to ``--query-compute-apps=...``."""
-        self._set("apps", stdout, exit_code, stderr, hang_s, grandchild)
+        """The answer to ``--query-compute-apps=...`` (for ``--id=<index>`` only, if given)."""
+        self._set("apps", stdout, exit_code, stderr, hang_s, grandchild, index)
 
     def calls(self) -> list[list[str]]:
         log = self.bin_dir / "calls.jsonl"
@@ -168,10 +177,8 @@ class FakeSmi:
         if not record.exists():
             return
         for line in record.read_text(encoding="utf-8").split():
-            try:
-                os.kill(int(line), signal.SIGKILL if hasattr(signal, "SIGKILL") else 9)
-            except (OSError, ValueError):
-                pass
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(line), getattr(signal, "SIGKILL", signal.SIGTERM))
 
 
 def _reset_smi_cache() -> None:

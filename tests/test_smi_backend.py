@@ -1,0 +1,397 @@
+"""The nvidia-smi backend: parsers on canned text, and the real subprocess path against the
+``fake_smi`` executable (parity §4.6, checklist 12, 15, 19, 23, 25)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import pytest_hypomnesis as hmn
+from pytest_hypomnesis._backends import smi
+from pytest_hypomnesis._common import BackendFailure
+from tests.helpers.fakesmi import FakeSmi
+
+MIB = 1024 * 1024
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="fake_smi is a POSIX script")
+
+
+# --- device query parser ---------------------------------------------------------------
+
+
+def test_device_parse_full_line() -> None:
+    reading = smi.parse_device_output("1024, 16311, 610.88\n")
+    assert reading.used_bytes == 1024 * MIB
+    assert reading.total_bytes == 16311 * MIB
+    assert reading.driver_version == "610.88"
+
+
+@pytest.mark.parametrize("text", ["1024, 16311\n", "1024, 16311, \n", "1024,16311,"])
+def test_device_parse_driver_missing_or_empty_is_none(text: str) -> None:
+    reading = smi.parse_device_output(text)
+    assert reading.driver_version is None
+    assert reading.total_bytes == 16311 * MIB
+
+
+def test_device_parse_first_line_only() -> None:
+    reading = smi.parse_device_output("1, 2, a\n3, 4, b\n")
+    assert (reading.used_bytes, reading.driver_version) == (MIB, "a")
+
+
+def test_device_parse_mib_to_bytes_saturates() -> None:
+    huge = 2**64 // MIB + 5
+    assert smi.parse_device_output(f"{huge}, {huge}, x").total_bytes == 2**64 - 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[N/A], 16311, 610.88",
+        "1024, [N/A], 610.88",
+        "1024",
+        "1_024, 16311, 610.88",
+        "-1, 16311, 610.88",
+        "1.5, 16311, 610.88",
+        "\n1024, 16311, 610.88",
+        "\x00\xff\xfe garbage",
+    ],
+)
+def test_device_parse_rejects_bad_fields(text: str) -> None:
+    with pytest.raises(BackendFailure) as info:
+        smi.parse_device_output(text)
+    assert info.value.backend == "nvidia-smi"
+    assert info.value.reason.startswith("unparsable output: ")
+
+
+@pytest.mark.parametrize("text", ["", "  \n\n"])
+def test_device_parse_empty_output(text: str) -> None:
+    with pytest.raises(BackendFailure, match="empty output"):
+        smi.parse_device_output(text)
+
+
+def test_device_parse_accepts_plus_sign_like_rust() -> None:
+    assert smi.parse_device_output("+5, 10").used_bytes == 5 * MIB
+
+
+def test_unparsable_reason_is_truncated() -> None:
+    with pytest.raises(BackendFailure) as info:
+        smi.parse_device_output("x" * 500)
+    assert len(info.value.reason) < 120
+
+
+# --- listing parser ---------------------------------------------------------------------
+
+
+def test_listing_parse_names_with_commas_and_question_mark() -> None:
+    rows = smi.parse_listing_output(
+        "42, weird,name.exe, 8\n7, ?, 100\n9, , 1\n\n  \n3, python, 0\n"
+    )
+    assert rows == [
+        (42, "weird,name.exe", 8 * MIB),
+        (7, "?", 100 * MIB),
+        (9, None, MIB),
+        (3, "python", 0),
+    ]
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["42, python, [N/A]", "abc, python, 5", "42 python 5", "-1, x, 5", "4294967296, x, 5"],
+)
+def test_listing_parse_drops_bad_lines(line: str) -> None:
+    assert smi.parse_listing_output(f"{line}\n11, ok, 2\n") == [(11, "ok", 2 * MIB)]
+
+
+def test_listing_parse_pid_without_name_field() -> None:
+    # "pid, used" has no name column at all: the rest before the last comma is the pid.
+    assert smi.parse_listing_output("12, 3") == [(12, None, 3 * MIB)]
+
+
+def test_listing_parse_empty_is_empty_list() -> None:
+    assert smi.parse_listing_output("") == []
+
+
+def test_commands_are_the_crates() -> None:
+    assert smi.device_command(3) == [
+        "--query-gpu=memory.used,memory.total,driver_version",
+        "--format=csv,noheader,nounits",
+        "--id=3",
+    ]
+    assert smi.listing_command(0) == [
+        "--query-compute-apps=pid,process_name,used_memory",
+        "--format=csv,noheader,nounits",
+        "--id=0",
+    ]
+
+
+# --- timeout setting ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("", 5.0), ("2.5", 2.5), ("0", 5.0), ("-3", 5.0), ("soon", 5.0), ("nan", 5.0), ("inf", 5.0)],
+)
+def test_timeout_from_env(monkeypatch: pytest.MonkeyPatch, raw: str, expected: float) -> None:
+    monkeypatch.setenv("HYPOMNESIS_SMI_TIMEOUT", raw)
+    assert smi.timeout_s() == expected
+
+
+# --- real subprocess against the fake executable -----------------------------------------
+
+
+@posix_only
+def test_device_query_runs_exact_command(fake_smi: FakeSmi) -> None:
+    reading = smi.device_query(2)
+    assert reading.used_bytes == 1024 * MIB
+    assert fake_smi.calls() == [smi.device_command(2)]
+
+
+@posix_only
+def test_listing_runs_exact_command(fake_smi: FakeSmi) -> None:
+    fake_smi.set_apps("42, weird,name.exe, 8\n7, ?, 1\n")
+    assert smi.list_processes(1) == [(42, "weird,name.exe", 8 * MIB), (7, "?", MIB)]
+    assert fake_smi.calls() == [smi.listing_command(1)]
+
+
+@posix_only
+def test_fake_answers_per_device_index(fake_smi: FakeSmi) -> None:
+    fake_smi.set_gpu("1, 2, a\n", index=1)
+    assert smi.device_query(1).driver_version == "a"
+    assert smi.device_query(0).driver_version == "610.88"
+
+
+@posix_only
+def test_listing_empty_output_is_empty_list(fake_smi: FakeSmi) -> None:
+    assert smi.list_processes(0) == []
+
+
+@posix_only
+def test_path_resolved_once(fake_smi: FakeSmi, monkeypatch: pytest.MonkeyPatch) -> None:
+    smi.device_query(0)
+    monkeypatch.setenv("PATH", "")
+    smi.device_query(0)  # still the cached absolute path
+    assert len(fake_smi.calls()) == 2
+
+
+def test_not_found_on_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    smi._reset_for_tests()
+    try:
+        with pytest.raises(BackendFailure, match="not found on PATH"):
+            smi.device_query(0)
+    finally:
+        smi._reset_for_tests()
+
+
+@posix_only
+def test_nonzero_exit_reports_first_stderr_line(fake_smi: FakeSmi) -> None:
+    fake_smi.set_gpu("", exit_code=9, stderr="\nNo devices were found\nmore\n")
+    with pytest.raises(BackendFailure) as info:
+        smi.device_query(0)
+    assert info.value.reason == "exited with status 9: No devices were found"
+
+
+@posix_only
+def test_nonzero_exit_without_stderr(fake_smi: FakeSmi) -> None:
+    fake_smi.set_apps("1, x, 2", exit_code=3)
+    with pytest.raises(BackendFailure) as info:
+        smi.list_processes(0)
+    assert info.value.reason == "exited with status 3"
+
+
+@posix_only
+def test_spawn_failure(fake_smi: FakeSmi) -> None:
+    smi.device_query(0)  # resolve and cache the path
+    fake_smi.remove()
+    with pytest.raises(BackendFailure, match="could not start"):
+        smi.device_query(0)
+
+
+@posix_only
+def test_binary_garbage_output(fake_smi: FakeSmi) -> None:
+    fake_smi.set_gpu(b"\xff\xfe\x00\x81garbage\n", stderr=b"\xff")
+    with pytest.raises(BackendFailure, match="unparsable output"):
+        smi.device_query(0)
+    fake_smi.set_apps(b"\xff\xfe\x00\n12, caf\xe9, 3\n")
+    assert smi.list_processes(0) == [(12, "caf\ufffd", 3 * MIB)]
+
+
+@posix_only
+def test_empty_stdout(fake_smi: FakeSmi) -> None:
+    fake_smi.set_gpu("")
+    with pytest.raises(BackendFailure, match="empty output"):
+        smi.device_query(0)
+
+
+@posix_only
+@pytest.mark.parametrize("grandchild", [None, "same-group", "escaped"])
+def test_hang_is_killed_within_timeout(
+    fake_smi: FakeSmi, monkeypatch: pytest.MonkeyPatch, grandchild: str | None
+) -> None:
+    monkeypatch.setenv("HYPOMNESIS_SMI_TIMEOUT", "0.5")
+    fake_smi.set_gpu("1, 2, 3", hang_s=60, grandchild=grandchild)
+    start = time.monotonic()
+    with pytest.raises(BackendFailure) as info:
+        smi.device_query(0)
+    elapsed = time.monotonic() - start
+    assert info.value.reason == "timed out after 0.5 s"
+    # Generous slack for a loaded CI box; the fake would otherwise hang for 60 s.
+    assert elapsed < 0.5 + 3.0
+
+
+@posix_only
+def test_hung_child_is_dead_afterwards(fake_smi: FakeSmi, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HYPOMNESIS_SMI_TIMEOUT", "2")
+    fake_smi.set_gpu("1, 2, 3", hang_s=60, grandchild="same-group")
+    with pytest.raises(BackendFailure):
+        smi.device_query(0)
+    pid_file = fake_smi.bin_dir / "grandchildren.txt"
+    if not pid_file.exists():
+        pytest.skip("the fake did not start within 2 s (machine overloaded)")
+    grandchild = int(pid_file.read_text().split()[0])
+    deadline = time.monotonic() + 2
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _alive(grandchild)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# --- public API fallthrough with NVML unavailable ------------------------------------------
+
+
+@pytest.fixture
+def no_nvml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    from pytest_hypomnesis import _probe
+    from pytest_hypomnesis._backends import nvml
+
+    monkeypatch.setenv("HYPOMNESIS_NVML_LIBRARY", str(tmp_path / "no-such-libnvidia-ml.so"))
+    reset = getattr(nvml, "_reset_for_tests", None)
+    if reset is not None:
+        reset()
+    monkeypatch.setattr(_probe, "platform", lambda: "linux")
+    previous = _probe.set_fake(None)
+    yield
+    _probe.set_fake(previous)
+    if reset is not None:
+        reset()
+
+
+@posix_only
+@pytest.mark.usefixtures("no_nvml")
+def test_public_device_info_falls_through_to_smi(fake_smi: FakeSmi) -> None:
+    fake_smi.set_gpu("3100, 16311, 610.88\n")
+    info = hmn.device_info(0)
+    assert info.name is None
+    assert info.total_bytes == 16311 * MIB
+    assert info.used_bytes == 3100 * MIB
+    assert info.free_bytes == (16311 - 3100) * MIB
+    assert info.reserved_bytes is None
+    assert info.driver_version == "610.88"
+
+
+@posix_only
+@pytest.mark.usefixtures("no_nvml")
+def test_public_free_saturates_when_used_exceeds_total(fake_smi: FakeSmi) -> None:
+    fake_smi.set_gpu("20, 10, \n")
+    info = hmn.device_info(0)
+    assert info.free_bytes == 0
+    assert info.driver_version is None
+
+
+@posix_only
+@pytest.mark.usefixtures("no_nvml")
+def test_public_process_gpu_info_is_device_wide(fake_smi: FakeSmi) -> None:
+    fake_smi.set_gpu("3100, 16311, 610.88\n")
+    gpu = hmn.process_gpu_info(0)
+    assert gpu.is_per_process is False
+    assert gpu.source is hmn.GpuQuerySource.NVIDIA_SMI
+    assert gpu.used_bytes == 3100 * MIB
+
+
+@posix_only
+@pytest.mark.usefixtures("no_nvml")
+def test_public_gpu_processes_sorted_by_pid(fake_smi: FakeSmi) -> None:
+    fake_smi.set_apps("900, b, 2\n42, weird,name, 8\n7, ?, [N/A]\n")
+    rows = hmn.gpu_processes(0)
+    assert [(r.pid, r.name, r.used_bytes) for r in rows] == [
+        (42, "weird,name", 8 * MIB),
+        (900, "b", 2 * MIB),
+    ]
+    assert all(r.source is hmn.GpuQuerySource.NVIDIA_SMI for r in rows)
+    assert all(r.shared_used_bytes == 0 for r in rows)
+
+
+@posix_only
+@pytest.mark.usefixtures("no_nvml")
+def test_public_gpu_processes_empty_is_ok(fake_smi: FakeSmi) -> None:
+    assert hmn.gpu_processes(0) == []
+
+
+@posix_only
+@pytest.mark.usefixtures("no_nvml")
+def test_public_snapshot_now_with_smi(fake_smi: FakeSmi) -> None:
+    snap = hmn.Snapshot.now(0)
+    assert snap.ram_bytes > 0
+    assert snap.gpu is not None
+    assert snap.gpu.is_per_process is False
+    assert snap.gpu_device is not None
+    assert snap.gpu_device.driver_version == "610.88"
+    assert snap.gpu_unavailable_reason is None
+
+
+@posix_only
+@pytest.mark.usefixtures("no_nvml")
+def test_public_hanging_smi_gives_reason_within_timeout(
+    fake_smi: FakeSmi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HYPOMNESIS_SMI_TIMEOUT", "0.4")
+    fake_smi.set_gpu("1, 2, 3", hang_s=60)
+    start = time.monotonic()
+    snap = hmn.Snapshot.now(0)
+    elapsed = time.monotonic() - start
+    assert snap.gpu is None
+    assert snap.gpu_device is None
+    assert snap.gpu_unavailable_reason is not None
+    assert "nvidia-smi: timed out after 0.4 s" in snap.gpu_unavailable_reason
+    # Two smi calls (process figure, device figure), each bounded by the timeout.
+    assert elapsed < 2 * 0.4 + 4.0
+
+
+@posix_only
+@pytest.mark.usefixtures("no_nvml")
+def test_public_every_backend_failed_raises(fake_smi: FakeSmi) -> None:
+    fake_smi.set_gpu("", exit_code=9, stderr="NVIDIA-SMI has failed")
+    with pytest.raises(hmn.NoGpuSourceError) as info:
+        hmn.device_info(0)
+    assert "nvidia-smi: exited with status 9: NVIDIA-SMI has failed" in info.value.reasons
+
+
+def test_debug_prints_raw_lines(
+    fake_smi: FakeSmi, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if sys.platform == "win32":
+        pytest.skip("fake_smi is a POSIX script")
+    from pytest_hypomnesis import _common
+
+    monkeypatch.setenv("HYPOMNESIS_DEBUG", "1")
+    # The switch is read once at import; flip the cached copy for this test only.
+    monkeypatch.setattr(_common, "_debug_on", True, raising=False)
+    smi.device_query(0)
+    err = capsys.readouterr().err
+    assert "[nvidia-smi debug] raw: '1024, 16311, 610.88'" in err
+
+
+def test_env_puts_fake_first_on_path(fake_smi: FakeSmi) -> None:
+    assert fake_smi.env["PATH"].split(os.pathsep)[0] == str(fake_smi.bin_dir)
