@@ -8,6 +8,7 @@ same kernel counter (``get_mm_rss``) in pages and costs a tenth as much to read
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 from pytest_hypomnesis._common import IS_LINUX, RamError, debug
@@ -44,6 +45,8 @@ def read_status_field(status_text: str, field: str) -> int:
 
 def _statm_rss() -> int:
     global _statm_fd, _statm_pid
+    if sys.platform == "win32":  # no procfs; also tells mypy the POSIX calls below are fine
+        raise OSError("no /proc on Windows")
     pid = os.getpid()
     with _lock:
         # A forked child (xdist, multiprocessing) inherits the fd of its parent's
@@ -82,8 +85,6 @@ def _native_rss() -> int:
     """macOS ``phys_footprint`` / Windows ``WorkingSetSize`` through ctypes, as the crate
     reads them; psutil where ctypes cannot reach the call (and on other systems). A call
     that ran and failed raises ``RamError`` with the crate's text."""
-    import sys
-
     try:
         if sys.platform == "darwin":
             from pytest_hypomnesis._backends import rss_macos
