@@ -217,17 +217,23 @@ def _process_gpu_info(index: int, pid: int | None) -> tuple[ProcessGpuInfo | Non
 
         used = _try(reasons, "Metal", lambda: metal.process_footprint(target))
         if used is not None:
-            return ProcessGpuInfo(used_bytes=used, is_per_process=True, source=GpuQuerySource.METAL), reasons
+            return ProcessGpuInfo(
+                used_bytes=used, is_per_process=True, source=GpuQuerySource.METAL
+            ), reasons
     if _is_windows() and own:
         # DXGI answers only for the calling process.
         from pytest_hypomnesis._backends import dxgi
 
         used = _try(reasons, "DXGI", lambda: dxgi.self_usage(index))
         if used is not None:
-            return ProcessGpuInfo(used_bytes=used, is_per_process=True, source=GpuQuerySource.DXGI), reasons
+            return ProcessGpuInfo(
+                used_bytes=used, is_per_process=True, source=GpuQuerySource.DXGI
+            ), reasons
     used = _try(reasons, "NVML", lambda: nvml.process_used_bytes(index, target))
     if used is not None:
-        return ProcessGpuInfo(used_bytes=used, is_per_process=True, source=GpuQuerySource.NVML), reasons
+        return ProcessGpuInfo(
+            used_bytes=used, is_per_process=True, source=GpuQuerySource.NVML
+        ), reasons
     smi_reading = _try(reasons, "nvidia-smi", lambda: smi.device_query(index))
     if smi_reading is not None:
         return (
@@ -326,10 +332,33 @@ def snapshot_all() -> list[Snapshot]:
 
 def vram_reader(index: int) -> Callable[[], VramReading] | None:
     """A cheap, repeatable reader of this process's VRAM on ``index`` for a sampler thread:
-    a fake GPU's, or NVML's through a kept handle. ``None`` when nothing per-process can be
-    read repeatedly (the sampler then takes start/end snapshots only)."""
+    a fake GPU's; Metal's ledger (macOS); DXGI's own-process usage (Windows, where NVML's
+    per-process rows are WDDM sentinels); else NVML's through a kept handle. ``None`` when
+    nothing per-process can be read repeatedly (the sampler then reads start and end only)."""
     if _fake is not None:
         return _fake.vram_reader(index)
+    reasons: list[str] = []
+    if _is_mac() and index == 0:
+        from pytest_hypomnesis._backends import metal
+
+        pid = os.getpid()
+        if _try(reasons, "Metal", lambda: metal.process_footprint(pid)) is not None:
+            return _polling_reader(lambda: metal.process_footprint(pid), GpuQuerySource.METAL)
+    if _is_windows():
+        from pytest_hypomnesis._backends import dxgi
+
+        if _try(reasons, "DXGI", lambda: dxgi.self_usage(index)) is not None:
+            return _polling_reader(lambda: dxgi.self_usage(index), GpuQuerySource.DXGI)
     from pytest_hypomnesis._backends import nvml
 
-    return _try([], "NVML", lambda: nvml.self_reader(index))
+    return _try(reasons, "NVML", lambda: nvml.self_reader(index))
+
+
+def _polling_reader(read: Callable[[], int], source: GpuQuerySource) -> Callable[[], VramReading]:
+    def reader() -> VramReading:
+        try:
+            return VramReading(read(), None, source)
+        except Exception:  # a failed sample is skipped, never a fabricated zero
+            return VramReading(None, None, None)
+
+    return reader

@@ -287,3 +287,31 @@ def test_debug_output(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFix
     _common.refresh_debug()
     hmn.process_rss()
     assert capsys.readouterr().err == ""
+
+
+def test_vram_reader_uses_dxgi_on_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_hypomnesis._backends import dxgi
+
+    monkeypatch.setattr(_probe, "platform", lambda: "win32")
+    usage = [5 * MIB]
+    monkeypatch.setattr(dxgi, "self_usage", lambda index: usage[0])
+    reader = _probe.vram_reader(0)
+    assert reader is not None
+    assert reader() == _probe.VramReading(5 * MIB, None, hmn.GpuQuerySource.DXGI)
+
+    def gone(index: int) -> int:
+        raise BackendFailure("DXGI", "adapter removed")
+
+    monkeypatch.setattr(dxgi, "self_usage", gone)
+    assert reader() == _probe.VramReading(None, None, None)
+
+
+def test_vram_reader_uses_metal_on_macos(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_hypomnesis._backends import metal
+
+    monkeypatch.setattr(_probe, "platform", lambda: "darwin")
+    monkeypatch.setattr(metal, "process_footprint", lambda pid: 7 * MIB)
+    reader = _probe.vram_reader(0)
+    assert reader is not None
+    assert reader().process_used_bytes == 7 * MIB
+    assert reader().source is hmn.GpuQuerySource.METAL
