@@ -1,0 +1,163 @@
+"""The HTML report in a real browser: headless Chromium (Debian's ``chromium`` package).
+
+The page carries a self-test run by the fragment ``#selftest``: it clicks column titles,
+checks the row order and collects script errors, console errors and CSP-blocked loads into
+``<pre id="hmn-selftest">``. ``--dump-dom`` hands back the DOM after that ran. Chromium's own
+console log (stderr) is checked too. The screenshot is kept as an artifact: its path is
+recorded as the ``screenshot`` property (JUnit XML) and, when ``HYPOMNESIS_ARTIFACT_DIR``
+is set, the PNG is copied there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_hypomnesis._compare import compare, parse_fail_exprs
+from pytest_hypomnesis._html import render_html, write_html_atomic
+from tests.helpers.reports import GIB, MIB, make_budget, make_report, make_test
+from tests.test_html import NASTY, Page
+
+CHROMIUM = shutil.which("chromium")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="headless Chromium not found: install Debian's package (apt-get install -y chromium)",
+)
+TIMEOUT_S = 60
+# As root in a container, without a display, on a closed network (see .ci/run).
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--enable-logging=stderr",
+    "--v=0",
+)
+
+
+def _chromium(tmp_path: Path, *args: str) -> tuple[str, str]:
+    """Run Chromium once (fresh profile); kill its whole process group on timeout."""
+    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
+    command = [str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", *args]
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        start_new_session=True,  # its own group, so the renderers die with it
+    )
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"chromium did not finish within {TIMEOUT_S} s: {' '.join(args)}")
+    assert proc.returncode == 0, f"chromium exited {proc.returncode}: {err[-2000:]}"
+    return out, err
+
+
+def _selftest(tmp_path: Path, page: Path) -> tuple[dict[str, Any], str, str]:
+    dom, log = _chromium(
+        tmp_path, "--virtual-time-budget=5000", "--dump-dom", page.as_uri() + "#selftest"
+    )
+    start = dom.index('<pre id="hmn-selftest">') + len('<pre id="hmn-selftest">')
+    text = dom[start : dom.index("</pre>", start)]
+    result: dict[str, Any] = json.loads(
+        text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    )
+    return result, dom, log
+
+
+def _rich_report() -> tuple[dict[str, Any], dict[str, Any]]:
+    tests = [
+        make_test(
+            f"tests/test_m.py::test_case[{i}]",
+            ram_increase=(i * 37 % 23) * MIB if i % 5 else None,
+            vram={"0": ((i * 13 % 7) * 100 * MIB, GIB + i * MIB)} if i % 3 else None,
+            budgets=[make_budget("max_ram", 16 * MIB, (i * 37 % 23) * MIB, i * 37 % 23 <= 16)],
+            timeline={
+                "t_s": [k * 0.01 for k in range(120)],
+                "rss_bytes": [100 * MIB + (k % 40) * i * MIB // 8 for k in range(120)],
+                "vram_bytes": {"0": [GIB + k * MIB for k in range(120)]},
+            },
+        )
+        for i in range(25)
+    ]
+    tests.append(make_test(NASTY, ram_increase=3 * MIB))
+    base = make_report([make_test(t["nodeid"], ram_increase=2 * MIB) for t in tests[::2]])
+    return make_report(tests), base
+
+
+def test_report_renders_without_errors_and_sorts(
+    tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    report, base = _rich_report()
+    page = tmp_path / "report.html"
+    comparison = compare(base, report, parse_fail_exprs("ram:10%"))
+    write_html_atomic(page, render_html(report, baseline=base, comparison=comparison))
+
+    result, dom, log = _selftest(tmp_path, page)
+    assert result["errors"] == []
+    assert result["checks"] == [
+        {"name": "ram_peak descending", "ok": True},
+        {"name": "ram_peak ascending", "ok": True},
+        {"name": "test ascending", "ok": True},
+    ]
+    assert result["ok"] is True
+    assert result["rows"] == len(report["tests"])
+    # Our page logs nothing; any console line is a script error, a blocked load or a warning.
+    assert [line for line in log.splitlines() if ":CONSOLE" in line] == []
+    # The last click sorted by node id: the DOM Chromium hands back must be in that order.
+    rows = [r["nodeid"] for r in Page(dom).rows]
+    assert rows == sorted(t["nodeid"] for t in report["tests"])
+
+    shot = tmp_path / "report.png"
+    _chromium(
+        tmp_path,
+        "--window-size=1280,2200",
+        "--hide-scrollbars",
+        f"--screenshot={shot}",
+        page.as_uri(),
+    )
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])
+    assert (width, height) == (1280, 2200)
+    assert len(png) > 20_000  # a blank page compresses to a few KiB
+    record_property("screenshot", str(shot))
+    artifacts = os.environ.get("HYPOMNESIS_ARTIFACT_DIR")
+    if artifacts:
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(shot, Path(artifacts) / "html-report.png")
+        shutil.copy2(page, Path(artifacts) / "html-report.html")
+
+
+def test_selftest_catches_script_errors_and_blocked_loads(tmp_path: Path) -> None:
+    # The harness must be able to fail: a page with a broken script and a remote image.
+    text = render_html(make_report([make_test("t::a")]))
+    broken = text.replace(
+        "</body>",
+        '<script>nosuch();</script><img src="https://example.invalid/x.png"></body>',
+    )
+    page = tmp_path / "broken.html"
+    page.write_text(broken, encoding="utf-8")
+    result, _, log = _selftest(tmp_path, page)
+    assert result["ok"] is False
+    assert any("nosuch is not defined" in e for e in result["errors"])
+    assert any(e.startswith("blocked by CSP: img-src") for e in result["errors"])
+    assert any(":CONSOLE" in line for line in log.splitlines())
