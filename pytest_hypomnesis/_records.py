@@ -53,6 +53,8 @@ def _req(data: dict[str, Any], key: str, kind: type | tuple[type, ...], what: st
 
 
 def _opt(data: dict[str, Any], key: str, kind: type, what: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{what}: expected an object, got {type(data).__name__}")
     value = data.get(key)
     if value is None:
         return None

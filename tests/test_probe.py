@@ -315,3 +315,63 @@ def test_vram_reader_uses_metal_on_macos(monkeypatch: pytest.MonkeyPatch) -> Non
     assert reader is not None
     assert reader().process_used_bytes == 7 * MIB
     assert reader().source is hmn.GpuQuerySource.METAL
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("", "cannot parse integer from empty string"),
+        ("١٢", "invalid digit found in string"),
+        ("-5", "invalid digit found in string"),
+        ("99999999999999999999999", "number too large to fit in target type"),
+    ],
+)
+def test_parse_vmrss_uses_rusts_parse_errors(value: str, problem: str) -> None:
+    with pytest.raises(RamError) as info:
+        # An empty value has no " kB" either (the crate strips that suffix after trimming).
+        rss.parse_vmrss(f"VmRSS:\t{value} kB\n" if value else "VmRSS:\t\n")
+    assert str(info.value) == f"RAM query failed: failed to parse VmRSS value '{value}': {problem}"
+
+
+def test_parse_vmrss_accepts_a_plus_sign() -> None:
+    assert rss.parse_vmrss("VmRSS:\t+7 kB\n") == 7 * 1024
+
+
+def test_apple_index_zero_failing_is_no_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_hypomnesis._backends import metal, nvml, smi
+
+    def fail(*_: object) -> object:
+        raise BackendFailure("Metal", "ledger unavailable")
+
+    monkeypatch.setattr(_probe, "platform", lambda: "darwin")
+    monkeypatch.setattr(metal, "is_apple_silicon", lambda: True)
+    monkeypatch.setattr(metal, "device_info", fail)
+    for module, names in ((nvml, ("device_query", "device_count")), (smi, ("device_query",))):
+        for name in names:
+            monkeypatch.setattr(module, name, fail)
+    with pytest.raises(hmn.NoGpuSourceError):
+        hmn.device_info(0)
+    with pytest.raises(hmn.DeviceIndexOutOfRangeError) as info:
+        hmn.device_info(1)
+    assert (info.value.index, info.value.count) == (1, 1)
+
+
+@pytest.mark.parametrize("bad", [[], "x", None, 3])
+def test_from_dict_rejects_non_objects(bad: object) -> None:
+    with pytest.raises(ValueError, match="expected an object"):
+        hmn.Snapshot.from_dict(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not hasattr(os, "register_at_fork"), reason="POSIX fork")
+def test_rss_works_in_a_child_forked_while_the_lock_is_held() -> None:
+    read_fd, write_fd = os.pipe()
+    with rss._lock:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            os.write(write_fd, str(rss.process_rss()).encode())
+            os._exit(0)
+    os.close(write_fd)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    assert int(os.read(read_fd, 64)) > 0
+    os.close(read_fd)

@@ -107,9 +107,10 @@ def test_listing_parse_drops_bad_lines(line: str) -> None:
     assert smi.parse_listing_output(f"{line}\n11, ok, 2\n") == [(11, "ok", 2 * MIB)]
 
 
-def test_listing_parse_pid_without_name_field() -> None:
-    # "pid, used" has no name column at all: the rest before the last comma is the pid.
-    assert smi.parse_listing_output("12, 3") == [(12, None, 3 * MIB)]
+def test_listing_parse_drops_a_line_with_too_few_fields() -> None:
+    # "pid, used" has no name column: the crate's first-comma split finds nothing, so the
+    # line is dropped (parity §8 "too few fields"); an empty name between commas is kept.
+    assert smi.parse_listing_output("12, 3\n13, , 4") == [(13, None, 4 * MIB)]
 
 
 def test_listing_parse_empty_is_empty_list() -> None:
@@ -365,8 +366,28 @@ def test_public_hanging_smi_gives_reason_within_timeout(
     assert snap.gpu_device is None
     assert snap.gpu_unavailable_reason is not None
     assert "nvidia-smi: timed out after 0.4 s" in snap.gpu_unavailable_reason
-    # Two smi calls (process figure, device figure), each bounded by the timeout.
-    assert elapsed < 2 * 0.4 + 4.0
+    # One timeout; the device query that follows fails at once (back-off), not a second wait.
+    assert elapsed < 0.4 + 3.0
+    start = time.monotonic()
+    again = hmn.Snapshot.now(0)
+    assert time.monotonic() - start < 0.3
+    assert again.gpu_unavailable_reason is not None
+    assert "timed out after 0.4 s; not retried for 30 s" in again.gpu_unavailable_reason
+
+
+@posix_only
+def test_a_timeout_is_retried_after_the_back_off(
+    fake_smi: FakeSmi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HYPOMNESIS_SMI_TIMEOUT", "0.3")
+    fake_smi.set_gpu("1, 2, 3", hang_s=60)
+    with pytest.raises(BackendFailure, match=r"timed out after 0\.3 s"):
+        smi.device_query(0)
+    fake_smi.set_gpu("1, 2, 610.88")
+    with pytest.raises(BackendFailure, match="not retried"):
+        smi.device_query(0)
+    monkeypatch.setattr(smi, "_hung_until", 0.0)
+    assert smi.device_query(0).driver_version == "610.88"
 
 
 @posix_only

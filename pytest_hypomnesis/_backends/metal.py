@@ -97,6 +97,15 @@ class LibSystemApi(Protocol):
 _UNRESOLVED = -2
 _index = _UNRESOLVED
 _index_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _index_lock
+    _index_lock = threading.Lock()  # the parent may have forked while a thread held it
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 _api: LibSystemApi | None = None
 
 
@@ -161,7 +170,11 @@ def _footprint_index(lib: LibSystemApi) -> int | None:
     with _index_lock:
         if _index == _UNRESOLVED:
             names = lib.ledger_template()
-            found = None if names is None else find_entry_index(names)
+            if names is None:
+                # A transient failure: try again next time rather than caching "absent".
+                debug(BACKEND, "ledger template unreadable")
+                return None
+            found = find_entry_index(names)
             _index = -1 if found is None else found
             debug(BACKEND, f"{GRAPHICS_FOOTPRINT} ledger index: {found}")
         return None if _index < 0 else _index

@@ -21,6 +21,18 @@ _statm_pid: int | None = None
 _lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    # A sampler thread may hold the lock while another thread forks; the child's copy
+    # would stay locked forever. The child also needs its own /proc/self/statm.
+    global _lock, _statm_fd, _statm_pid
+    _lock = threading.Lock()
+    _statm_fd, _statm_pid = None, None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def parse_vmrss(status_text: str) -> int:
     """Bytes from the ``VmRSS:`` line of ``/proc/self/status`` text, with the crate's errors."""
     return read_status_field(status_text, "VmRSS")
@@ -34,13 +46,25 @@ def read_status_field(status_text: str, field: str) -> int:
             if raw.endswith(" kB"):
                 raw = raw[:-3]
             raw = raw.strip()
-            try:
-                if not raw.isdigit():
-                    raise ValueError("invalid digit found in string")
-                return int(raw) * 1024
-            except ValueError as exc:
-                raise RamError(f"failed to parse {field} value '{raw}': {exc}") from None
+            return _parse_u64(raw, field) * 1024
     raise RamError(f"{field} not found in /proc/self/status")
+
+
+_U64_MAX = 2**64 - 1
+
+
+def _parse_u64(raw: str, field: str) -> int:
+    """``raw`` as Rust's ``u64::from_str`` reads it, with Rust's error texts."""
+    digits = raw[1:] if raw.startswith("+") else raw
+    if not digits:
+        problem = "cannot parse integer from empty string"
+    elif not all("0" <= ch <= "9" for ch in digits):
+        problem = "invalid digit found in string"
+    elif int(digits) > _U64_MAX:
+        problem = "number too large to fit in target type"
+    else:
+        return int(digits)
+    raise RamError(f"failed to parse {field} value '{raw}': {problem}")
 
 
 def _statm_rss() -> int:

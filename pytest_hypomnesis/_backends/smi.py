@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 from pytest_hypomnesis._common import BackendFailure, debug
 from pytest_hypomnesis._readings import SmiDeviceReading
@@ -47,13 +48,27 @@ _UNSIGNED = re.compile(r"\+?[0-9]+")
 _UNRESOLVED = object()
 _path: object | str | None = _UNRESOLVED
 _path_lock = threading.Lock()
+# After a timeout, calls fail at once for this long (see _run).
+HUNG_BACKOFF_S = 30.0
+_hung_until = 0.0
+_hung_reason: str | None = None
+
+
+def _after_fork_in_child() -> None:
+    global _path_lock
+    _path_lock = threading.Lock()  # the parent may have forked while a thread held it
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _reset_for_tests() -> None:
     """Forget the resolved executable path (tests put fake ones on ``PATH``)."""
-    global _path
+    global _path, _hung_reason
     with _path_lock:
         _path = _UNRESOLVED
+        _hung_reason = None
 
 
 def _executable() -> str:
@@ -119,7 +134,12 @@ def _run(args: list[str]) -> str:
     ``subprocess.run`` cannot kill a process group, and on Windows its post-timeout
     ``communicate()`` blocks on a pipe a grandchild inherited; hence ``Popen`` here.
     """
+    global _hung_until, _hung_reason
     exe = _executable()
+    if _hung_reason is not None and time.monotonic() < _hung_until:
+        # A wedged driver makes every call hang; paying the full timeout on each one would
+        # turn every snapshot (and every measured test) into a multi-second stall.
+        raise BackendFailure(BACKEND, f"{_hung_reason}; not retried for {HUNG_BACKOFF_S:.0f} s")
     limit_s = timeout_s()
     windows = sys.platform == "win32"
     try:
@@ -147,7 +167,9 @@ def _run(args: list[str]) -> str:
                     pipe.close()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=_KILL_GRACE_S)
-        raise BackendFailure(BACKEND, f"timed out after {limit_s:.1f} s") from None
+        _hung_reason = f"timed out after {limit_s:.1f} s"
+        _hung_until = time.monotonic() + HUNG_BACKOFF_S
+        raise BackendFailure(BACKEND, _hung_reason) from None
     stdout: str = out.decode("utf-8", errors="replace")
     if proc.returncode != 0:
         first = err.decode("utf-8", errors="replace").strip().splitlines()
@@ -210,7 +232,10 @@ def parse_listing_output(stdout: str) -> list[tuple[int, str | None, int]]:
         head, sep, used_text = line.rpartition(",")
         if not sep:
             continue
-        pid_text, _, name_text = head.partition(",")
+        pid_text, name_sep, name_text = head.partition(",")
+        if not name_sep:
+            # The crate splits pid from name at the first comma and drops a line without one.
+            continue
         pid = _unsigned(pid_text.strip(), U32_MAX)
         used = _unsigned(used_text.strip(), U64_MAX)
         if pid is None or used is None:
