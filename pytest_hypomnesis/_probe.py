@@ -111,11 +111,8 @@ def _count_for_bounds(reasons: list[str]) -> int | None:
 
 def _bounds_error(index: int, reasons: list[str]) -> Exception:
     scratch: list[str] = []
-    if _is_mac() and _apple_gpu():
-        # One Apple GPU: only an index past it is out of range; index 0 failing is "no source".
-        if index >= 1:
-            return DeviceIndexOutOfRangeError(index, 1, tuple(reasons))
-        return NoGpuSourceError(tuple(reasons))
+    # As in the crate, only NVML or DXGI can count for the bounds check: on macOS (no
+    # NVIDIA) any failed index, 0 or past the one Apple GPU, is "no source" (parity §4.1).
     count = _count_for_bounds(scratch)
     if count is not None and index >= count:
         return DeviceIndexOutOfRangeError(index, count, tuple(reasons))

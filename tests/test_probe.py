@@ -351,9 +351,8 @@ def test_apple_index_zero_failing_is_no_source(monkeypatch: pytest.MonkeyPatch) 
             monkeypatch.setattr(module, name, fail)
     with pytest.raises(hmn.NoGpuSourceError):
         hmn.device_info(0)
-    with pytest.raises(hmn.DeviceIndexOutOfRangeError) as info:
+    with pytest.raises(hmn.NoGpuSourceError):
         hmn.device_info(1)
-    assert (info.value.index, info.value.count) == (1, 1)
 
 
 @pytest.mark.parametrize("bad", [[], "x", None, 3])
