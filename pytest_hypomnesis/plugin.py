@@ -1,1 +1,275 @@
+"""The ``hypomnesis`` pytest plugin (``pytest --hypomnesis``).
+
+Per-test metrics travel as one plain dict on the call-phase ``TestReport`` attribute
+``hypomnesis`` (with ``--hypomnesis-scope=test`` the teardown report carries the final
+one), so the controller aggregates in ``pytest_runtest_logreport`` identically with and
+without pytest-xdist. Budgets are judged where the test ran, at the end of its call phase.
+"""
+
 from __future__ import annotations
+
+import warnings
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from pytest_hypomnesis import _terminal
+from pytest_hypomnesis._budgets import (
+    MARKERS,
+    Budget,
+    BudgetError,
+    HypomnesisWarning,
+    budgets_for,
+    judge,
+)
+from pytest_hypomnesis._fixtures import (
+    ENGINE_KEY,
+    fake_gpu,
+    gpu_device_info_builder,
+    memory_report,
+    memory_snapshot,
+)
+from pytest_hypomnesis._jsonreport import BudgetRecord, MeasuredTestRecord
+from pytest_hypomnesis._measure import Engine, Measurement, Span
+from pytest_hypomnesis._settings import Settings, add_options, resolve
+from pytest_hypomnesis._summary import over_budget
+
+__all__ = [
+    "HypomnesisPlugin",
+    "HypomnesisWarning",
+    "fake_gpu",
+    "gpu_device_info_builder",
+    "memory_report",
+    "memory_snapshot",
+]
+
+PLUGIN_KEY = pytest.StashKey["HypomnesisPlugin"]()
+_BUDGETS = pytest.StashKey[list[Budget]]()
+_SPAN = pytest.StashKey[Span]()
+_VERDICT = pytest.StashKey[list[BudgetRecord]]()
+_CALL_OUTCOME = pytest.StashKey[str]()
+_MEASUREMENT = pytest.StashKey[Measurement]()
+_FINAL = pytest.StashKey[MeasuredTestRecord]()
+_BAD_MARKER = pytest.StashKey[str]()
+
+ATTR = "hypomnesis"
+"""The ``TestReport`` attribute that carries a test record."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Markers are registered even when measuring is off, so --strict-markers accepts them.
+    for text in MARKERS.values():
+        config.addinivalue_line("markers", text)
+    settings = resolve(config)
+    engine = Engine(interval_s=settings.interval_s, devices=settings.devices)
+    config.stash[ENGINE_KEY] = engine
+    plugin = HypomnesisPlugin(config, settings, engine)
+    config.stash[PLUGIN_KEY] = plugin
+    config.pluginmanager.register(plugin, "hypomnesis-session")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    plugin = config.stash.get(PLUGIN_KEY, None)
+    if plugin is not None:
+        plugin.engine.close()
+        config.pluginmanager.unregister(plugin)
+        del config.stash[PLUGIN_KEY]
+
+
+def _outcome(report: pytest.TestReport) -> str:
+    if hasattr(report, "wasxfail"):
+        return "xfailed" if report.skipped else "xpassed"
+    return report.outcome
+
+
+class HypomnesisPlugin:
+    """One session's state: settings, the measurement engine, and (on the controller)
+    the collected test records."""
+
+    def __init__(self, config: pytest.Config, settings: Settings, engine: Engine) -> None:
+        self.config = config
+        self.settings = settings
+        self.engine = engine
+        workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+        self.is_worker = workerinput is not None
+        self.worker = str(workerinput["workerid"]) if workerinput else "master"
+        self.records: dict[str, MeasuredTestRecord] = {}
+        self.json_error: str | None = None
+        self.report_cache: dict[str, Any] | None = None
+        self._warned: set[str] = set()
+
+    # -- the worker side: measure and judge ----------------------------------------------
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+        s = self.settings
+        try:
+            budgets = budgets_for(
+                item, max_ram_bytes=s.max_ram_bytes, max_vram_bytes=s.max_vram_bytes
+            )
+        except BudgetError as exc:
+            # Raised later, from the plain hook below: failing here, before the inner
+            # wrappers ran, would leave other plugins' per-test state half made.
+            item.stash[_BAD_MARKER] = str(exc)
+            return (yield)
+        if budgets or s.measure_all:
+            item.stash[_BUDGETS] = budgets
+            if s.scope == "test":
+                item.stash[_SPAN] = self.engine.begin()
+        return (yield)
+
+    @pytest.hookimpl(specname="pytest_runtest_setup", tryfirst=True)
+    def pytest_runtest_setup_bad_marker(self, item: pytest.Item) -> None:
+        message = item.stash.get(_BAD_MARKER, None)
+        if message is not None:
+            pytest.fail(message, pytrace=False)
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        budgets = item.stash.get(_BUDGETS, None)
+        if budgets is None:
+            return (yield)
+        if self.settings.scope == "call":
+            item.stash[_SPAN] = self.engine.begin()
+        try:
+            return (yield)
+        finally:
+            self._finish_call(item, budgets)
+
+    def _finish_call(self, item: pytest.Item, budgets: list[Budget]) -> None:
+        span = item.stash.get(_SPAN, None)
+        if span is None:
+            return
+        if self.settings.scope == "call":
+            measurement = self.engine.end(span)
+            del item.stash[_SPAN]
+        else:
+            measurement = self.engine.peek(span)
+        verdicts = judge(
+            budgets, measurement, scope=self.settings.scope, strict=self.settings.strict
+        )
+        item.stash[_VERDICT] = verdicts
+        item.stash[_MEASUREMENT] = measurement
+        for budget, verdict in zip(budgets, verdicts, strict=True):
+            if verdict["passed"] is None and verdict["message"]:
+                self._warn_not_checked(budget, verdict["message"], item)
+
+    def _warn_not_checked(self, budget: Budget, message: str, item: pytest.Item) -> None:
+        # A suite-wide default would warn for every test: say it once per reason.
+        if budget.origin == "option":
+            if message in self._warned:
+                return
+            self._warned.add(message)
+            text = f"{message} (--hypomnesis-max-vram; said once per session)"
+        else:
+            text = f"{message} ({item.nodeid})"
+        warnings.warn(HypomnesisWarning(text), stacklevel=1)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        try:
+            return (yield)
+        finally:
+            span = item.stash.get(_SPAN, None)
+            if span is not None:
+                del item.stash[_SPAN]
+                measurement = self.engine.end(span)
+                if _CALL_OUTCOME in item.stash:
+                    item.stash[_FINAL] = self._record(item, measurement, item.stash[_CALL_OUTCOME])
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if report.when == "call":
+            measurement = item.stash.get(_MEASUREMENT, None)
+            if measurement is not None:
+                del item.stash[_MEASUREMENT]
+                self._apply_budgets(item, report)
+                record = self._record(item, measurement, _outcome(report))
+                item.stash[_CALL_OUTCOME] = record["outcome"]
+                setattr(report, ATTR, record)
+        elif report.when == "teardown" and _FINAL in item.stash:
+            setattr(report, ATTR, item.stash[_FINAL])
+            del item.stash[_FINAL]
+        return report
+
+    def _apply_budgets(self, item: pytest.Item, report: pytest.TestReport) -> None:
+        lines = [
+            v["message"]
+            for v in item.stash.get(_VERDICT, [])
+            if v["passed"] is False and v["message"]
+        ]
+        if not lines or hasattr(report, "wasxfail") or report.outcome == "skipped":
+            return
+        text = "\n".join(lines)
+        if report.outcome == "failed" and report.longrepr is not None:
+            # Keep the test's own failure; the budget line goes in a section below it.
+            add = getattr(report.longrepr, "addsection", None)
+            if add is not None:
+                add("hypomnesis", text)
+            else:
+                report.longrepr = f"{report.longrepr}\n{text}"
+            return
+        report.outcome = "failed"
+        report.longrepr = _budget_longrepr(item, text)
+
+    def _record(self, item: pytest.Item, m: Measurement, outcome: str) -> MeasuredTestRecord:
+        return {
+            "nodeid": item.nodeid,
+            "outcome": outcome,
+            "worker": self.worker,
+            "scope": self.settings.scope,
+            "duration_s": round(m.duration_s, 6),
+            "ram": m.ram_record(),
+            "vram": m.vram_record(),
+            "budgets": item.stash.get(_VERDICT, []),
+        }
+
+    # -- the controller side: collect, summarise, write ----------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport, config: pytest.Config
+    ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+        record = getattr(report, ATTR, None)
+        failed = report.when == "call" and report.failed
+        if failed and isinstance(record, dict) and over_budget(record):
+            return "failed", "M", ("OVER BUDGET", {"red": True})
+        return None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.is_worker:
+            return
+        record = getattr(report, ATTR, None)
+        if isinstance(record, dict):
+            # With scope=test the teardown record (teardown included) replaces the
+            # call-phase one.
+            self.records[report.nodeid] = record  # type: ignore[assignment]
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.is_worker or self.settings.json_path is None:
+            return
+        self.json_error = _terminal.write_json(self, session)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.is_worker:
+            return
+        _terminal.summary(self, terminalreporter)
+
+
+def _budget_longrepr(item: pytest.Item, text: str) -> Any:
+    """A failure representation with a crash line, so the short test summary shows the
+    budget line and pytest-xdist can serialise it like any test failure."""
+    try:
+        pytest.fail(text, pytrace=False)
+    except pytest.fail.Exception:
+        excinfo = pytest.ExceptionInfo[BaseException].from_current()
+    return item.repr_failure(excinfo)
