@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -197,6 +198,28 @@ def test_self_reader_sees_spikes_and_zero_when_absent(fake_nvml: FakeNvml) -> No
     assert reader() == VramReading(5 * GIB, 8 * GIB, hmn.GpuQuerySource.NVML)
     fake_nvml.set_self_used(None)
     assert reader() == VramReading(0, 8 * GIB, hmn.GpuQuerySource.NVML)
+
+
+def test_self_reader_fast_path_grows_past_its_buffer(fake_nvml: FakeNvml) -> None:
+    # 150 other processes before ours: more rows than the reader's first 64-row buffer.
+    others = tuple(FakeProcess(pid=10_000 + n, used_bytes=MIB) for n in range(150))
+    device = FakeNvmlDevice(name="NVIDIA Busy", total_bytes=80 * GIB, used_bytes=4 * GIB)
+    fake_nvml.set([replace(device, processes=(*others, FakeProcess(SELF, 9 * MIB)))])
+    reader = nvml.self_reader(0)
+    assert getattr(reader, "_fast", None) is not None  # real nvidia-ml-py: direct ctypes
+    assert reader() == VramReading(9 * MIB, 4 * GIB, hmn.GpuQuerySource.NVML)
+    assert reader() == VramReading(9 * MIB, 4 * GIB, hmn.GpuQuerySource.NVML)
+
+
+def test_self_reader_fast_path_degrades_on_errors(fake_nvml: FakeNvml) -> None:
+    fake_nvml.set([A100])
+    reader = nvml.self_reader(0)
+    fake_nvml.fail("nvmlDeviceGetComputeRunningProcesses_v3", "NO_PERMISSION")
+    assert reader() == VramReading(None, 3 * GIB, hmn.GpuQuerySource.NVML)
+    fake_nvml.fail("*", "GPU_IS_LOST")
+    assert reader() == VramReading(None, None, None)
+    fake_nvml.clear_errors()
+    assert reader() == VramReading(700 * MIB, 3 * GIB, hmn.GpuQuerySource.NVML)
 
 
 def test_self_reader_under_concurrent_config_rewrites(fake_nvml: FakeNvml) -> None:

@@ -263,7 +263,7 @@ def _compile(out_dir: Path, defines: tuple[str, ...]) -> Path:
         pytest.skip("no C compiler (gcc/cc) to build the fake libnvidia-ml")
     suffix = "-".join(d.lower() for d in defines)
     library = out_dir / (f"libnvidia-ml-fake-{suffix}.so.1" if suffix else "libnvidia-ml.so.1")
-    command = [compiler, "-shared", "-fPIC", "-O2", *(f"-D{d}" for d in defines)]
+    command = [compiler, "-shared", "-fPIC", "-O2", "-pthread", *(f"-D{d}" for d in defines)]
     command += ["-o", str(library), str(SOURCE)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
