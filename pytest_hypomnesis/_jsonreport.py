@@ -15,12 +15,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TypedDict
 
+from pytest_hypomnesis._timeline import parse_timeline
+
 __all__ = [
     "SCHEMA",
     "BudgetRecord",
     "MeasuredTestRecord",
     "RamRecord",
     "ReportError",
+    "TimelineRecord",
     "VramDeviceRecord",
     "VramRecord",
     "build_report",
@@ -79,9 +82,16 @@ class BudgetRecord(TypedDict):
     message: str | None
 
 
-class MeasuredTestRecord(TypedDict):
-    """One measured test: the JSON report's per-test record."""
+class TimelineRecord(TypedDict):
+    """The sampled series of one test (``--hypomnesis-timeline``): equal-length lists,
+    at most 200 points; see ``_timeline``."""
 
+    t_s: list[float]
+    rss_bytes: list[int | None]
+    vram_bytes: dict[str, list[int | None]]
+
+
+class _RequiredTestFields(TypedDict):
     nodeid: str
     outcome: str
     worker: str
@@ -90,6 +100,13 @@ class MeasuredTestRecord(TypedDict):
     ram: RamRecord
     vram: VramRecord
     budgets: list[BudgetRecord]
+
+
+class MeasuredTestRecord(_RequiredTestFields, total=False):
+    """One measured test: the JSON report's per-test record. ``timeline`` is there only
+    with ``--hypomnesis-timeline``."""
+
+    timeline: TimelineRecord
 
 
 class ReportError(Exception):
@@ -214,6 +231,12 @@ def validate_test_record(record: object, where: str = "test") -> MeasuredTestRec
         if _field(b, "origin", bwhere) not in ("marker", "option"):
             _wrong(b, "origin", bwhere, expect="'marker' or 'option'")
         _str_field(b, "message", bwhere, optional=True)
+
+    if rec.get("timeline") is not None:
+        try:
+            parse_timeline(rec["timeline"], f"{where}.timeline")
+        except ValueError as exc:
+            raise ReportError(str(exc)) from None
     return rec  # type: ignore[return-value]
 
 

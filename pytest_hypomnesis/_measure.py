@@ -12,20 +12,27 @@ while no test runs. With no GPU (and no fake one) there is no thread.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pytest_hypomnesis import _probe
 from pytest_hypomnesis._backends.rss import process_rss
 from pytest_hypomnesis._fake import FakeGpu
-from pytest_hypomnesis._jsonreport import RamRecord, VramDeviceRecord, VramRecord
+from pytest_hypomnesis._jsonreport import (
+    RamRecord,
+    TimelineRecord,
+    VramDeviceRecord,
+    VramRecord,
+)
 from pytest_hypomnesis._rampeak import RamPeakMeter
 from pytest_hypomnesis._readings import VramReading
+from pytest_hypomnesis._timeline import TimelineRecorder
 
 __all__ = ["DeviceFigures", "Engine", "Measurement", "RamFigures", "Span"]
 
@@ -70,6 +77,7 @@ class Span:
     closed: bool = False
     started: bool = False
     """Set once the start readings are in: a device first seen later was added mid-span."""
+    timeline: TimelineRecorder | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +109,8 @@ class Measurement:
     vram_source: str | None
     vram_unavailable_reason: str | None
     torch_peak_allocated_bytes: dict[int, int] | None
+    timeline: TimelineRecord | None = None
+    """The sampled series, for a span begun with ``timeline=True`` and ended."""
 
     def ram_record(self) -> RamRecord:
         r = self.ram
@@ -176,6 +186,9 @@ class Engine:
         self._thread_pid: int | None = None
         self._active = threading.Event()
         self._closing = threading.Event()
+        # Open spans that keep a timeline; the sampler then reads RSS even when the
+        # kernel's high-water mark makes that unnecessary for the peak.
+        self._timeline_spans = 0
 
     # -- devices -------------------------------------------------------------------------
 
@@ -229,8 +242,10 @@ class Engine:
 
     # -- sampling ------------------------------------------------------------------------
 
-    def _needs_thread(self, readers: list[tuple[int, Reader]], fake: FakeGpu | None) -> bool:
-        return bool(readers) or fake is not None or not self.ram.exact
+    def _needs_thread(
+        self, readers: list[tuple[int, Reader]], fake: FakeGpu | None, timeline: bool
+    ) -> bool:
+        return bool(readers) or fake is not None or not self.ram.exact or timeline
 
     def _ensure_thread(self) -> None:
         pid = os.getpid()
@@ -258,14 +273,22 @@ class Engine:
                 readings.append((index, reader()))
             except Exception:
                 continue
-        rss = None if self.ram.exact else process_rss()
+        sampled_peak = not self.ram.exact
+        rss = process_rss() if sampled_peak or self._timeline_spans else None
+        now = time.perf_counter()
         with self._lock:
             spans = [only] if only is not None else list(self._open)
             for span in spans:
                 if span.closed:
                     continue
-                if rss is not None and (span.ram_peak_bytes is None or rss > span.ram_peak_bytes):
+                if (
+                    sampled_peak
+                    and rss is not None
+                    and (span.ram_peak_bytes is None or rss > span.ram_peak_bytes)
+                ):
                     span.ram_peak_bytes = rss
+                if span.timeline is not None:
+                    span.timeline.add(now, rss, {i: r.process_used_bytes for i, r in readings})
                 for index, reading in readings:
                     track = span.devices.get(index)
                     if track is None:
@@ -294,7 +317,8 @@ class Engine:
                 for device, peak in _torch_peaks(cuda).items():
                     span.torch_peaks[device] = max(span.torch_peaks.get(device, 0), peak)
 
-    def begin(self) -> Span:
+    def begin(self, *, timeline: bool = False) -> Span:
+        """Open a span; with ``timeline`` it also keeps the sampled RSS/VRAM series."""
         exact = self.ram.exact
         cuda = _torch_cuda()
         with self._lock:
@@ -314,12 +338,17 @@ class Engine:
             except Exception:
                 span.torch_peaks = None
         readers, fake = self.readers()
+        if timeline:
+            span.timeline = TimelineRecorder()
+            span.timeline.start(span.t0)
         with self._lock:
             self._open.append(span)
-        if readers:
+            if timeline:
+                self._timeline_spans += 1
+        if readers or timeline:
             self._sample(final=False, only=span)
         span.started = True
-        if self._needs_thread(readers, fake):
+        if self._needs_thread(readers, fake, timeline):
             self._ensure_thread()
             self._active.set()
         return span
@@ -334,13 +363,19 @@ class Engine:
             span.closed = True
             if span in self._open:
                 self._open.remove(span)
+                if span.timeline is not None:
+                    self._timeline_spans -= 1
             if not self._open:
                 self._active.clear()
+        if span.timeline is not None:
+            series = cast(TimelineRecord, span.timeline.finish())
+            measurement = dataclasses.replace(measurement, timeline=series)
         return measurement
 
     def _figures(self, span: Span, *, final: bool) -> Measurement:
         readers, fake = self.readers()
-        if readers or (final and not self.ram.exact):
+        last_point = final and span.timeline is not None
+        if readers or (final and not self.ram.exact) or last_point:
             self._sample(final=final, only=span)
         rss = process_rss()
         peak_now = self.ram.peak_bytes()

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import pytest
 
+from pytest_hypomnesis._compare import Threshold, ThresholdError, parse_fail_exprs
 from pytest_hypomnesis._sizes import SizeError, parse_duration_s, parse_size
 
 __all__ = ["DEFAULT_INTERVAL_S", "DEFAULT_TOP", "Settings", "add_options", "resolve"]
@@ -37,7 +38,18 @@ _OPTIONS: tuple[tuple[str, Literal["bool", "string"], str], ...] = (
     ("-max-vram", "string", "suite-wide VRAM budget (per-process increase), e.g. 2GiB"),
     ("-device", "string", "GPU index(es) to watch, e.g. 0 or 0,1 (default: every visible GPU)"),
     ("-strict", "bool", "a VRAM budget that cannot be checked (no GPU) fails the test"),
+    ("-compare", "string", "compare with this baseline JSON report (implies measuring every test)"),
+    (
+        "-compare-fail",
+        "string",
+        "fail the run when a test grew past EXPR[,EXPR...], EXPR METRIC:N% or METRIC:SIZE, "
+        "METRIC one of ram, ram_peak, vram, vram_peak (needs --hypomnesis-compare)",
+    ),
+    ("-html", "string", "write the self-contained HTML report to this path"),
+    ("-timeline", "bool", "keep each measured test's memory series (at most 200 points)"),
 )
+
+_METAVARS = {"-compare": "BASE.json", "-compare-fail": "EXPR", "-html": "PATH"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +65,26 @@ class Settings:
     max_vram_bytes: int | None = None
     devices: tuple[int, ...] | None = None
     strict: bool = False
+    compare_path: str | None = None
+    thresholds: tuple[Threshold, ...] = ()
+    html_path: str | None = None
+    timeline: bool = False
 
     @property
     def measure_all(self) -> bool:
-        """Every test is measured with ``--hypomnesis`` or a JSON report to fill."""
-        return self.enabled or self.json_path is not None
+        """Every test is measured with ``--hypomnesis`` or a report to fill or compare."""
+        return (
+            self.enabled
+            or self.json_path is not None
+            or self.html_path is not None
+            or self.compare_path is not None
+        )
+
+    @property
+    def needs_report(self) -> bool:
+        """The controller builds the report dict at session end (JSON, HTML, the gate)."""
+        outputs = (self.json_path, self.html_path, self.compare_path)
+        return any(path is not None for path in outputs)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +95,7 @@ class Settings:
             "devices": None if self.devices is None else list(self.devices),
             "strict": self.strict,
             "top": self.top,
+            "timeline": self.timeline,
         }
 
 
@@ -76,11 +104,13 @@ def add_options(parser: pytest.Parser) -> None:
     for suffix, kind, help_text in _OPTIONS:
         flag = f"--hypomnesis{suffix}"
         dest = flag.lstrip("-").replace("-", "_")
+        # argparse %-formats option help (ini help is printed as is).
+        option_help = help_text.replace("%", "%%")
         if kind == "bool":
-            group.addoption(flag, action="store_true", default=None, dest=dest, help=help_text)
+            group.addoption(flag, action="store_true", default=None, dest=dest, help=option_help)
         else:
-            metavar = suffix.lstrip("-").replace("-", "_").upper()
-            group.addoption(flag, default=None, dest=dest, metavar=metavar, help=help_text)
+            metavar = _METAVARS.get(suffix, suffix.lstrip("-").replace("-", "_").upper())
+            group.addoption(flag, default=None, dest=dest, metavar=metavar, help=option_help)
         parser.addini(dest, f"{help_text} (ini twin of {flag})", type=kind, default=None)
     parser.addini(
         "verbosity_hypomnesis",
@@ -121,20 +151,43 @@ def _devices(value: str, origin: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(int(p) for p in parts))
 
 
+def _path(config: pytest.Config, dest: str, *, writable: bool) -> str | None:
+    """An absolute path (relative ones are taken from the invocation directory); for a
+    file to write, its directory must exist."""
+    value, origin = _raw(config, dest)
+    if value is None:
+        return None
+    path = os.path.abspath(os.path.join(str(config.invocation_params.dir), str(value)))
+    if writable:
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):
+            raise _usage(origin, value, f"directory {parent} does not exist")
+    return path
+
+
+def _thresholds(config: pytest.Config, compare_path: str | None) -> tuple[Threshold, ...]:
+    value, origin = _raw(config, "hypomnesis_compare_fail")
+    if value is None:
+        return ()
+    if compare_path is None:
+        raise _usage(
+            origin, value, "needs --hypomnesis-compare=BASE.json, the baseline to compare with"
+        )
+    try:
+        return tuple(parse_fail_exprs(str(value)))
+    except ThresholdError as exc:
+        raise _usage(origin, value, str(exc)) from None
+
+
 def resolve(config: pytest.Config) -> Settings:
     """Read and validate every option; raises ``pytest.UsageError`` on a bad value."""
     enabled, _ = _raw(config, "hypomnesis")
     strict, _ = _raw(config, "hypomnesis_strict")
 
-    json_value, json_origin = _raw(config, "hypomnesis_json")
-    json_path = None
-    if json_value is not None:
-        json_path = os.path.abspath(
-            os.path.join(str(config.invocation_params.dir), str(json_value))
-        )
-        parent = os.path.dirname(json_path)
-        if not os.path.isdir(parent):
-            raise _usage(json_origin, json_value, f"directory {parent} does not exist")
+    timeline, _ = _raw(config, "hypomnesis_timeline")
+    json_path = _path(config, "hypomnesis_json", writable=True)
+    html_path = _path(config, "hypomnesis_html", writable=True)
+    compare_path = _path(config, "hypomnesis_compare", writable=False)
 
     top = DEFAULT_TOP
     top_value, top_origin = _raw(config, "hypomnesis_top")
@@ -174,4 +227,8 @@ def resolve(config: pytest.Config) -> Settings:
         max_vram_bytes=_size(config, "hypomnesis_max_vram"),
         devices=devices,
         strict=bool(strict),
+        compare_path=compare_path,
+        thresholds=_thresholds(config, compare_path),
+        html_path=html_path,
+        timeline=bool(timeline),
     )

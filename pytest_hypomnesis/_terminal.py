@@ -1,4 +1,5 @@
-"""The controller's output: the ``hypomnesis`` terminal section and the JSON report."""
+"""The controller's output: the ``hypomnesis`` terminal section, the JSON and HTML reports
+and the regression gate against a baseline."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_hypomnesis import _probe
+from pytest_hypomnesis._compare import CompareError, compare, format_comparison
 from pytest_hypomnesis._format import format_bytes_iec
+from pytest_hypomnesis._html import render_html, write_html_atomic
 from pytest_hypomnesis._jsonreport import build_report, write_report_atomic
 from pytest_hypomnesis._summary import (
     header_line,
@@ -23,7 +26,7 @@ from pytest_hypomnesis._summary import (
 if TYPE_CHECKING:
     from pytest_hypomnesis.plugin import HypomnesisPlugin
 
-__all__ = ["report_data", "summary", "write_json"]
+__all__ = ["finish_session", "report_data", "summary", "write_json"]
 
 
 def _devices(plugin: HypomnesisPlugin) -> list[dict[str, Any]]:
@@ -95,6 +98,46 @@ def write_json(plugin: HypomnesisPlugin, session: pytest.Session) -> str | None:
     return None
 
 
+def _write_html(plugin: HypomnesisPlugin, data: dict[str, Any]) -> None:
+    path = plugin.settings.html_path
+    assert path is not None
+    try:
+        page = render_html(data, baseline=plugin.baseline, comparison=plugin.comparison)
+    except CompareError as exc:
+        plugin.report_problems.append(
+            f"hypomnesis: warning: HTML report not written to {path}: {exc}"
+        )
+        return
+    try:
+        write_html_atomic(path, page)
+    except OSError as exc:
+        plugin.report_problems.append(
+            f"hypomnesis: could not write the HTML report to {path}: {exc}"
+        )
+
+
+def finish_session(plugin: HypomnesisPlugin, session: pytest.Session) -> None:
+    """At session end, on the controller: build the report once, write the JSON, compare
+    with the baseline, write the HTML. Never raises for a report problem (a session hook
+    must not); a failed gate turns an otherwise passing run's exit status into 1."""
+    settings = plugin.settings
+    data = report_data(plugin)
+    if settings.json_path is not None:
+        plugin.json_error = write_json(plugin, session)
+    if plugin.baseline is not None:
+        try:
+            plugin.comparison = compare(plugin.baseline, data, settings.thresholds)
+        except CompareError as exc:
+            plugin.report_problems.append(
+                f"hypomnesis: warning: cannot compare with the baseline: {exc}"
+            )
+        failed = plugin.comparison is not None and plugin.comparison.failed
+        if failed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if settings.html_path is not None:
+        _write_html(plugin, data)
+
+
 def _one_line(tests: list[dict[str, Any]]) -> str:
     failed = sum(1 for t in tests if over_budget(t))
     text = f"hypomnesis: {len(tests)} tests measured, {failed} over budget"
@@ -107,12 +150,7 @@ def _one_line(tests: list[dict[str, Any]]) -> str:
     return text
 
 
-def summary(plugin: HypomnesisPlugin, tr: pytest.TerminalReporter) -> None:
-    if plugin.json_error:
-        tr.write_line(plugin.json_error, red=True, bold=True)
-    if not plugin.settings.enabled:
-        return
-    verbosity = plugin.config.get_verbosity("hypomnesis")
+def _table(plugin: HypomnesisPlugin, tr: pytest.TerminalReporter, verbosity: int) -> None:
     data = report_data(plugin)
     tests: list[dict[str, Any]] = data["tests"]
     if verbosity <= -2:
@@ -125,5 +163,38 @@ def summary(plugin: HypomnesisPlugin, tr: pytest.TerminalReporter) -> None:
         tr.write_line("no test was measured")
     for line in summary_lines(tests, top=plugin.settings.top, verbose=verbosity >= 1):
         tr.write_line(line, red=" OVER" in line)
-    if plugin.settings.json_path and not plugin.json_error and verbosity >= 0:
-        tr.write_line(f"JSON report: {plugin.settings.json_path}")
+    if verbosity >= 0:
+        if plugin.settings.json_path and not plugin.json_error:
+            tr.write_line(f"JSON report: {plugin.settings.json_path}")
+        if plugin.settings.html_path and not plugin.report_problems:
+            tr.write_line(f"HTML report: {plugin.settings.html_path}")
+
+
+def _comparison(
+    plugin: HypomnesisPlugin, tr: pytest.TerminalReporter, verbosity: int, *, section_open: bool
+) -> None:
+    comparison = plugin.comparison
+    if comparison is None:
+        return
+    if not section_open and verbosity > -2:
+        tr.write_sep("=", "hypomnesis")
+    lines = format_comparison(comparison, max_listed=None if verbosity >= 1 else 20)
+    warned = 1 + len(comparison.warnings)
+    regressed = warned + len(comparison.regressions)
+    for i, line in enumerate(lines):
+        if i == 0:
+            tr.write_line(line, red=comparison.failed, green=not comparison.failed)
+        else:
+            tr.write_line(line, yellow=i < warned, red=warned <= i < regressed)
+
+
+def summary(plugin: HypomnesisPlugin, tr: pytest.TerminalReporter) -> None:
+    if plugin.json_error:
+        tr.write_line(plugin.json_error, red=True, bold=True)
+    verbosity = plugin.config.get_verbosity("hypomnesis")
+    enabled = plugin.settings.enabled
+    if enabled:
+        _table(plugin, tr, verbosity)
+    _comparison(plugin, tr, verbosity, section_open=enabled and verbosity > -2)
+    for line in plugin.report_problems:
+        tr.write_line(line, yellow=True, bold=True)

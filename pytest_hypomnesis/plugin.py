@@ -23,6 +23,7 @@ from pytest_hypomnesis._budgets import (
     budgets_for,
     judge,
 )
+from pytest_hypomnesis._compare import BaselineError, Comparison, load_baseline
 from pytest_hypomnesis._fixtures import (
     ENGINE_KEY,
     fake_gpu,
@@ -31,6 +32,7 @@ from pytest_hypomnesis._fixtures import (
     memory_snapshot,
 )
 from pytest_hypomnesis._jsonreport import BudgetRecord, MeasuredTestRecord
+from pytest_hypomnesis._junit import junit_properties
 from pytest_hypomnesis._measure import Engine, Measurement, Span
 from pytest_hypomnesis._settings import Settings, add_options, resolve
 from pytest_hypomnesis._summary import over_budget
@@ -51,6 +53,7 @@ _VERDICT = pytest.StashKey[list[BudgetRecord]]()
 _CALL_OUTCOME = pytest.StashKey[str]()
 _MEASUREMENT = pytest.StashKey[Measurement]()
 _FINAL = pytest.StashKey[MeasuredTestRecord]()
+_CALL_RECORD = pytest.StashKey[MeasuredTestRecord]()
 _BAD_MARKER = pytest.StashKey[str]()
 
 ATTR = "hypomnesis"
@@ -66,9 +69,17 @@ def pytest_configure(config: pytest.Config) -> None:
     for text in MARKERS.values():
         config.addinivalue_line("markers", text)
     settings = resolve(config)
+    baseline = None
+    if settings.compare_path is not None and not hasattr(config, "workerinput"):
+        # Only the controller compares; a bad baseline stops the run before any test.
+        try:
+            baseline = load_baseline(settings.compare_path)
+        except BaselineError as exc:
+            raise pytest.UsageError(str(exc)) from None
     engine = Engine(interval_s=settings.interval_s, devices=settings.devices)
     config.stash[ENGINE_KEY] = engine
     plugin = HypomnesisPlugin(config, settings, engine)
+    plugin.baseline = baseline
     config.stash[PLUGIN_KEY] = plugin
     config.pluginmanager.register(plugin, "hypomnesis-session")
 
@@ -101,7 +112,13 @@ class HypomnesisPlugin:
         self.records: dict[str, MeasuredTestRecord] = {}
         self.json_error: str | None = None
         self.report_cache: dict[str, Any] | None = None
+        self.baseline: dict[str, Any] | None = None
+        self.comparison: Comparison | None = None
+        self.report_problems: list[str] = []
+        """Lines for the summary: an HTML report not written, a comparison not made."""
         self._warned: set[str] = set()
+        # junitxml reads properties from the teardown report; without it, add nothing.
+        self._junit = bool(config.getoption("xmlpath", None))
 
     # -- the worker side: measure and judge ----------------------------------------------
 
@@ -120,7 +137,7 @@ class HypomnesisPlugin:
         if budgets or s.measure_all:
             item.stash[_BUDGETS] = budgets
             if s.scope == "test":
-                item.stash[_SPAN] = self.engine.begin()
+                item.stash[_SPAN] = self.engine.begin(timeline=s.timeline)
         return (yield)
 
     @pytest.hookimpl(specname="pytest_runtest_setup", tryfirst=True)
@@ -135,7 +152,7 @@ class HypomnesisPlugin:
         if budgets is None:
             return (yield)
         if self.settings.scope == "call":
-            item.stash[_SPAN] = self.engine.begin()
+            item.stash[_SPAN] = self.engine.begin(timeline=self.settings.timeline)
         try:
             return (yield)
         finally:
@@ -195,10 +212,26 @@ class HypomnesisPlugin:
                 record = self._record(item, measurement, _outcome(report))
                 item.stash[_CALL_OUTCOME] = record["outcome"]
                 setattr(report, ATTR, record)
-        elif report.when == "teardown" and _FINAL in item.stash:
-            setattr(report, ATTR, item.stash[_FINAL])
-            del item.stash[_FINAL]
+                if self._junit:
+                    item.stash[_CALL_RECORD] = record
+        elif report.when == "teardown":
+            final = item.stash.get(_FINAL, None)
+            if final is not None:
+                setattr(report, ATTR, final)
+                del item.stash[_FINAL]
+            if self._junit:
+                self._add_junit_properties(item, report, final)
         return report
+
+    def _add_junit_properties(
+        self, item: pytest.Item, report: pytest.TestReport, final: MeasuredTestRecord | None
+    ) -> None:
+        record = item.stash.get(_CALL_RECORD, None)
+        if record is not None:
+            del item.stash[_CALL_RECORD]
+        record = final or record
+        if record is not None:
+            report.user_properties.extend(junit_properties(record))
 
     def _apply_budgets(self, item: pytest.Item, report: pytest.TestReport) -> None:
         lines = [
@@ -221,7 +254,7 @@ class HypomnesisPlugin:
         report.longrepr = _budget_longrepr(item, text)
 
     def _record(self, item: pytest.Item, m: Measurement, outcome: str) -> MeasuredTestRecord:
-        return {
+        record: MeasuredTestRecord = {
             "nodeid": item.nodeid,
             "outcome": outcome,
             "worker": self.worker,
@@ -231,6 +264,9 @@ class HypomnesisPlugin:
             "vram": m.vram_record(),
             "budgets": item.stash.get(_VERDICT, []),
         }
+        if m.timeline is not None:
+            record["timeline"] = m.timeline
+        return record
 
     # -- the controller side: collect, summarise, write ----------------------------------
 
@@ -255,9 +291,12 @@ class HypomnesisPlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.is_worker or self.settings.json_path is None:
+        # Runs inside the terminal reporter's wrapper, before its summary: the gate's
+        # verdict is known when the summary prints, and a failed gate sets
+        # session.exitstatus, which is what pytest exits with.
+        if self.is_worker or not self.settings.needs_report:
             return
-        self.json_error = _terminal.write_json(self, session)
+        _terminal.finish_session(self, session)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.is_worker:

@@ -4,14 +4,16 @@ Several files (CI shards, xdist runs on several machines) merge into one table w
 ``source`` column naming the file each row came from, so a test run in two places shows
 once per place. The table is ``_summary.summary_lines``, the plugin's own code.
 
-Extension points for later flags: ``add_parser`` builds the subparser, ``load_all`` reads
-the files, ``render`` builds the lines, ``run`` wires them and returns the exit code
-(0; 1 is reserved for a comparison gate).
+``--compare BASE.json`` compares the merged tests with a baseline report and prints the
+comparison after the table; ``--fail EXPR`` makes it a gate (exit 1 on a regression);
+``--html PATH`` writes the HTML report of the merged tests. Exit 2 on bad input (a report,
+the baseline, an expression), with one line and nothing printed before it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +21,15 @@ from typing import Any, TextIO
 
 from pytest_hypomnesis.cli._args import UsageError
 
-__all__ = ["LoadedReport", "add_parser", "load_all", "non_negative_int_arg", "render", "run"]
+__all__ = [
+    "LoadedReport",
+    "add_parser",
+    "load_all",
+    "merged",
+    "non_negative_int_arg",
+    "render",
+    "run",
+]
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--verbose",
         action="store_true",
         help="add the RAM start/end, outcome and worker columns",
+    )
+    parser.add_argument(
+        "--compare",
+        metavar="BASE.json",
+        help="compare with this baseline report; the comparison follows the table",
+    )
+    parser.add_argument(
+        "--fail",
+        metavar="EXPR",
+        help=(
+            "with --compare: exit 1 when a test grew past EXPR[,EXPR...], EXPR METRIC:N%% or "
+            "METRIC:SIZE, METRIC one of ram, ram_peak, vram, vram_peak (e.g. ram:10%%,vram:64MiB)"
+        ),
+    )
+    parser.add_argument(
+        "--html", metavar="PATH", help="write the self-contained HTML report to PATH"
     )
     return parser
 
@@ -105,8 +131,74 @@ def render(reports: Sequence[LoadedReport], *, top: int, verbose: bool = False) 
     return lines + table
 
 
+def merged(reports: Sequence[LoadedReport]) -> dict[str, Any]:
+    """One report of every file's tests; the first file's settings, machine and devices
+    (shards of one CI run share them)."""
+    first = reports[0].data
+    return {**first, "tests": [t for rep in reports for t in rep.data["tests"]]}
+
+
+def _check_output_path(path: str) -> None:
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageError(f"--html {path}: directory {parent} does not exist")
+
+
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from pytest_hypomnesis._compare import (
+        BaselineError,
+        CompareError,
+        ThresholdError,
+        compare,
+        format_comparison,
+        load_baseline,
+        parse_fail_exprs,
+    )
+
     out = out or sys.stdout
+    compare_path: str | None = getattr(args, "compare", None)
+    fail: str | None = getattr(args, "fail", None)
+    html_path: str | None = getattr(args, "html", None)
+    # Every input is checked before anything is printed: bad input is one line, exit 2.
+    thresholds = []
+    if fail is not None:
+        if compare_path is None:
+            raise UsageError("--fail needs --compare BASE.json, the baseline to compare with")
+        try:
+            thresholds = parse_fail_exprs(fail)
+        except ThresholdError as exc:
+            raise UsageError(f"--fail: {exc}") from None
+    if html_path is not None:
+        _check_output_path(html_path)
     reports = load_all(args.files)
-    out.write("".join(line + "\n" for line in render(reports, top=args.top, verbose=args.verbose)))
-    return 0
+    baseline = None
+    if compare_path is not None:
+        try:
+            baseline = load_baseline(compare_path)
+        except BaselineError as exc:
+            raise UsageError(str(exc)) from None
+    data = merged(reports)
+    comparison = None
+    try:
+        if baseline is not None:
+            comparison = compare(baseline, data, thresholds)
+        page = None
+        if html_path is not None:
+            from pytest_hypomnesis._html import render_html
+
+            page = render_html(data, baseline=baseline, comparison=comparison)
+    except CompareError as exc:
+        raise UsageError(str(exc)) from None
+    lines = render(reports, top=args.top, verbose=args.verbose)
+    if comparison is not None:
+        lines += format_comparison(comparison, max_listed=None if args.verbose else 20)
+    out.write("".join(line + "\n" for line in lines))
+    if page is not None:
+        from pytest_hypomnesis._html import write_html_atomic
+
+        assert html_path is not None
+        try:
+            write_html_atomic(html_path, page)
+        except OSError as exc:
+            raise UsageError(f"cannot write the HTML report to {html_path}: {exc}") from None
+    return 1 if comparison is not None and comparison.failed else 0
