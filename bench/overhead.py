@@ -42,7 +42,16 @@ def build_fake_nvml(directory: Path) -> Path | None:
     if compiler is None or not FAKE_NVML_SOURCE.exists():
         return None
     library = directory / "libnvidia-ml.so.1"
-    command = [compiler, "-shared", "-fPIC", "-O2", "-pthread", "-o", str(library), str(FAKE_NVML_SOURCE)]
+    command = [
+        compiler,
+        "-shared",
+        "-fPIC",
+        "-O2",
+        "-pthread",
+        "-o",
+        str(library),
+        str(FAKE_NVML_SOURCE),
+    ]
     if subprocess.run(command, capture_output=True, check=False).returncode != 0:
         return None
     config = directory / "fake_nvml.conf"

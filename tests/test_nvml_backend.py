@@ -440,7 +440,7 @@ def test_failed_init_is_remembered_briefly_then_retried(
     fake: FakePynvml, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = [1000.0]
-    monkeypatch.setattr(nvml.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(nvml, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
     fake.errors["nvmlInit"] = DRIVER_NOT_LOADED
     failure(nvml.device_count)
     # A GPU-less machine must not pay a library load + init on every call.
