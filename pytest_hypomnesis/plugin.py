@@ -88,8 +88,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     plugin = config.stash.get(PLUGIN_KEY, None)
     if plugin is not None:
         plugin.engine.close()
+        if plugin._runtest_hooks is not None:
+            config.pluginmanager.unregister(plugin._runtest_hooks)
         config.pluginmanager.unregister(plugin)
         del config.stash[PLUGIN_KEY]
+
+
+def _has_budget_marker(item: pytest.Item) -> bool:
+    # One walk over the node chain for all markers, rather than one per marker name.
+    return any(mark.name in _BUDGET_MARKERS for mark in item.iter_markers())
+
+
+_BUDGET_MARKERS = frozenset(MARKERS)
 
 
 def _outcome(report: pytest.TestReport) -> str:
@@ -119,44 +129,9 @@ class HypomnesisPlugin:
         self._warned: set[str] = set()
         # junitxml reads properties from the teardown report; without it, add nothing.
         self._junit = bool(config.getoption("xmlpath", None))
+        self._runtest_hooks: _RuntestHooks | None = None
 
-    # -- the worker side: measure and judge ----------------------------------------------
-
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
-        s = self.settings
-        try:
-            budgets = budgets_for(
-                item, max_ram_bytes=s.max_ram_bytes, max_vram_bytes=s.max_vram_bytes
-            )
-        except BudgetError as exc:
-            # Raised later, from the plain hook below: failing here, before the inner
-            # wrappers ran, would leave other plugins' per-test state half made.
-            item.stash[_BAD_MARKER] = str(exc)
-            return (yield)
-        if budgets or s.measure_all:
-            item.stash[_BUDGETS] = budgets
-            if s.scope == "test":
-                item.stash[_SPAN] = self.engine.begin(timeline=s.timeline)
-        return (yield)
-
-    @pytest.hookimpl(specname="pytest_runtest_setup", tryfirst=True)
-    def pytest_runtest_setup_bad_marker(self, item: pytest.Item) -> None:
-        message = item.stash.get(_BAD_MARKER, None)
-        if message is not None:
-            pytest.fail(message, pytrace=False)
-
-    @pytest.hookimpl(wrapper=True, trylast=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
-        budgets = item.stash.get(_BUDGETS, None)
-        if budgets is None:
-            return (yield)
-        if self.settings.scope == "call":
-            item.stash[_SPAN] = self.engine.begin(timeline=self.settings.timeline)
-        try:
-            return (yield)
-        finally:
-            self._finish_call(item, budgets)
+    # -- the worker side: measure and judge (hooks live in _RuntestHooks) ----------------
 
     def _finish_call(self, item: pytest.Item, budgets: list[Budget]) -> None:
         span = item.stash.get(_SPAN, None)
@@ -186,42 +161,6 @@ class HypomnesisPlugin:
         else:
             text = f"{message} ({item.nodeid})"
         warnings.warn(HypomnesisWarning(text), stacklevel=1)
-
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
-        try:
-            return (yield)
-        finally:
-            span = item.stash.get(_SPAN, None)
-            if span is not None:
-                del item.stash[_SPAN]
-                measurement = self.engine.end(span)
-                if _CALL_OUTCOME in item.stash:
-                    item.stash[_FINAL] = self._record(item, measurement, item.stash[_CALL_OUTCOME])
-
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        report = yield
-        if report.when == "call":
-            measurement = item.stash.get(_MEASUREMENT, None)
-            if measurement is not None:
-                del item.stash[_MEASUREMENT]
-                self._apply_budgets(item, report)
-                record = self._record(item, measurement, _outcome(report))
-                item.stash[_CALL_OUTCOME] = record["outcome"]
-                setattr(report, ATTR, record)
-                if self._junit:
-                    item.stash[_CALL_RECORD] = record
-        elif report.when == "teardown":
-            final = item.stash.get(_FINAL, None)
-            if final is not None:
-                setattr(report, ATTR, final)
-                del item.stash[_FINAL]
-            if self._junit:
-                self._add_junit_properties(item, report, final)
-        return report
 
     def _add_junit_properties(
         self, item: pytest.Item, report: pytest.TestReport, final: MeasuredTestRecord | None
@@ -268,6 +207,22 @@ class HypomnesisPlugin:
             record["timeline"] = m.timeline
         return record
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        s = self.settings
+        if (
+            s.measure_all
+            or s.max_ram_bytes is not None
+            or s.max_vram_bytes is not None
+            or any(_has_budget_marker(item) for item in items)
+        ):
+            self.enable_runtest_hooks()
+
+    def enable_runtest_hooks(self) -> None:
+        if self._runtest_hooks is None:
+            self._runtest_hooks = _RuntestHooks(self)
+            self.config.pluginmanager.register(self._runtest_hooks, "hypomnesis-runtest")
+
     # -- the controller side: collect, summarise, write ----------------------------------
 
     @pytest.hookimpl(tryfirst=True)
@@ -302,6 +257,89 @@ class HypomnesisPlugin:
         if self.is_worker:
             return
         _terminal.summary(self, terminalreporter)
+
+
+class _RuntestHooks:
+    """The per-test hooks, registered only when this session measures something (the
+    flag, a default budget, a report option, or a collected test with a budget marker):
+    a session that measures nothing pays nothing per test."""
+
+    def __init__(self, plugin: HypomnesisPlugin) -> None:
+        self.plugin = plugin
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+        s = self.plugin.settings
+        try:
+            budgets = budgets_for(
+                item, max_ram_bytes=s.max_ram_bytes, max_vram_bytes=s.max_vram_bytes
+            )
+        except BudgetError as exc:
+            # Raised later, from the plain hook below: failing here, before the inner
+            # wrappers ran, would leave other plugins' per-test state half made.
+            item.stash[_BAD_MARKER] = str(exc)
+            return (yield)
+        if budgets or s.measure_all:
+            item.stash[_BUDGETS] = budgets
+            if s.scope == "test":
+                item.stash[_SPAN] = self.plugin.engine.begin(timeline=s.timeline)
+        return (yield)
+
+    @pytest.hookimpl(specname="pytest_runtest_setup", tryfirst=True)
+    def pytest_runtest_setup_bad_marker(self, item: pytest.Item) -> None:
+        message = item.stash.get(_BAD_MARKER, None)
+        if message is not None:
+            pytest.fail(message, pytrace=False)
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        budgets = item.stash.get(_BUDGETS, None)
+        if budgets is None:
+            return (yield)
+        if self.plugin.settings.scope == "call":
+            item.stash[_SPAN] = self.plugin.engine.begin(timeline=self.plugin.settings.timeline)
+        try:
+            return (yield)
+        finally:
+            self.plugin._finish_call(item, budgets)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        try:
+            return (yield)
+        finally:
+            span = item.stash.get(_SPAN, None)
+            if span is not None:
+                del item.stash[_SPAN]
+                measurement = self.plugin.engine.end(span)
+                if _CALL_OUTCOME in item.stash:
+                    item.stash[_FINAL] = self.plugin._record(
+                        item, measurement, item.stash[_CALL_OUTCOME]
+                    )
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if report.when == "call":
+            measurement = item.stash.get(_MEASUREMENT, None)
+            if measurement is not None:
+                del item.stash[_MEASUREMENT]
+                self.plugin._apply_budgets(item, report)
+                record = self.plugin._record(item, measurement, _outcome(report))
+                item.stash[_CALL_OUTCOME] = record["outcome"]
+                setattr(report, ATTR, record)
+                if self.plugin._junit:
+                    item.stash[_CALL_RECORD] = record
+        elif report.when == "teardown":
+            final = item.stash.get(_FINAL, None)
+            if final is not None:
+                setattr(report, ATTR, final)
+                del item.stash[_FINAL]
+            if self.plugin._junit:
+                self.plugin._add_junit_properties(item, report, final)
+        return report
 
 
 def _budget_longrepr(item: pytest.Item, text: str) -> Any:
