@@ -3,7 +3,7 @@ and a pinned terminal so pytester output is stable."""
 
 from __future__ import annotations
 
-pytest_plugins = ["tests.helpers.fakenvml", "tests.helpers.fakesmi"]
+pytest_plugins = ["tests.helpers.fakenvml", "tests.helpers.fakesmi", "tests.helpers.pluginrun"]
 
 
 import pytest  # noqa: E402

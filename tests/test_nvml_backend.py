@@ -630,3 +630,27 @@ def test_importing_the_package_does_not_import_pynvml() -> None:
     code = "import sys, pytest_hypomnesis; print('pynvml' in sys.modules, 'ctypes' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split()[0] == "False"
+
+
+def test_missing_library_fails_before_importing_pynvml(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+
+    monkeypatch.delitem(sys.modules, "pynvml", raising=False)
+    monkeypatch.delenv("HYPOMNESIS_NVML_LIBRARY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    loads: list[str] = []
+
+    def no_library(name: str, *args: object, **kwargs: object) -> object:
+        loads.append(name)
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_library)
+    nvml._reset_for_tests()
+    with pytest.raises(BackendFailure) as info:
+        nvml.device_count()
+    assert info.value.reason == "NVML Shared Library Not Found"
+    assert "pynvml" not in sys.modules  # the ~25 ms import was skipped
+    with pytest.raises(BackendFailure):
+        nvml.device_count()
+    assert loads == ["libnvidia-ml.so.1"]  # remembered briefly, not retried per call
+    nvml._reset_for_tests()

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import gc
 import sys
 
 import pytest
 
-
-@pytest.fixture(autouse=True)
-def _inner_run_options(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    # In-process runs find this package already imported (and rewritten) by the outer run.
-    # Earlier in-process runs leave garbage (a failed test's frame holding a big blob); if
-    # it were freed inside a measured block, the block's RSS would not rise at all.
-    gc.collect()
-    monkeypatch.setenv(
-        "PYTEST_ADDOPTS",
-        "-p no:cacheprovider -W default -W ignore::pytest.PytestAssertRewriteWarning",
-    )
-
+pytestmark = pytest.mark.usefixtures("inner_pytester_run")
 
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the exact RAM peak is Linux-only"

@@ -3,7 +3,6 @@ fake ``libnvidia-ml.so`` loaded by the real NVML backend."""
 
 from __future__ import annotations
 
-import gc
 import json
 import shutil
 
@@ -11,18 +10,7 @@ import pytest
 
 from tests.helpers.fakenvml import GIB, SELF, FakeNvml, FakeNvmlDevice, FakeProcess, render_config
 
-
-@pytest.fixture(autouse=True)
-def _inner_run_options(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    # In-process runs find this package already imported (and rewritten) by the outer run.
-    # Earlier in-process runs leave garbage (a failed test's frame holding a big blob); if
-    # it were freed inside a measured block, the block's RSS would not rise at all.
-    gc.collect()
-    monkeypatch.setenv(
-        "PYTEST_ADDOPTS",
-        "-p no:cacheprovider -W default -W ignore::pytest.PytestAssertRewriteWarning",
-    )
-
+pytestmark = pytest.mark.usefixtures("inner_pytester_run")
 
 FAKE_GPU_SPIKE = """
 import time

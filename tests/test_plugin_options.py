@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import json
 
 import pytest
 
 from pytest_hypomnesis._jsonreport import SCHEMA, load_report
 
-
-@pytest.fixture(autouse=True)
-def _inner_run_options(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    # In-process runs find this package already imported (and rewritten) by the outer run.
-    # Earlier in-process runs leave garbage (a failed test's frame holding a big blob); if
-    # it were freed inside a measured block, the block's RSS would not rise at all.
-    gc.collect()
-    monkeypatch.setenv(
-        "PYTEST_ADDOPTS",
-        "-p no:cacheprovider -W default -W ignore::pytest.PytestAssertRewriteWarning",
-    )
-
+pytestmark = pytest.mark.usefixtures("inner_pytester_run")
 
 SUITE = """
 import pytest

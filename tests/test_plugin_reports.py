@@ -7,7 +7,6 @@ summary lines, the files written.
 
 from __future__ import annotations
 
-import gc
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -23,17 +22,7 @@ from tests.test_html import Page
 MIB = 1024 * 1024
 
 
-@pytest.fixture(autouse=True)
-def _inner_run_options(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    # In-process runs find this package already imported (and rewritten) by the outer run;
-    # garbage from earlier runs freed inside a measured block would hide its RSS growth.
-    gc.collect()
-    monkeypatch.setenv(
-        "PYTEST_ADDOPTS",
-        "-p no:cacheprovider -W default -W ignore::pytest.PytestAssertRewriteWarning",
-    )
-    monkeypatch.delenv("EXTRA_MIB", raising=False)
-
+pytestmark = pytest.mark.usefixtures("inner_pytester_run")
 
 # test_heavy grows by EXTRA_MIB between two runs: the "made heavier" change of the issue.
 SUITE = """

@@ -88,6 +88,34 @@ _INIT_RETRY_S = 2.0
 _init_failure: tuple[str | None, int, float, BackendFailure] | None = None
 
 
+_library_missing: tuple[int, float] | None = None  # (pid, when) the library failed to load
+_NO_LIBRARY = "NVML Shared Library Not Found"
+
+
+def _precheck_library() -> None:
+    """On Linux, fail fast when ``libnvidia-ml.so.1`` cannot be loaded, before importing
+    nvidia-ml-py: the import alone costs ~25 ms, every run of a GPU-less test suite."""
+    global _library_missing
+    if not sys.platform.startswith("linux") or os.environ.get(LIBRARY_ENV):
+        return
+    now = time.monotonic()
+    if (
+        _library_missing is not None
+        and _library_missing[0] == os.getpid()
+        and now - _library_missing[1] < _INIT_RETRY_S
+    ):
+        raise BackendFailure("NVML", _NO_LIBRARY)
+    import ctypes
+
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError as exc:
+        _library_missing = (os.getpid(), now)
+        debug("NVML", f"libnvidia-ml.so.1 not loadable: {exc}")
+        raise BackendFailure("NVML", _NO_LIBRARY) from None
+    _library_missing = None
+
+
 def _import_pynvml() -> Any:
     try:
         return importlib.import_module("pynvml")
@@ -158,6 +186,11 @@ def _ensure() -> Any:
     global _nv, _init_pid, _needs_reinit, _generation, _atexit_registered, _init_failure
     nv = sys.modules.get("pynvml")
     if nv is None:
+        import importlib.util
+
+        if importlib.util.find_spec("pynvml") is None:
+            raise BackendFailure("NVML", "nvidia-ml-py not installed")
+        _precheck_library()
         nv = _import_pynvml()
     if _init_pid is not None and (nv is not _nv or _init_pid != os.getpid()):
         # Another pynvml module (tests) or a forked child: the session is not ours to use.
@@ -225,8 +258,9 @@ if hasattr(os, "register_at_fork"):
 def _reset_for_tests() -> None:
     """Shut NVML down and drop every cached state, including the library pynvml loaded
     from ``HYPOMNESIS_NVML_LIBRARY`` (so the next call loads whatever the env now says)."""
-    global _process_query_start, _init_failure
+    global _process_query_start, _init_failure, _library_missing
     with _lock:
+        _library_missing = None
         if _init_pid == os.getpid() and _nv is not None:
             # The fake may be configured to fail; the state is dropped either way.
             with contextlib.suppress(Exception):
