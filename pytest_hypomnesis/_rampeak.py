@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import sys
 import threading
 from collections.abc import Callable
 
@@ -75,6 +76,8 @@ class RamPeakMeter:
         self._clear_fd = self._status_fd = None
 
     def _ensure_open(self) -> None:
+        if sys.platform == "win32":  # never calibrated there; also keeps mypy's win32 run clean
+            raise OSError("no /proc on Windows")
         pid = os.getpid()
         if self._pid != pid:
             self._close()
@@ -89,12 +92,16 @@ class RamPeakMeter:
         os.write(self._clear_fd, b"5")
 
     def _rusage_bytes(self) -> int:
+        if sys.platform == "win32":
+            raise OSError("no getrusage on Windows")
         assert resource is not None
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
     def _hwm_bytes(self) -> int:
         self._ensure_open()
         assert self._status_fd is not None
+        if sys.platform == "win32":
+            raise OSError("no /proc on Windows")
         text = os.pread(self._status_fd, 8192, 0).decode("ascii", "replace")
         return read_status_field(text, "VmHWM")
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
-from pytest_hypomnesis._compare import Threshold, ThresholdError, parse_fail_exprs
 from pytest_hypomnesis._sizes import SizeError, parse_duration_s, parse_size
+
+if TYPE_CHECKING:
+    from pytest_hypomnesis._compare import Threshold
 
 __all__ = ["DEFAULT_INTERVAL_S", "DEFAULT_TOP", "Settings", "add_options", "resolve"]
 
@@ -173,6 +175,9 @@ def _thresholds(config: pytest.Config, compare_path: str | None) -> tuple[Thresh
         raise _usage(
             origin, value, "needs --hypomnesis-compare=BASE.json, the baseline to compare with"
         )
+    # Imported here: the gate's module is only needed when a gate is asked for.
+    from pytest_hypomnesis._compare import ThresholdError, parse_fail_exprs
+
     try:
         return tuple(parse_fail_exprs(str(value)))
     except ThresholdError as exc:

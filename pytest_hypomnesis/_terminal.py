@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,8 @@ def _devices(plugin: HypomnesisPlugin) -> list[dict[str, Any]]:
 def _machine(devices: list[dict[str, Any]], plugin: HypomnesisPlugin) -> dict[str, Any]:
     ram_total: int | None = None
     try:
+        if sys.platform == "win32":
+            raise OSError("no sysconf")
         # sysconf where it exists: importing psutil only for this cost ~15 ms per run.
         ram_total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):

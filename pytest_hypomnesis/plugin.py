@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_hypomnesis import _terminal
 from pytest_hypomnesis._budgets import (
     MARKERS,
     Budget,
@@ -23,7 +22,6 @@ from pytest_hypomnesis._budgets import (
     budgets_for,
     judge,
 )
-from pytest_hypomnesis._compare import BaselineError, Comparison, load_baseline
 from pytest_hypomnesis._fixtures import (
     ENGINE_KEY,
     fake_gpu,
@@ -32,10 +30,12 @@ from pytest_hypomnesis._fixtures import (
     memory_snapshot,
 )
 from pytest_hypomnesis._jsonreport import BudgetRecord, MeasuredTestRecord
-from pytest_hypomnesis._junit import junit_properties
 from pytest_hypomnesis._measure import Engine, Measurement, Span
 from pytest_hypomnesis._settings import Settings, add_options, resolve
 from pytest_hypomnesis._summary import over_budget
+
+if TYPE_CHECKING:
+    from pytest_hypomnesis._compare import Comparison
 
 __all__ = [
     "HypomnesisPlugin",
@@ -72,6 +72,8 @@ def pytest_configure(config: pytest.Config) -> None:
     baseline = None
     if settings.compare_path is not None and not hasattr(config, "workerinput"):
         # Only the controller compares; a bad baseline stops the run before any test.
+        from pytest_hypomnesis._compare import BaselineError, load_baseline
+
         try:
             baseline = load_baseline(settings.compare_path)
         except BaselineError as exc:
@@ -170,6 +172,8 @@ class HypomnesisPlugin:
             del item.stash[_CALL_RECORD]
         record = final or record
         if record is not None:
+            from pytest_hypomnesis._junit import junit_properties
+
             report.user_properties.extend(junit_properties(record))
 
     def _apply_budgets(self, item: pytest.Item, report: pytest.TestReport) -> None:
@@ -251,11 +255,15 @@ class HypomnesisPlugin:
         # session.exitstatus, which is what pytest exits with.
         if self.is_worker or not self.settings.needs_report:
             return
+        from pytest_hypomnesis import _terminal  # the report and gate: session end only
+
         _terminal.finish_session(self, session)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.is_worker:
             return
+        from pytest_hypomnesis import _terminal
+
         _terminal.summary(self, terminalreporter)
 
 
