@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -187,7 +188,12 @@ def validate_test_record(record: object, where: str = "test") -> MeasuredTestRec
     for key in ("nodeid", "outcome", "worker", "scope"):
         _str_field(rec, key, where)
     duration = _field(rec, "duration_s", where)
-    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0:
+    if (
+        isinstance(duration, bool)
+        or not isinstance(duration, (int, float))
+        or not math.isfinite(duration)
+        or duration < 0
+    ):
         _wrong(rec, "duration_s", where, expect="a non-negative number")
 
     ram = _check_obj(_field(rec, "ram", where), f"{where}.ram")
@@ -299,6 +305,11 @@ def write_report_atomic(path: str | os.PathLike[str], data: Mapping[str, Any]) -
     text = json.dumps(data, indent=2, sort_keys=False) + "\n"
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
+        # mkstemp makes the file 0600; a report is for sharing (CI artifacts), so give it
+        # the mode an ordinary new file gets under the current umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_INTERVAL_S", "DEFAULT_TOP", "Settings", "add_options", "resolve"]
 
 DEFAULT_TOP = 10
+MAX_INTERVAL_S = 60.0
 DEFAULT_INTERVAL_S = 0.010
 _SCOPES = ("call", "test")
 
@@ -148,7 +149,7 @@ def _size(config: pytest.Config, dest: str) -> int | None:
 
 def _devices(value: str, origin: str) -> tuple[int, ...]:
     parts = [p.strip() for p in str(value).split(",")]
-    if not parts or not all(p.isdigit() for p in parts):
+    if not parts or not all(p.isascii() and p.isdigit() for p in parts):
         raise _usage(origin, value, "expected a GPU index or a comma-separated list, e.g. 0 or 0,1")
     return tuple(dict.fromkeys(int(p) for p in parts))
 
@@ -198,7 +199,7 @@ def resolve(config: pytest.Config) -> Settings:
     top_value, top_origin = _raw(config, "hypomnesis_top")
     if top_value is not None:
         text = str(top_value).strip()
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             raise _usage(top_origin, top_value, "expected a whole number of rows (0 = all)")
         top = int(text)
 
@@ -216,6 +217,17 @@ def resolve(config: pytest.Config) -> Settings:
             interval_s = parse_duration_s(str(interval_value).strip())
         except SizeError as exc:
             raise _usage(interval_origin, interval_value, str(exc)) from None
+        if interval_s > MAX_INTERVAL_S:
+            # A sampler that sleeps for hours samples nothing; thread waits also overflow.
+            raise _usage(interval_origin, interval_value, "must be at most 60s")
+
+    verbosity_value = config.getini("verbosity_hypomnesis")
+    if verbosity_value not in (None, "", "auto"):
+        text = str(verbosity_value).strip()
+        if not text.lstrip("-").isascii() or not text.lstrip("-").isdigit():
+            raise _usage(
+                "ini verbosity_hypomnesis", verbosity_value, "expected 'auto' or a whole number"
+            )
 
     devices = None
     device_value, device_origin = _raw(config, "hypomnesis_device")

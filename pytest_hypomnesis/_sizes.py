@@ -33,8 +33,9 @@ _UNITS: dict[str, int] = {
 SIZE_FORMS = "an integer number of bytes, or a number and a unit: 512MiB, 2 GiB, 1.5GB, 100kB"
 DURATION_FORMS = "a number and a unit: 500us, 5ms, 0.5s, 2m, 1h (a bare number means seconds)"
 
-_SIZE_RE = re.compile(r"(?P<num>\d+(?:\.\d+)?)\s?(?P<unit>[A-Za-z]+)?")
-_DURATION_RE = re.compile(r"(?P<num>\d+(?:\.\d+)?)\s?(?P<unit>us|ms|s|m|h)?")
+# ASCII only: "\d" would also take "١٠" (Arabic-Indic digits) and "\s" a no-break space.
+_SIZE_RE = re.compile(r"(?P<num>[0-9]+(?:\.[0-9]+)?) ?(?P<unit>[A-Za-z]+)?", re.ASCII)
+_DURATION_RE = re.compile(r"(?P<num>[0-9]+(?:\.[0-9]+)?) ?(?P<unit>us|ms|s|m|h)?", re.ASCII)
 _DURATION_UNITS: dict[str, Decimal] = {
     "us": Decimal("0.000001"),
     "ms": Decimal("0.001"),

@@ -147,6 +147,9 @@ def summary_lines(
     header = [c.title for c in columns]
     right = [c.right for c in columns]
     rows = [[c.cell(tests[i]) for c in columns] for i in shown]
+    if not verbose:
+        for row in rows:
+            row[0] = shorten_nodeid(row[0])
     if sources is not None:
         header.insert(1, "source")
         right.insert(1, False)
@@ -163,6 +166,20 @@ def summary_lines(
     if notes:
         lines.append("; ".join(notes))
     return lines
+
+
+MAX_NODEID_CHARS = 80
+
+
+def shorten_nodeid(nodeid: str, limit: int = MAX_NODEID_CHARS) -> str:
+    """A long node id cut in the middle (``tests/a.py::Test…::test_x[case]``), keeping
+    the file and the test name, so one 300-character id does not widen every row.
+    ``-v`` shows ids whole."""
+    if len(nodeid) <= limit:
+        return nodeid
+    head = limit // 3
+    tail = limit - head - 1
+    return f"{nodeid[:head]}…{nodeid[-tail:]}"
 
 
 def format_interval(seconds: float) -> str:

@@ -132,6 +132,9 @@ def finish_session(plugin: HypomnesisPlugin, session: pytest.Session) -> None:
     data = report_data(plugin)
     if settings.json_path is not None:
         plugin.json_error = write_json(plugin, session)
+        if plugin.json_error and session.exitstatus == pytest.ExitCode.OK:
+            # A CI job that asked for the report must not go green without it.
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if plugin.baseline is not None:
         try:
             plugin.comparison = compare(plugin.baseline, data, settings.thresholds)
@@ -143,7 +146,10 @@ def finish_session(plugin: HypomnesisPlugin, session: pytest.Session) -> None:
         if failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if settings.html_path is not None:
+        problems = len(plugin.report_problems)
         _write_html(plugin, data)
+        if len(plugin.report_problems) > problems and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _one_line(tests: list[dict[str, Any]]) -> str:

@@ -162,7 +162,14 @@ class HypomnesisPlugin:
             text = f"{message} (--hypomnesis-max-vram; said once per session)"
         else:
             text = f"{message} ({item.nodeid})"
-        warnings.warn(HypomnesisWarning(text), stacklevel=1)
+        # Attributed to the test's own file and line, not to this module.
+        path, lineno, _ = item.location
+        warnings.warn_explicit(
+            HypomnesisWarning(text),
+            category=HypomnesisWarning,
+            filename=str(item.config.rootpath / path),
+            lineno=(lineno or 0) + 1,
+        )
 
     def _add_junit_properties(
         self, item: pytest.Item, report: pytest.TestReport, final: MeasuredTestRecord | None
@@ -279,13 +286,17 @@ class _RuntestHooks:
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
         s = self.plugin.settings
         try:
-            budgets = budgets_for(
+            budgets: list[Budget] | None = budgets_for(
                 item, max_ram_bytes=s.max_ram_bytes, max_vram_bytes=s.max_vram_bytes
             )
         except BudgetError as exc:
             # Raised later, from the plain hook below: failing here, before the inner
-            # wrappers ran, would leave other plugins' per-test state half made.
+            # wrappers ran, would leave other plugins' per-test state half made. (Not
+            # yielding inside this except block: the failure would chain to it and
+            # print the message twice.)
             item.stash[_BAD_MARKER] = str(exc)
+            budgets = None
+        if budgets is None:
             return (yield)
         if budgets or s.measure_all:
             item.stash[_BUDGETS] = budgets

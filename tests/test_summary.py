@@ -135,3 +135,14 @@ def test_header_line_without_gpu_says_why() -> None:
     assert header_line(report) == (
         "hypomnesis: scope call; RAM peak: sampled every 10ms; no GPU (NVML: Driver Not Loaded)"
     )
+
+
+def test_long_nodeids_are_cut_in_the_middle_unless_verbose() -> None:
+    from pytest_hypomnesis._summary import MAX_NODEID_CHARS, shorten_nodeid
+
+    long_id = "tests/test_" + "x" * 200 + ".py::test_" + "y" * 100 + "[case]"
+    short = shorten_nodeid(long_id)
+    assert len(short) == MAX_NODEID_CHARS
+    assert short.startswith("tests/test_") and short.endswith("[case]")
+    assert "…" in short
+    assert shorten_nodeid("tests/a.py::t") == "tests/a.py::t"
