@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import time
 from collections.abc import Callable
 
@@ -17,9 +18,15 @@ def test_snapshot(memory_snapshot: Callable[..., hmn.Snapshot]) -> None:
 
 
 def test_measure_a_block(memory_report: Callable[[], MeasuredBlock]) -> None:
+    size = 48 * 1024 * 1024
     with memory_report() as r:
-        blob = b"x" * (48 * 1024 * 1024)
-        del blob
+        # Fresh pages from the OS, touched so they become resident. (A plain bytes object
+        # may reuse heap memory an earlier test freed, which RSS already counts: see
+        # "Why a repeated allocation can show an increase of 0 B" in docs/metrics.md.)
+        block = mmap.mmap(-1, size)
+        for offset in range(0, size, mmap.PAGESIZE):
+            block[offset] = 1
+        block.close()
     assert r.ram_increase_bytes is not None
     assert r.ram_increase_bytes >= 40 * 1024 * 1024
 
