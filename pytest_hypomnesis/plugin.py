@@ -54,7 +54,6 @@ _CALL_OUTCOME = pytest.StashKey[str]()
 _MEASUREMENT = pytest.StashKey[Measurement]()
 _FINAL = pytest.StashKey[MeasuredTestRecord]()
 _CALL_RECORD = pytest.StashKey[MeasuredTestRecord]()
-_BAD_MARKER = pytest.StashKey[str]()
 
 ATTR = "hypomnesis"
 """The ``TestReport`` attribute that carries a test record."""
@@ -90,8 +89,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     plugin = config.stash.get(PLUGIN_KEY, None)
     if plugin is not None:
         plugin.engine.close()
-        if plugin._runtest_hooks is not None:
-            config.pluginmanager.unregister(plugin._runtest_hooks)
+        for hooks in plugin._registered_hooks:
+            config.pluginmanager.unregister(hooks)
         config.pluginmanager.unregister(plugin)
         del config.stash[PLUGIN_KEY]
 
@@ -131,7 +130,7 @@ class HypomnesisPlugin:
         self._warned: set[str] = set()
         # junitxml reads properties from the teardown report; without it, add nothing.
         self._junit = bool(config.getoption("xmlpath", None))
-        self._runtest_hooks: _RuntestHooks | None = None
+        self._registered_hooks: list[object] = []
 
     # -- the worker side: measure and judge (hooks live in _RuntestHooks) ----------------
 
@@ -230,9 +229,14 @@ class HypomnesisPlugin:
             self.enable_runtest_hooks()
 
     def enable_runtest_hooks(self) -> None:
-        if self._runtest_hooks is None:
-            self._runtest_hooks = _RuntestHooks(self)
-            self.config.pluginmanager.register(self._runtest_hooks, "hypomnesis-runtest")
+        if self._registered_hooks:
+            return
+        hooks: list[tuple[object, str]] = [(_RuntestHooks(self), "hypomnesis-runtest")]
+        if self.settings.scope == "test":
+            hooks.append((_ScopeTestHooks(self), "hypomnesis-scope-test"))
+        for plugin, name in hooks:
+            self.config.pluginmanager.register(plugin, name)
+            self._registered_hooks.append(plugin)
 
     # -- the controller side: collect, summarise, write ----------------------------------
 
@@ -282,33 +286,26 @@ class _RuntestHooks:
     def __init__(self, plugin: HypomnesisPlugin) -> None:
         self.plugin = plugin
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        # A plain hook, not a wrapper: it runs after every wrapper's setup has begun and
+        # before any fixture is set up, so a bad marker fails the test with the other
+        # plugins' per-test state whole, and a scope=test span still covers the fixtures.
         s = self.plugin.settings
         try:
-            budgets: list[Budget] | None = budgets_for(
+            budgets = budgets_for(
                 item, max_ram_bytes=s.max_ram_bytes, max_vram_bytes=s.max_vram_bytes
             )
         except BudgetError as exc:
-            # Raised later, from the plain hook below: failing here, before the inner
-            # wrappers ran, would leave other plugins' per-test state half made. (Not
-            # yielding inside this except block: the failure would chain to it and
-            # print the message twice.)
-            item.stash[_BAD_MARKER] = str(exc)
-            budgets = None
-        if budgets is None:
-            return (yield)
-        if budgets or s.measure_all:
-            item.stash[_BUDGETS] = budgets
-            if s.scope == "test":
-                item.stash[_SPAN] = self.plugin.engine.begin(timeline=s.timeline)
-        return (yield)
-
-    @pytest.hookimpl(specname="pytest_runtest_setup", tryfirst=True)
-    def pytest_runtest_setup_bad_marker(self, item: pytest.Item) -> None:
-        message = item.stash.get(_BAD_MARKER, None)
-        if message is not None:
-            pytest.fail(message, pytrace=False)
+            message = str(exc)
+        else:
+            if budgets or s.measure_all:
+                item.stash[_BUDGETS] = budgets
+                if s.scope == "test":
+                    item.stash[_SPAN] = self.plugin.engine.begin(timeline=s.timeline)
+            return
+        # Outside the except block, so the failure does not chain to the BudgetError.
+        pytest.fail(message, pytrace=False)
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -321,20 +318,6 @@ class _RuntestHooks:
             return (yield)
         finally:
             self.plugin._finish_call(item, budgets)
-
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
-        try:
-            return (yield)
-        finally:
-            span = item.stash.get(_SPAN, None)
-            if span is not None:
-                del item.stash[_SPAN]
-                measurement = self.plugin.engine.end(span)
-                if _CALL_OUTCOME in item.stash:
-                    item.stash[_FINAL] = self.plugin._record(
-                        item, measurement, item.stash[_CALL_OUTCOME]
-                    )
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(
@@ -359,6 +342,27 @@ class _RuntestHooks:
             if self.plugin._junit:
                 self.plugin._add_junit_properties(item, report, final)
         return report
+
+
+class _ScopeTestHooks:
+    """With ``--hypomnesis-scope=test`` only: the span ends after teardown."""
+
+    def __init__(self, plugin: HypomnesisPlugin) -> None:
+        self.plugin = plugin
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        try:
+            return (yield)
+        finally:
+            span = item.stash.get(_SPAN, None)
+            if span is not None:
+                del item.stash[_SPAN]
+                measurement = self.plugin.engine.end(span)
+                if _CALL_OUTCOME in item.stash:
+                    item.stash[_FINAL] = self.plugin._record(
+                        item, measurement, item.stash[_CALL_OUTCOME]
+                    )
 
 
 def _budget_longrepr(item: pytest.Item, text: str) -> Any:
