@@ -138,7 +138,10 @@ def test_fake_gpu_is_visible_to_the_library_and_removed_after(pytester: pytest.P
 
 def _nvml_config(self_used: int | None) -> str:
     processes = () if self_used is None else (FakeProcess(SELF, self_used),)
-    return render_config([FakeNvmlDevice(processes=processes)], "555.42.06", {})
+    # The device-wide figure moves with this process's usage, as on a real GPU.
+    device_used = GIB + (self_used or 0)
+    device = FakeNvmlDevice(used_bytes=device_used, processes=processes)
+    return render_config([device], "555.42.06", {})
 
 
 NVML_SPIKE = """
@@ -196,7 +199,13 @@ def test_fake_nvml_spike_is_caught(nvml_suite: pytest.Pytester) -> None:
     report = json.loads((nvml_suite.path / "out.json").read_text(encoding="utf-8"))
     assert report["devices"][0]["name"] == "NVIDIA Fake GPU"
     spike = next(t for t in report["tests"] if t["nodeid"].endswith("test_nvml_spike"))
-    assert spike["vram"]["devices"]["0"]["peak_bytes"] == 2 * GIB
+    figures = spike["vram"]["devices"]["0"]
+    assert figures["peak_bytes"] == 2 * GIB
+    assert figures["start_bytes"] == figures["end_bytes"] == 100 * 1024**2
+    assert figures["increase_bytes"] == 2 * GIB - 100 * 1024**2
+    # The device-wide used peak (all processes) saw the spike too.
+    assert figures["device_used_peak_bytes"] == GIB + 2 * GIB
+    assert spike["vram"]["source"] == "nvml"
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None, reason="no cc")
