@@ -35,6 +35,8 @@ from pytest_hypomnesis._settings import Settings, add_options, resolve
 from pytest_hypomnesis._summary import over_budget
 
 if TYPE_CHECKING:
+    from _pytest.nodes import Node
+
     from pytest_hypomnesis._compare import Comparison
 
 __all__ = [
@@ -47,13 +49,33 @@ __all__ = [
 ]
 
 PLUGIN_KEY = pytest.StashKey["HypomnesisPlugin"]()
-_BUDGETS = pytest.StashKey[list[Budget]]()
-_SPAN = pytest.StashKey[Span]()
-_VERDICT = pytest.StashKey[list[BudgetRecord]]()
-_CALL_OUTCOME = pytest.StashKey[str]()
-_MEASUREMENT = pytest.StashKey[Measurement]()
-_FINAL = pytest.StashKey[MeasuredTestRecord]()
-_CALL_RECORD = pytest.StashKey[MeasuredTestRecord]()
+
+
+class _TestState:
+    """One measured test's state on the worker, kept in one stash entry: the budgets, the
+    open span, and what the call phase measured and recorded."""
+
+    __slots__ = (
+        "budgets",
+        "call_outcome",
+        "call_record",
+        "final",
+        "measurement",
+        "span",
+        "verdicts",
+    )
+
+    def __init__(self, budgets: list[Budget]) -> None:
+        self.budgets = budgets
+        self.span: Span | None = None
+        self.verdicts: list[BudgetRecord] = []
+        self.measurement: Measurement | None = None
+        self.call_outcome: str | None = None
+        self.final: MeasuredTestRecord | None = None
+        self.call_record: MeasuredTestRecord | None = None
+
+
+_STATE = pytest.StashKey[_TestState]()
 
 ATTR = "hypomnesis"
 """The ``TestReport`` attribute that carries a test record."""
@@ -96,8 +118,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def _has_budget_marker(item: pytest.Item) -> bool:
-    # One walk over the node chain for all markers, rather than one per marker name.
-    return any(mark.name in _BUDGET_MARKERS for mark in item.iter_markers())
+    # One walk over the node chain for all markers, rather than one per marker name; the
+    # same marks, closest first, as item.iter_markers() without its nested generators.
+    node: Node | None = item
+    while node is not None:
+        for mark in node.own_markers:
+            if mark.name in _BUDGET_MARKERS:
+                return True
+        node = node.parent
+    return False
 
 
 _BUDGET_MARKERS = frozenset(MARKERS)
@@ -134,20 +163,23 @@ class HypomnesisPlugin:
 
     # -- the worker side: measure and judge (hooks live in _RuntestHooks) ----------------
 
-    def _finish_call(self, item: pytest.Item, budgets: list[Budget]) -> None:
-        span = item.stash.get(_SPAN, None)
+    def _finish_call(self, item: pytest.Item, state: _TestState) -> None:
+        span = state.span
         if span is None:
             return
         if self.settings.scope == "call":
+            state.span = None
             measurement = self.engine.end(span)
-            del item.stash[_SPAN]
         else:
             measurement = self.engine.peek(span)
+        state.measurement = measurement
+        budgets = state.budgets
+        if not budgets:
+            return
         verdicts = judge(
             budgets, measurement, scope=self.settings.scope, strict=self.settings.strict
         )
-        item.stash[_VERDICT] = verdicts
-        item.stash[_MEASUREMENT] = measurement
+        state.verdicts = verdicts
         for budget, verdict in zip(budgets, verdicts, strict=True):
             if verdict["passed"] is None and verdict["message"]:
                 self._warn_not_checked(budget, verdict["message"], item)
@@ -171,23 +203,20 @@ class HypomnesisPlugin:
         )
 
     def _add_junit_properties(
-        self, item: pytest.Item, report: pytest.TestReport, final: MeasuredTestRecord | None
+        self, state: _TestState, report: pytest.TestReport, final: MeasuredTestRecord | None
     ) -> None:
-        record = item.stash.get(_CALL_RECORD, None)
-        if record is not None:
-            del item.stash[_CALL_RECORD]
+        record = state.call_record
+        state.call_record = None
         record = final or record
         if record is not None:
             from pytest_hypomnesis._junit import junit_properties
 
             report.user_properties.extend(junit_properties(record))
 
-    def _apply_budgets(self, item: pytest.Item, report: pytest.TestReport) -> None:
-        lines = [
-            v["message"]
-            for v in item.stash.get(_VERDICT, [])
-            if v["passed"] is False and v["message"]
-        ]
+    def _apply_budgets(
+        self, item: pytest.Item, report: pytest.TestReport, verdicts: list[BudgetRecord]
+    ) -> None:
+        lines = [v["message"] for v in verdicts if v["passed"] is False and v["message"]]
         if not lines or hasattr(report, "wasxfail") or report.outcome == "skipped":
             return
         text = "\n".join(lines)
@@ -202,7 +231,9 @@ class HypomnesisPlugin:
         report.outcome = "failed"
         report.longrepr = _budget_longrepr(item, text)
 
-    def _record(self, item: pytest.Item, m: Measurement, outcome: str) -> MeasuredTestRecord:
+    def _record(
+        self, item: pytest.Item, m: Measurement, outcome: str, verdicts: list[BudgetRecord]
+    ) -> MeasuredTestRecord:
         record: MeasuredTestRecord = {
             "nodeid": item.nodeid,
             "outcome": outcome,
@@ -211,7 +242,7 @@ class HypomnesisPlugin:
             "duration_s": round(m.duration_s, 6),
             "ram": m.ram_record(),
             "vram": m.vram_record(),
-            "budgets": item.stash.get(_VERDICT, []),
+            "budgets": verdicts,
         }
         if m.timeline is not None:
             record["timeline"] = m.timeline
@@ -292,55 +323,68 @@ class _RuntestHooks:
         # before any fixture is set up, so a bad marker fails the test with the other
         # plugins' per-test state whole, and a scope=test span still covers the fixtures.
         s = self.plugin.settings
-        try:
-            budgets = budgets_for(
-                item, max_ram_bytes=s.max_ram_bytes, max_vram_bytes=s.max_vram_bytes
-            )
-        except BudgetError as exc:
-            message = str(exc)
+        if s.max_ram_bytes is None and s.max_vram_bytes is None and not _has_budget_marker(item):
+            budgets: list[Budget] = []  # the common case, without parsing anything
         else:
-            if budgets or s.measure_all:
-                item.stash[_BUDGETS] = budgets
-                if s.scope == "test":
-                    item.stash[_SPAN] = self.plugin.engine.begin(timeline=s.timeline)
-            return
-        # Outside the except block, so the failure does not chain to the BudgetError.
-        pytest.fail(message, pytrace=False)
+            message: str | None = None
+            try:
+                budgets = budgets_for(
+                    item, max_ram_bytes=s.max_ram_bytes, max_vram_bytes=s.max_vram_bytes
+                )
+            except BudgetError as exc:
+                # Outside the except block, so the failure does not chain to the BudgetError.
+                message = str(exc)
+            if message is not None:
+                pytest.fail(message, pytrace=False)
+        if budgets or s.measure_all:
+            state = _TestState(budgets)
+            item.stash[_STATE] = state
+            if s.scope == "test":
+                state.span = self.plugin.engine.begin(timeline=s.timeline)
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
-        budgets = item.stash.get(_BUDGETS, None)
-        if budgets is None:
+        state = item.stash.get(_STATE, None)
+        if state is None:
             return (yield)
-        if self.plugin.settings.scope == "call":
-            item.stash[_SPAN] = self.plugin.engine.begin(timeline=self.plugin.settings.timeline)
+        plugin = self.plugin
+        if plugin.settings.scope == "call":
+            state.span = plugin.engine.begin(timeline=plugin.settings.timeline)
         try:
             return (yield)
         finally:
-            self.plugin._finish_call(item, budgets)
+            plugin._finish_call(item, state)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
-        if report.when == "call":
-            measurement = item.stash.get(_MEASUREMENT, None)
+        state = item.stash.get(_STATE, None)
+        if state is None:
+            return report
+        plugin = self.plugin
+        when = report.when
+        if when == "call":
+            measurement = state.measurement
             if measurement is not None:
-                del item.stash[_MEASUREMENT]
-                self.plugin._apply_budgets(item, report)
-                record = self.plugin._record(item, measurement, _outcome(report))
-                item.stash[_CALL_OUTCOME] = record["outcome"]
-                setattr(report, ATTR, record)
-                if self.plugin._junit:
-                    item.stash[_CALL_RECORD] = record
-        elif report.when == "teardown":
-            final = item.stash.get(_FINAL, None)
+                state.measurement = None
+                verdicts = state.verdicts
+                if verdicts:
+                    plugin._apply_budgets(item, report, verdicts)
+                outcome = _outcome(report)
+                record = plugin._record(item, measurement, outcome, verdicts)
+                state.call_outcome = outcome
+                report.hypomnesis = record  # type: ignore[attr-defined]
+                if plugin._junit:
+                    state.call_record = record
+        elif when == "teardown":
+            final = state.final
             if final is not None:
-                setattr(report, ATTR, final)
-                del item.stash[_FINAL]
-            if self.plugin._junit:
-                self.plugin._add_junit_properties(item, report, final)
+                report.hypomnesis = final  # type: ignore[attr-defined]
+                state.final = None
+            if plugin._junit:
+                plugin._add_junit_properties(state, report, final)
         return report
 
 
@@ -355,13 +399,14 @@ class _ScopeTestHooks:
         try:
             return (yield)
         finally:
-            span = item.stash.get(_SPAN, None)
-            if span is not None:
-                del item.stash[_SPAN]
+            state = item.stash.get(_STATE, None)
+            span = None if state is None else state.span
+            if state is not None and span is not None:
+                state.span = None
                 measurement = self.plugin.engine.end(span)
-                if _CALL_OUTCOME in item.stash:
-                    item.stash[_FINAL] = self.plugin._record(
-                        item, measurement, item.stash[_CALL_OUTCOME]
+                if state.call_outcome is not None:
+                    state.final = self.plugin._record(
+                        item, measurement, state.call_outcome, state.verdicts
                     )
 
 
