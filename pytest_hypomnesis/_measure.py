@@ -64,7 +64,7 @@ class _DeviceTrack:
             self.device_used_peak_bytes = dev
 
 
-@dataclass
+@dataclass(slots=True)
 class Span:
     """An open measurement; only the engine touches its fields."""
 
@@ -405,7 +405,12 @@ class Engine:
         peak_now = self.ram.peak_bytes()
         duration_s = time.perf_counter() - span.t0
         with self._lock:
-            ram_peak = max(v for v in (span.ram_peak_bytes, peak_now, rss) if v is not None)
+            ram_peak = rss
+            earlier = span.ram_peak_bytes
+            if earlier is not None and earlier > ram_peak:
+                ram_peak = earlier
+            if peak_now is not None and peak_now > ram_peak:
+                ram_peak = peak_now
             if final:
                 span.ram_peak_bytes = ram_peak
         return Measurement(

@@ -147,14 +147,17 @@ class RamPeakMeter:
 
     def reset(self) -> None:
         """Start a new high-water span (no-op when sampling)."""
-        if self.method == "sampled":
+        method = self._method  # after calibration a plain attribute read
+        if (method if method is not None else self.method) == "sampled":
             return
         with self._lock:
             self._write_reset()
 
     def peak_bytes(self) -> int | None:
         """Peak RSS since the last ``reset()``; ``None`` when sampling."""
-        method = self.method
+        method = self._method
+        if method is None:
+            method = self.method
         if method == "rusage":
             return self._rusage_bytes()
         if method == "hwm":
