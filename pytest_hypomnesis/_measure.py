@@ -34,9 +34,20 @@ from pytest_hypomnesis._rampeak import RamPeakMeter
 from pytest_hypomnesis._readings import VramReading
 from pytest_hypomnesis._timeline import TimelineRecorder
 
-__all__ = ["DeviceFigures", "Engine", "Measurement", "RamFigures", "Span"]
+__all__ = [
+    "DeviceFigures",
+    "Engine",
+    "Measurement",
+    "RamFigures",
+    "RecordParts",
+    "Span",
+    "record_parts",
+]
 
 Reader = Callable[[], VramReading]
+
+RecordParts = tuple[float, RamRecord, VramRecord, TimelineRecord | None]
+"""A span's figures as a test record holds them: duration, ``ram``, ``vram``, timeline."""
 
 
 @dataclass
@@ -387,6 +398,45 @@ class Engine:
 
     def end(self, span: Span) -> Measurement:
         measurement = self._figures(span, final=True)
+        self._close(span)
+        if span.timeline is not None:
+            series = cast(TimelineRecord, span.timeline.finish())
+            measurement = dataclasses.replace(measurement, timeline=series)
+        return measurement
+
+    def peek_parts(self, span: Span) -> RecordParts:
+        """``peek()`` as a record's parts; a plain span builds no ``Measurement``."""
+        if span.plain and _probe.current_fake() is None:
+            return self._plain_parts(span, final=False)
+        return record_parts(self.peek(span))
+
+    def end_parts(self, span: Span) -> RecordParts:
+        """``end()`` as a record's parts; a plain span builds no ``Measurement``."""
+        if span.plain and _probe.current_fake() is None:
+            parts = self._plain_parts(span, final=True)
+            self._close(span)
+            return parts
+        return record_parts(self.end(span))
+
+    def _plain_parts(self, span: Span, *, final: bool) -> RecordParts:
+        duration_s, ram_peak, rss = self._plain_ram(span, final=final)
+        start = span.ram_start_bytes
+        ram: RamRecord = {
+            "start_bytes": start,
+            "peak_bytes": ram_peak,
+            "end_bytes": rss,
+            "increase_bytes": None if start is None else max(ram_peak - start, 0),
+            "method": self.ram.method,
+        }
+        vram: VramRecord = {
+            "source": None,
+            "devices": {},
+            "torch_peak_allocated_bytes": None,
+            "unavailable_reason": self._real_reason,
+        }
+        return duration_s, ram, vram, None
+
+    def _close(self, span: Span) -> None:
         with self._lock:
             span.closed = True
             if span in self._open:
@@ -395,12 +445,9 @@ class Engine:
                     self._timeline_spans -= 1
             if not self._open and self._active.is_set():
                 self._active.clear()
-        if span.timeline is not None:
-            series = cast(TimelineRecord, span.timeline.finish())
-            measurement = dataclasses.replace(measurement, timeline=series)
-        return measurement
 
-    def _plain_figures(self, span: Span, *, final: bool) -> Measurement:
+    def _plain_ram(self, span: Span, *, final: bool) -> tuple[float, int, int]:
+        """Duration, RAM peak and RSS now of a plain span."""
         rss = process_rss()
         peak_now = self.ram.peak_bytes()
         duration_s = time.perf_counter() - span.t0
@@ -413,6 +460,10 @@ class Engine:
                 ram_peak = peak_now
             if final:
                 span.ram_peak_bytes = ram_peak
+        return duration_s, ram_peak, rss
+
+    def _plain_figures(self, span: Span, *, final: bool) -> Measurement:
+        duration_s, ram_peak, rss = self._plain_ram(span, final=final)
         return Measurement(
             duration_s=duration_s,
             ram=RamFigures(
@@ -484,6 +535,10 @@ class Engine:
         if thread is not None and thread.is_alive() and self._thread_pid == os.getpid():
             thread.join(timeout=max(1.0, self.interval_s * 5))
         self.ram.close()
+
+
+def record_parts(m: Measurement) -> RecordParts:
+    return m.duration_s, m.ram_record(), m.vram_record(), m.timeline
 
 
 def _torch_peaks(cuda: Any) -> dict[int, int]:

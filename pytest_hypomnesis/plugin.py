@@ -30,7 +30,7 @@ from pytest_hypomnesis._fixtures import (
     memory_snapshot,
 )
 from pytest_hypomnesis._jsonreport import BudgetRecord, MeasuredTestRecord
-from pytest_hypomnesis._measure import Engine, Measurement, Span
+from pytest_hypomnesis._measure import Engine, RecordParts, Span, record_parts
 from pytest_hypomnesis._settings import Settings, add_options, resolve
 from pytest_hypomnesis._summary import over_budget
 
@@ -60,7 +60,7 @@ class _TestState:
         "call_outcome",
         "call_record",
         "final",
-        "measurement",
+        "parts",
         "span",
         "verdicts",
     )
@@ -69,7 +69,7 @@ class _TestState:
         self.budgets = budgets
         self.span: Span | None = None
         self.verdicts: list[BudgetRecord] = []
-        self.measurement: Measurement | None = None
+        self.parts: RecordParts | None = None
         self.call_outcome: str | None = None
         self.final: MeasuredTestRecord | None = None
         self.call_record: MeasuredTestRecord | None = None
@@ -167,15 +167,17 @@ class HypomnesisPlugin:
         span = state.span
         if span is None:
             return
-        if self.settings.scope == "call":
+        final = self.settings.scope == "call"
+        if final:
             state.span = None
-            measurement = self.engine.end(span)
-        else:
-            measurement = self.engine.peek(span)
-        state.measurement = measurement
         budgets = state.budgets
         if not budgets:
+            # Nothing to judge: the record's parts, without building a Measurement.
+            engine = self.engine
+            state.parts = engine.end_parts(span) if final else engine.peek_parts(span)
             return
+        measurement = self.engine.end(span) if final else self.engine.peek(span)
+        state.parts = record_parts(measurement)
         verdicts = judge(
             budgets, measurement, scope=self.settings.scope, strict=self.settings.strict
         )
@@ -232,20 +234,21 @@ class HypomnesisPlugin:
         report.longrepr = _budget_longrepr(item, text)
 
     def _record(
-        self, item: pytest.Item, m: Measurement, outcome: str, verdicts: list[BudgetRecord]
+        self, item: pytest.Item, parts: RecordParts, outcome: str, verdicts: list[BudgetRecord]
     ) -> MeasuredTestRecord:
+        duration_s, ram, vram, timeline = parts
         record: MeasuredTestRecord = {
             "nodeid": item.nodeid,
             "outcome": outcome,
             "worker": self.worker,
             "scope": self.settings.scope,
-            "duration_s": round(m.duration_s, 6),
-            "ram": m.ram_record(),
-            "vram": m.vram_record(),
+            "duration_s": round(duration_s, 6),
+            "ram": ram,
+            "vram": vram,
             "budgets": verdicts,
         }
-        if m.timeline is not None:
-            record["timeline"] = m.timeline
+        if timeline is not None:
+            record["timeline"] = timeline
         return record
 
     @pytest.hookimpl(trylast=True)
@@ -366,14 +369,14 @@ class _RuntestHooks:
         plugin = self.plugin
         when = report.when
         if when == "call":
-            measurement = state.measurement
-            if measurement is not None:
-                state.measurement = None
+            parts = state.parts
+            if parts is not None:
+                state.parts = None
                 verdicts = state.verdicts
                 if verdicts:
                     plugin._apply_budgets(item, report, verdicts)
                 outcome = _outcome(report)
-                record = plugin._record(item, measurement, outcome, verdicts)
+                record = plugin._record(item, parts, outcome, verdicts)
                 state.call_outcome = outcome
                 report.hypomnesis = record  # type: ignore[attr-defined]
                 if plugin._junit:
@@ -403,10 +406,10 @@ class _ScopeTestHooks:
             span = None if state is None else state.span
             if state is not None and span is not None:
                 state.span = None
-                measurement = self.plugin.engine.end(span)
+                parts = self.plugin.engine.end_parts(span)
                 if state.call_outcome is not None:
                     state.final = self.plugin._record(
-                        item, measurement, state.call_outcome, state.verdicts
+                        item, parts, state.call_outcome, state.verdicts
                     )
 
 
