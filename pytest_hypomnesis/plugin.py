@@ -278,9 +278,11 @@ class HypomnesisPlugin:
     def pytest_report_teststatus(
         self, report: pytest.TestReport, config: pytest.Config
     ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+        # Three times per test: the cheap checks first.
+        if report.when != "call" or not report.failed:
+            return None
         record = getattr(report, ATTR, None)
-        failed = report.when == "call" and report.failed
-        if failed and isinstance(record, dict) and over_budget(record):
+        if isinstance(record, dict) and over_budget(record):
             return "failed", "M", ("OVER BUDGET", {"red": True})
         return None
 
