@@ -374,3 +374,31 @@ def test_rss_works_in_a_child_forked_while_the_lock_is_held() -> None:
     assert status == 0
     assert int(os.read(read_fd, 64)) > 0
     os.close(read_fd)
+
+
+def test_plain_span_record_has_the_measurement_record_shape(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The engine's fast path builds the record's ram/vram dicts itself; they must stay
+    the same shape as ``Measurement.ram_record()``/``vram_record()`` of the full path."""
+    from pytest_hypomnesis._measure import Engine
+
+    monkeypatch.setenv("HYPOMNESIS_NVML_LIBRARY", "/nonexistent")
+    engine = Engine(interval_s=0.01)
+    try:
+        first = engine.begin()
+        engine.end(first)  # resolves the (empty) readers: later spans take the fast path
+        plain = engine.begin()
+        if not plain.plain:
+            pytest.skip("no fast path here (RAM peak sampled, or a GPU reader exists)")
+        _, ram, vram, timeline = engine.end_parts(plain)
+        full = engine.end(engine.begin(timeline=True))
+    finally:
+        engine.close()
+    assert timeline is None
+    assert list(ram) == list(full.ram_record())
+    assert list(vram) == list(full.vram_record())
+    assert {type(v) for v in ram.values()} <= {int, str, type(None)}
+    peak, start = ram["peak_bytes"], ram["start_bytes"]
+    assert peak is not None and start is not None
+    assert ram["increase_bytes"] == max(peak - start, 0)
