@@ -5,8 +5,9 @@ One ``Engine`` per process (per xdist worker). Spans nest: a test's span and any
 mark or torch's peak for an inner span first folds the running peak into every open one.
 
 VRAM is read at span start and end, and in between by ONE background thread, started
-the first time a span needs it and parked on an event between spans so it costs nothing
-while no test runs. With no GPU (and no fake one) there is no thread.
+the first time a span needs it; it parks itself on an event after ten intervals with no
+open span, so it costs nothing while no test runs, and nothing extra between tests.
+With no GPU (and no fake one) there is no thread.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 Reader = Callable[[], VramReading]
+
+_IDLE_INTERVALS_BEFORE_PARKING = 10
 
 RecordParts = tuple[float, RamRecord, VramRecord, TimelineRecord | None]
 """A span's figures as a test record holds them: duration, ``ram``, ``vram``, timeline."""
@@ -270,10 +273,23 @@ class Engine:
         self._thread.start()
 
     def _run(self) -> None:
+        idle = 0
         while not self._closing.is_set():
             self._active.wait()
             if self._closing.wait(self.interval_s):
                 return
+            with self._lock:
+                open_spans = bool(self._open)
+                if not open_spans:
+                    # The thread parks itself after a few idle intervals, rather than the
+                    # end of every span parking it and the next span waking it: a wake-up
+                    # per test costs the test thread a GIL hand-over each time.
+                    idle += 1
+                    if idle >= _IDLE_INTERVALS_BEFORE_PARKING:
+                        self._active.clear()
+                        idle = 0
+                    continue
+            idle = 0
             # A failing reader must never kill the sampler.
             with contextlib.suppress(Exception):
                 self._sample(final=False)
@@ -389,7 +405,8 @@ class Engine:
         span.started = True
         if self._needs_thread(readers, fake, timeline):
             self._ensure_thread()
-            self._active.set()
+            if not self._active.is_set():
+                self._active.set()
         return span
 
     def peek(self, span: Span) -> Measurement:
@@ -443,8 +460,6 @@ class Engine:
                 self._open.remove(span)
                 if span.timeline is not None:
                     self._timeline_spans -= 1
-            if not self._open and self._active.is_set():
-                self._active.clear()
 
     def _plain_ram(self, span: Span, *, final: bool) -> tuple[float, int, int]:
         """Duration, RAM peak and RSS now of a plain span."""
