@@ -12,15 +12,13 @@ verifies the order, collects script errors) and writes its verdict as JSON into
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
+from pytest_hypomnesis._atomicfile import write_text_atomic
 from pytest_hypomnesis._compare import (
     METRIC_TITLES,
     CompareError,
@@ -387,23 +385,8 @@ def render_html(
 
 
 def write_html_atomic(path: str | os.PathLike[str], page: str) -> None:
-    """Write ``page`` so that ``path`` holds the old file or the whole new one: a temp
-    file in the same directory, fsync, then ``os.replace``."""
-    target = Path(os.fspath(path))
-    directory = target.parent if str(target.parent) else Path(".")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp makes the file private (0600); a report is meant to be shared.
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
+    """Write ``page`` so that ``path`` holds the old file or the whole new one."""
+    write_text_atomic(path, page)
 
 
 _NO_TIMELINES = "<p>no timelines recorded (run with --hypomnesis-timeline)</p>"

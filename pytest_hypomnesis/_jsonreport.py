@@ -7,15 +7,14 @@ Device keys inside ``vram.devices`` are strings (``"0"``) because JSON object ke
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TypedDict
 
+from pytest_hypomnesis._atomicfile import write_text_atomic
 from pytest_hypomnesis._timeline import parse_timeline
 
 __all__ = [
@@ -299,26 +298,8 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def write_report_atomic(path: str | os.PathLike[str], data: Mapping[str, Any]) -> None:
     """Write ``data`` as JSON so that ``path`` holds either the old file or the whole new
-    one, never half of it: a temp file in the same directory, fsync, then ``os.replace``."""
-    target = Path(os.fspath(path))
-    directory = target.parent if str(target.parent) else Path(".")
-    text = json.dumps(data, indent=2, sort_keys=False) + "\n"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    try:
-        # mkstemp makes the file 0600; a report is for sharing (CI artifacts), so give it
-        # the mode an ordinary new file gets under the current umask.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
+    one, never half of it."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def build_report(

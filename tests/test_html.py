@@ -244,7 +244,11 @@ def test_malformed_input_names_the_field(mutate: Any, needle: str) -> None:
 
 def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "report.html"
-    write_html_atomic(target, "<p>old ü</p>")
+    old_umask = os.umask(0o022)  # the written file gets the mode any new file would
+    try:
+        write_html_atomic(target, "<p>old ü</p>")
+    finally:
+        os.umask(old_umask)
     assert target.read_text(encoding="utf-8") == "<p>old ü</p>"
     assert oct(target.stat().st_mode & 0o777) == oct(0o644)
 
