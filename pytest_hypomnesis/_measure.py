@@ -130,13 +130,7 @@ class Measurement:
 
     def ram_record(self) -> RamRecord:
         r = self.ram
-        return {
-            "start_bytes": r.start_bytes,
-            "peak_bytes": r.peak_bytes,
-            "end_bytes": r.end_bytes,
-            "increase_bytes": r.increase_bytes,
-            "method": r.method,
-        }
+        return _ram_record(r.start_bytes, r.peak_bytes, r.end_bytes, r.increase_bytes, r.method)
 
     def vram_record(self) -> VramRecord:
         devices: dict[str, VramDeviceRecord] = {
@@ -151,17 +145,43 @@ class Measurement:
             for i, d in sorted(self.vram.items())
         }
         torch = self.torch_peak_allocated_bytes
-        return {
-            "source": self.vram_source,
-            "devices": devices,
-            "torch_peak_allocated_bytes": None
-            if torch is None
-            else {str(k): v for k, v in torch.items()},
-            "unavailable_reason": self.vram_unavailable_reason,
-        }
+        return _vram_record(
+            self.vram_source,
+            devices,
+            None if torch is None else {str(k): v for k, v in torch.items()},
+            self.vram_unavailable_reason,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"duration_s": self.duration_s, "ram": self.ram_record(), "vram": self.vram_record()}
+
+
+def _ram_record(
+    start: int | None, peak: int | None, end: int | None, increase: int | None, method: str
+) -> RamRecord:
+    """A test record's ``ram``: the one place its shape is written."""
+    return {
+        "start_bytes": start,
+        "peak_bytes": peak,
+        "end_bytes": end,
+        "increase_bytes": increase,
+        "method": method,
+    }
+
+
+def _vram_record(
+    source: str | None,
+    devices: dict[str, VramDeviceRecord],
+    torch: dict[str, int] | None,
+    reason: str | None,
+) -> VramRecord:
+    """A test record's ``vram``: the one place its shape is written."""
+    return {
+        "source": source,
+        "devices": devices,
+        "torch_peak_allocated_bytes": torch,
+        "unavailable_reason": reason,
+    }
 
 
 def _increase(start: int | None, peak: int | None) -> int | None:
@@ -421,37 +441,31 @@ class Engine:
             measurement = dataclasses.replace(measurement, timeline=series)
         return measurement
 
+    @staticmethod
+    def _still_plain(span: Span) -> bool:
+        # A fake GPU installed after a plain span began (fixture set-up inside a
+        # scope=test span) has devices to read: the full path handles that.
+        return span.plain and _probe.current_fake() is None
+
     def peek_parts(self, span: Span) -> RecordParts:
         """``peek()`` as a record's parts; a plain span builds no ``Measurement``."""
-        if span.plain and _probe.current_fake() is None:
+        if self._still_plain(span):
             return self._plain_parts(span, final=False)
         return record_parts(self.peek(span))
 
     def end_parts(self, span: Span) -> RecordParts:
         """``end()`` as a record's parts; a plain span builds no ``Measurement``."""
-        if span.plain and _probe.current_fake() is None:
+        if self._still_plain(span):
             parts = self._plain_parts(span, final=True)
             self._close(span)
             return parts
         return record_parts(self.end(span))
 
     def _plain_parts(self, span: Span, *, final: bool) -> RecordParts:
-        duration_s, ram_peak, rss = self._plain_ram(span, final=final)
+        duration_s, ram_peak, rss = self._ram_now(span, final=final)
         start = span.ram_start_bytes
-        ram: RamRecord = {
-            "start_bytes": start,
-            "peak_bytes": ram_peak,
-            "end_bytes": rss,
-            "increase_bytes": None if start is None else max(ram_peak - start, 0),
-            "method": self.ram.method,
-        }
-        vram: VramRecord = {
-            "source": None,
-            "devices": {},
-            "torch_peak_allocated_bytes": None,
-            "unavailable_reason": self._real_reason,
-        }
-        return duration_s, ram, vram, None
+        ram = _ram_record(start, ram_peak, rss, _increase(start, ram_peak), self.ram.method)
+        return duration_s, ram, _vram_record(None, {}, None, self._real_reason), None
 
     def _close(self, span: Span) -> None:
         with self._lock:
@@ -461,8 +475,8 @@ class Engine:
                 if span.timeline is not None:
                     self._timeline_spans -= 1
 
-    def _plain_ram(self, span: Span, *, final: bool) -> tuple[float, int, int]:
-        """Duration, RAM peak and RSS now of a plain span."""
+    def _ram_now(self, span: Span, *, final: bool) -> tuple[float, int, int]:
+        """Duration, RAM peak and RSS now; with ``final`` the peak is kept on the span."""
         rss = process_rss()
         peak_now = self.ram.peak_bytes()
         duration_s = time.perf_counter() - span.t0
@@ -477,39 +491,14 @@ class Engine:
                 span.ram_peak_bytes = ram_peak
         return duration_s, ram_peak, rss
 
-    def _plain_figures(self, span: Span, *, final: bool) -> Measurement:
-        duration_s, ram_peak, rss = self._plain_ram(span, final=final)
-        return Measurement(
-            duration_s=duration_s,
-            ram=RamFigures(
-                start_bytes=span.ram_start_bytes,
-                peak_bytes=ram_peak,
-                end_bytes=rss,
-                increase_bytes=_increase(span.ram_start_bytes, ram_peak),
-                method=self.ram.method,
-            ),
-            vram={},
-            vram_source=None,
-            vram_unavailable_reason=self._real_reason,
-            torch_peak_allocated_bytes=None,
-        )
-
     def _figures(self, span: Span, *, final: bool) -> Measurement:
-        if span.plain and _probe.current_fake() is None:
-            return self._plain_figures(span, final=final)
         readers, fake = self.readers()
         last_point = final and span.timeline is not None
         if readers or (final and not self.ram.exact) or last_point:
             self._sample(final=final, only=span)
-        rss = process_rss()
-        peak_now = self.ram.peak_bytes()
-        duration_s = time.perf_counter() - span.t0
+        duration_s, ram_peak, rss = self._ram_now(span, final=final)
         cuda = _torch_cuda() if span.torch_peaks is not None else None
         with self._lock:
-            candidates = [v for v in (span.ram_peak_bytes, peak_now, rss) if v is not None]
-            ram_peak = max(candidates) if candidates else None
-            if final:
-                span.ram_peak_bytes = ram_peak
             devices = {
                 i: DeviceFigures(
                     start_bytes=t.start_bytes,
