@@ -11,7 +11,7 @@ import pytest
 
 from pytest_hypomnesis._format import format_bytes_iec
 from pytest_hypomnesis._jsonreport import BudgetRecord
-from pytest_hypomnesis._measure import Measurement
+from pytest_hypomnesis._measure import Measurement, sum_devices
 from pytest_hypomnesis._sizes import SIZE_FORMS, SizeError, parse_size
 
 __all__ = [
@@ -171,8 +171,7 @@ def _judge_one(budget: Budget, m: Measurement, *, scope: str, strict: bool) -> B
         if budget.device is not None:
             devices = {budget.device: m.vram[budget.device]} if budget.device in m.vram else {}
         field = "peak_bytes" if budget.absolute else "increase_bytes"
-        values = [getattr(d, field) for d in devices.values()]
-        measured = sum(values) if devices and None not in values else None
+        measured = sum_devices(devices, field)
         gpus = ", ".join(str(i) for i in sorted(devices))
         where = f"VRAM on GPU{'s' if len(devices) > 1 else ''} {gpus}"
         source = (m.vram_source or "unknown").upper().replace("NVIDIA_SMI", "nvidia-smi")

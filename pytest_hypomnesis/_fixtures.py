@@ -11,7 +11,14 @@ import pytest
 from pytest_hypomnesis import _probe
 from pytest_hypomnesis._builders import GpuDeviceInfoBuilder
 from pytest_hypomnesis._fake import FakeGpu
-from pytest_hypomnesis._measure import DeviceFigures, Engine, Measurement, RamFigures, Span
+from pytest_hypomnesis._measure import (
+    DeviceFigures,
+    Engine,
+    Measurement,
+    RamFigures,
+    Span,
+    sum_devices,
+)
 from pytest_hypomnesis._records import Snapshot
 
 __all__ = [
@@ -80,20 +87,13 @@ class MeasuredBlock:
     def ram_increase_bytes(self) -> int | None:
         return self.ram.increase_bytes
 
-    def _vram_sum(self, field: str) -> int | None:
-        values: list[int | None] = [getattr(d, field) for d in self.vram.values()]
-        known = [v for v in values if v is not None]
-        if not values or len(known) != len(values):
-            return None
-        return sum(known)
-
     @property
     def vram_peak_bytes(self) -> int | None:
-        return self._vram_sum("peak_bytes")
+        return sum_devices(self.vram, "peak_bytes")
 
     @property
     def vram_increase_bytes(self) -> int | None:
-        return self._vram_sum("increase_bytes")
+        return sum_devices(self.vram, "increase_bytes")
 
     def __repr__(self) -> str:
         if self._result is None:

@@ -18,7 +18,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -43,6 +43,7 @@ __all__ = [
     "RecordParts",
     "Span",
     "record_parts",
+    "sum_devices",
 ]
 
 Reader = Callable[[], VramReading]
@@ -182,6 +183,17 @@ def _vram_record(
         "torch_peak_allocated_bytes": torch,
         "unavailable_reason": reason,
     }
+
+
+def sum_devices(devices: Mapping[int, DeviceFigures], field: str) -> int | None:
+    """``field`` (``peak_bytes``, ``increase_bytes``, ...) summed over ``devices``;
+    ``None`` when there is no device or any device's figure is unknown, since a partial
+    sum would understate what the process used."""
+    values: list[int | None] = [getattr(d, field) for d in devices.values()]
+    known = [v for v in values if v is not None]
+    if not values or len(known) != len(values):
+        return None
+    return sum(known)
 
 
 def _increase(start: int | None, peak: int | None) -> int | None:
