@@ -254,9 +254,9 @@ class Engine:
             if reader is not None:
                 readers.append((index, reader))
         if not readers:
-            snap = _probe.snapshot_now(0) if count == 0 else None
             if count == 0:
-                reason = (snap.gpu_unavailable_reason if snap else None) or "no GPU visible"
+                snap = _probe.snapshot_now(0)
+                reason = snap.gpu_unavailable_reason or "no GPU visible"
             elif not self._watched(count):
                 reason = f"no watched GPU exists ({count} visible)"
             else:

@@ -380,13 +380,13 @@ class _RuntestHooks:
                 outcome = _outcome(report)
                 record = plugin._record(item, parts, outcome, verdicts)
                 state.call_outcome = outcome
-                report.hypomnesis = record  # type: ignore[attr-defined]
+                setattr(report, ATTR, record)
                 if plugin._junit:
                     state.call_record = record
         elif when == "teardown":
             final = state.final
             if final is not None:
-                report.hypomnesis = final  # type: ignore[attr-defined]
+                setattr(report, ATTR, final)
                 state.final = None
             if plugin._junit:
                 plugin._add_junit_properties(state, report, final)
