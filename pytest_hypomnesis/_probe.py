@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from pytest_hypomnesis._backends import rss as _rss
 from pytest_hypomnesis._common import (
@@ -21,7 +21,7 @@ from pytest_hypomnesis._common import (
     debug,
 )
 from pytest_hypomnesis._fake import FakeGpu
-from pytest_hypomnesis._readings import VramReading
+from pytest_hypomnesis._readings import SmiDeviceReading, VramReading
 from pytest_hypomnesis._records import (
     GpuDeviceInfo,
     GpuProcessEntry,
@@ -141,7 +141,9 @@ def device_info(index: int = 0) -> GpuDeviceInfo:
     return info
 
 
-def _device_info(index: int) -> tuple[GpuDeviceInfo | None, list[str]]:
+def _device_info(
+    index: int, smi_query: Callable[[], SmiDeviceReading] | None = None
+) -> tuple[GpuDeviceInfo | None, list[str]]:
     from pytest_hypomnesis._backends import nvml, smi
 
     reasons: list[str] = []
@@ -178,7 +180,7 @@ def _device_info(index: int) -> tuple[GpuDeviceInfo | None, list[str]]:
         found = _try(reasons, "DXGI", lambda: dxgi.device_info(index))
         if found is not None:
             return found, reasons
-    smi_reading = _try(reasons, "nvidia-smi", lambda: smi.device_query(index))
+    smi_reading = _try(reasons, "nvidia-smi", smi_query or (lambda: smi.device_query(index)))
     if smi_reading is not None:
         return (
             GpuDeviceInfo(
@@ -206,7 +208,9 @@ def process_gpu_info(index: int = 0, pid: int | None = None) -> ProcessGpuInfo:
     return info
 
 
-def _process_gpu_info(index: int, pid: int | None) -> tuple[ProcessGpuInfo | None, list[str]]:
+def _process_gpu_info(
+    index: int, pid: int | None, smi_query: Callable[[], SmiDeviceReading] | None = None
+) -> tuple[ProcessGpuInfo | None, list[str]]:
     from pytest_hypomnesis._backends import nvml, smi
 
     reasons: list[str] = []
@@ -234,7 +238,7 @@ def _process_gpu_info(index: int, pid: int | None) -> tuple[ProcessGpuInfo | Non
         return ProcessGpuInfo(
             used_bytes=used, is_per_process=True, source=GpuQuerySource.NVML
         ), reasons
-    smi_reading = _try(reasons, "nvidia-smi", lambda: smi.device_query(index))
+    smi_reading = _try(reasons, "nvidia-smi", smi_query or (lambda: smi.device_query(index)))
     if smi_reading is not None:
         return (
             ProcessGpuInfo(
@@ -295,6 +299,24 @@ def gpu_processes(index: int = 0) -> list[GpuProcessEntry]:
     return sorted(rows, key=lambda r: r.pid)
 
 
+def _once(fn: Callable[[], T]) -> Callable[[], T]:
+    """``fn``'s first outcome, value or exception, for every later call."""
+    outcome: list[tuple[bool, Any]] = []
+
+    def call() -> T:
+        if not outcome:
+            try:
+                outcome.append((True, fn()))
+            except Exception as exc:
+                outcome.append((False, exc))
+        ok, value = outcome[0]
+        if ok:
+            return cast(T, value)
+        raise value
+
+    return call
+
+
 def snapshot_now(index: int = 0) -> Snapshot:
     """RSS (``RamError`` propagates) plus best-effort GPU figures; never raises otherwise."""
     ram = process_rss()
@@ -304,8 +326,12 @@ def snapshot_now(index: int = 0) -> Snapshot:
 def _snapshot(ram: int, index: int) -> Snapshot:
     if _fake is not None:
         return _fake.snapshot(ram, index)
-    gpu, gpu_reasons = _process_gpu_info(index, None)
-    device, device_reasons = _device_info(index)
+    from pytest_hypomnesis._backends import smi
+
+    # Both chains end in the same nvidia-smi device query: run it once per snapshot.
+    smi_query = _once(lambda: smi.device_query(index))
+    gpu, gpu_reasons = _process_gpu_info(index, None, smi_query)
+    device, device_reasons = _device_info(index, smi_query)
     reason = None
     if gpu is None or device is None:
         seen: list[str] = []

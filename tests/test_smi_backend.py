@@ -350,6 +350,9 @@ def test_public_snapshot_now_with_smi(fake_smi: FakeSmi) -> None:
     assert snap.gpu_device is not None
     assert snap.gpu_device.driver_version == "610.88"
     assert snap.gpu_unavailable_reason is None
+    # The process and device chains share one device query per snapshot.
+    gpu_queries = [c for c in fake_smi.calls() if any(a.startswith("--query-gpu") for a in c)]
+    assert len(gpu_queries) == 1
 
 
 @posix_only
