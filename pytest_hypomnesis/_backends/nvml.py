@@ -427,13 +427,18 @@ def _usable(used: int | None, total: int) -> bool:
     return used is not None and used != NOT_AVAILABLE and used <= total
 
 
-def process_used_bytes(index: int, pid: int) -> int:
-    """``pid``'s row from the running-process queries; raises when absent/sentinel/>total."""
+def _total_and_rows(index: int) -> tuple[int, list[tuple[int, int | None]]]:
+    """The device total (to reject larger per-process figures) and its process rows."""
     with _lock:
         nv = _ensure()
         handle = _handle(nv, index)
         total = int(_memory(nv, handle, index).total)
-        rows = _raw_processes(nv, handle)
+        return total, _raw_processes(nv, handle)
+
+
+def process_used_bytes(index: int, pid: int) -> int:
+    """``pid``'s row from the running-process queries; raises when absent/sentinel/>total."""
+    total, rows = _total_and_rows(index)
     # The crate takes the first row of the pid (MIG may list one per instance).
     matches = [used for row_pid, used in rows if row_pid == pid]
     if not matches:
@@ -450,11 +455,7 @@ def process_used_bytes(index: int, pid: int) -> int:
 
 def list_processes(index: int) -> list[tuple[int, int]]:
     """(pid, used_bytes) rows, filtered (2^64-1, > total), sorted by pid."""
-    with _lock:
-        nv = _ensure()
-        handle = _handle(nv, index)
-        total = int(_memory(nv, handle, index).total)
-        rows = _raw_processes(nv, handle)
+    total, rows = _total_and_rows(index)
     kept = [(pid, used) for pid, used in rows if used is not None and _usable(used, total)]
     if len(kept) != len(rows):
         debug("NVML", f"device {index}: dropped {len(rows) - len(kept)} sentinel/>total row(s)")
