@@ -106,7 +106,8 @@ def write_json(plugin: HypomnesisPlugin, session: pytest.Session) -> str | None:
     return None
 
 
-def _write_html(plugin: HypomnesisPlugin, data: dict[str, Any]) -> None:
+def _write_html(plugin: HypomnesisPlugin, data: dict[str, Any]) -> bool:
+    """Write the HTML report; on failure add a summary line and return False."""
     path = plugin.settings.html_path
     assert path is not None
     try:
@@ -115,13 +116,15 @@ def _write_html(plugin: HypomnesisPlugin, data: dict[str, Any]) -> None:
         plugin.report_problems.append(
             f"hypomnesis: warning: HTML report not written to {path}: {exc}"
         )
-        return
+        return False
     try:
         write_html_atomic(path, page)
     except OSError as exc:
         plugin.report_problems.append(
             f"hypomnesis: could not write the HTML report to {path}: {exc}"
         )
+        return False
+    return True
 
 
 def finish_session(plugin: HypomnesisPlugin, session: pytest.Session) -> None:
@@ -130,11 +133,12 @@ def finish_session(plugin: HypomnesisPlugin, session: pytest.Session) -> None:
     must not); a failed gate turns an otherwise passing run's exit status into 1."""
     settings = plugin.settings
     data = report_data(plugin)
+    # A failed gate, or a report that was asked for and not written (a CI job must not go
+    # green without its artifact), fails an otherwise passing run; a failing run stays so.
+    failed = False
     if settings.json_path is not None:
         plugin.json_error = write_json(plugin, session)
-        if plugin.json_error and session.exitstatus == pytest.ExitCode.OK:
-            # A CI job that asked for the report must not go green without it.
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        failed = plugin.json_error is not None
     if plugin.baseline is not None:
         try:
             plugin.comparison = compare(plugin.baseline, data, settings.thresholds)
@@ -142,14 +146,12 @@ def finish_session(plugin: HypomnesisPlugin, session: pytest.Session) -> None:
             plugin.report_problems.append(
                 f"hypomnesis: warning: cannot compare with the baseline: {exc}"
             )
-        failed = plugin.comparison is not None and plugin.comparison.failed
-        if failed and session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    if settings.html_path is not None:
-        problems = len(plugin.report_problems)
-        _write_html(plugin, data)
-        if len(plugin.report_problems) > problems and session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if plugin.comparison is not None and plugin.comparison.failed:
+            failed = True
+    if settings.html_path is not None and not _write_html(plugin, data):
+        failed = True
+    if failed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _one_line(tests: list[dict[str, Any]]) -> str:
