@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,16 +16,6 @@ from pytest_hypomnesis._readings import NvmlDeviceReading, SmiDeviceReading
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 linux_only = pytest.mark.skipif(not IS_LINUX, reason="procfs")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeGpu]:
-    gpu = FakeGpu()
-    previous = _probe.set_fake(gpu)
-    try:
-        yield gpu
-    finally:
-        _probe.set_fake(previous)
 
 
 def test_parse_vmrss() -> None:
@@ -243,11 +232,11 @@ def test_own_pid_listing_has_comm_name(monkeypatch: pytest.MonkeyPatch) -> None:
             assert row.name == fh.read().strip()
 
 
-def test_fake_gpu_answers_every_function(fake: FakeGpu) -> None:
-    fake.add_device(name="NVIDIA Fake", total="16GiB", used="1GiB", reserved="256MiB")
-    fake.add_device(name=None, total="8GiB")
-    fake.set_process_vram(0, "2GiB")
-    fake.set_process_vram(0, "512MiB", pid=4242, name="trainer,v2")
+def test_fake_gpu_answers_every_function(fake_gpu: FakeGpu) -> None:
+    fake_gpu.add_device(name="NVIDIA Fake", total="16GiB", used="1GiB", reserved="256MiB")
+    fake_gpu.add_device(name=None, total="8GiB")
+    fake_gpu.set_process_vram(0, "2GiB")
+    fake_gpu.set_process_vram(0, "512MiB", pid=4242, name="trainer,v2")
     assert hmn.device_count() == 2
     info = hmn.device_info(0)
     assert info.used_bytes == 1 * GIB + 2 * GIB + 512 * MIB
@@ -265,12 +254,12 @@ def test_fake_gpu_answers_every_function(fake: FakeGpu) -> None:
     reader = _probe.vram_reader(0)
     assert reader is not None
     assert reader().process_used_bytes == 2 * GIB
-    fake.set_process_vram(0, 0)
+    fake_gpu.set_process_vram(0, 0)
     assert reader().process_used_bytes == 0
     assert _probe.vram_reader(9) is None
 
 
-def test_fake_gpu_without_devices(fake: FakeGpu) -> None:
+def test_fake_gpu_without_devices(fake_gpu: FakeGpu) -> None:
     assert hmn.device_count() == 0
     snap = hmn.Snapshot.now(0)
     assert snap.gpu is None and snap.gpu_unavailable_reason is not None
