@@ -63,8 +63,7 @@ def main() -> int:
     import psutil
 
     import pytest_hypomnesis as hmn
-    from pytest_hypomnesis import _probe
-    from pytest_hypomnesis._backends import nvml, smi
+    from pytest_hypomnesis.probe import chain, nvml, smi
 
     proc = psutil.Process()
     rows: list[tuple[str, float]] = []
@@ -108,7 +107,7 @@ def main() -> int:
         rows.append(
             ("Snapshot.now(0), fake NVML", median_us(lambda: hmn.Snapshot.now(0), nvml_calls))
         )
-        reader = _probe.vram_reader(0)
+        reader = chain.vram_reader(0)
         assert reader is not None
         rows.append(("sampler reader, fake NVML", median_us(reader, nvml_calls)))
         inits = ctypes_init_count(lib)

@@ -16,73 +16,42 @@ __version__ = "0.1.0"
 
 # public name -> private module that defines it
 _EXPORTS: dict[str, str] = {
-    "GpuDeviceInfoBuilder": "_builders",
-    "GpuProcessEntryBuilder": "_builders",
-    "SpillReportBuilder": "_builders",
-    "DeviceIndexOutOfRangeError": "_common",
-    "DxgiError": "_common",
-    "HypomnesisError": "_common",
-    "NoGpuSourceError": "_common",
-    "NvidiaSmiError": "_common",
-    "NvmlError": "_common",
-    "PdhError": "_common",
-    "RamError": "_common",
-    "FakeGpu": "_fake",
-    "MemoryReport": "_memreport",
-    "device_count": "_probe",
-    "device_info": "_probe",
-    "gpu_processes": "_probe",
-    "process_gpu_info": "_probe",
-    "process_rss": "_probe",
-    "GpuDeviceInfo": "_records",
-    "GpuProcessEntry": "_records",
-    "GpuQuerySource": "_records",
-    "ProcessGpuInfo": "_records",
-    "Snapshot": "_records",
-    "SpillEpisode": "_records",
-    "SpillReport": "_records",
-    "SizeError": "_sizes",
-    "parse_size": "_sizes",
-    "DEFAULT_DEDICATED_THRESHOLD_PCT": "_spill",
-    "DEFAULT_SHARED_GROWTH_BYTES": "_spill",
-    "SpillTracker": "_spill",
-    "is_spill_measurable": "_spill",
+    "GpuDeviceInfoBuilder": "testing",
+    "GpuProcessEntryBuilder": "testing",
+    "SpillReportBuilder": "testing",
+    "DeviceIndexOutOfRangeError": "_errors",
+    "DxgiError": "_errors",
+    "HypomnesisError": "_errors",
+    "NoGpuSourceError": "_errors",
+    "NvidiaSmiError": "_errors",
+    "NvmlError": "_errors",
+    "PdhError": "_errors",
+    "RamError": "_errors",
+    "FakeGpu": "testing",
+    "MemoryReport": "model",
+    "device_count": "probe.chain",
+    "device_info": "probe.chain",
+    "gpu_processes": "probe.chain",
+    "process_gpu_info": "probe.chain",
+    "process_rss": "probe.chain",
+    "GpuDeviceInfo": "model",
+    "GpuProcessEntry": "model",
+    "GpuQuerySource": "model",
+    "ProcessGpuInfo": "model",
+    "Snapshot": "model",
+    "SpillEpisode": "model",
+    "SpillReport": "model",
+    "SizeError": "_units",
+    "parse_size": "_units",
+    "DEFAULT_DEDICATED_THRESHOLD_PCT": "probe.spill",
+    "DEFAULT_SHARED_GROWTH_BYTES": "probe.spill",
+    "HypomnesisWarning": "plugin.budgets",
+    "MeasuredBlock": "plugin.fixtures",
+    "SpillTracker": "probe.spill",
+    "is_spill_measurable": "probe.spill",
 }
 
-__all__ = [
-    "DEFAULT_DEDICATED_THRESHOLD_PCT",
-    "DEFAULT_SHARED_GROWTH_BYTES",
-    "DeviceIndexOutOfRangeError",
-    "DxgiError",
-    "FakeGpu",
-    "GpuDeviceInfo",
-    "GpuDeviceInfoBuilder",
-    "GpuProcessEntry",
-    "GpuProcessEntryBuilder",
-    "GpuQuerySource",
-    "HypomnesisError",
-    "MemoryReport",
-    "NoGpuSourceError",
-    "NvidiaSmiError",
-    "NvmlError",
-    "PdhError",
-    "ProcessGpuInfo",
-    "RamError",
-    "SizeError",
-    "Snapshot",
-    "SpillEpisode",
-    "SpillReport",
-    "SpillReportBuilder",
-    "SpillTracker",
-    "__version__",
-    "device_count",
-    "device_info",
-    "gpu_processes",
-    "is_spill_measurable",
-    "parse_size",
-    "process_gpu_info",
-    "process_rss",
-]
+__all__ = ["__version__", *sorted(_EXPORTS)]
 
 
 def __getattr__(name: str) -> Any:
@@ -98,44 +67,103 @@ def __dir__() -> list[str]:
     return __all__
 
 
-if TYPE_CHECKING:
-    from pytest_hypomnesis._builders import (
-        GpuDeviceInfoBuilder,
-        GpuProcessEntryBuilder,
-        SpillReportBuilder,
+if TYPE_CHECKING:  # the same table, spelled out for type checkers
+    from pytest_hypomnesis._errors import (
+        DeviceIndexOutOfRangeError as DeviceIndexOutOfRangeError,
     )
-    from pytest_hypomnesis._common import (
-        DeviceIndexOutOfRangeError,
-        DxgiError,
-        HypomnesisError,
-        NoGpuSourceError,
-        NvidiaSmiError,
-        NvmlError,
-        PdhError,
-        RamError,
+    from pytest_hypomnesis._errors import (
+        DxgiError as DxgiError,
     )
-    from pytest_hypomnesis._fake import FakeGpu
-    from pytest_hypomnesis._memreport import MemoryReport
-    from pytest_hypomnesis._probe import (
-        device_count,
-        device_info,
-        gpu_processes,
-        process_gpu_info,
-        process_rss,
+    from pytest_hypomnesis._errors import (
+        HypomnesisError as HypomnesisError,
     )
-    from pytest_hypomnesis._records import (
-        GpuDeviceInfo,
-        GpuProcessEntry,
-        GpuQuerySource,
-        ProcessGpuInfo,
-        Snapshot,
-        SpillEpisode,
-        SpillReport,
+    from pytest_hypomnesis._errors import (
+        NoGpuSourceError as NoGpuSourceError,
     )
-    from pytest_hypomnesis._sizes import SizeError, parse_size
-    from pytest_hypomnesis._spill import (
-        DEFAULT_DEDICATED_THRESHOLD_PCT,
-        DEFAULT_SHARED_GROWTH_BYTES,
-        SpillTracker,
-        is_spill_measurable,
+    from pytest_hypomnesis._errors import (
+        NvidiaSmiError as NvidiaSmiError,
+    )
+    from pytest_hypomnesis._errors import (
+        NvmlError as NvmlError,
+    )
+    from pytest_hypomnesis._errors import (
+        PdhError as PdhError,
+    )
+    from pytest_hypomnesis._errors import (
+        RamError as RamError,
+    )
+    from pytest_hypomnesis._units import (
+        SizeError as SizeError,
+    )
+    from pytest_hypomnesis._units import (
+        parse_size as parse_size,
+    )
+    from pytest_hypomnesis.model import (
+        GpuDeviceInfo as GpuDeviceInfo,
+    )
+    from pytest_hypomnesis.model import (
+        GpuProcessEntry as GpuProcessEntry,
+    )
+    from pytest_hypomnesis.model import (
+        GpuQuerySource as GpuQuerySource,
+    )
+    from pytest_hypomnesis.model import (
+        MemoryReport as MemoryReport,
+    )
+    from pytest_hypomnesis.model import (
+        ProcessGpuInfo as ProcessGpuInfo,
+    )
+    from pytest_hypomnesis.model import (
+        Snapshot as Snapshot,
+    )
+    from pytest_hypomnesis.model import (
+        SpillEpisode as SpillEpisode,
+    )
+    from pytest_hypomnesis.model import (
+        SpillReport as SpillReport,
+    )
+    from pytest_hypomnesis.plugin.budgets import (
+        HypomnesisWarning as HypomnesisWarning,
+    )
+    from pytest_hypomnesis.plugin.fixtures import (
+        MeasuredBlock as MeasuredBlock,
+    )
+    from pytest_hypomnesis.probe.chain import (
+        device_count as device_count,
+    )
+    from pytest_hypomnesis.probe.chain import (
+        device_info as device_info,
+    )
+    from pytest_hypomnesis.probe.chain import (
+        gpu_processes as gpu_processes,
+    )
+    from pytest_hypomnesis.probe.chain import (
+        process_gpu_info as process_gpu_info,
+    )
+    from pytest_hypomnesis.probe.chain import (
+        process_rss as process_rss,
+    )
+    from pytest_hypomnesis.probe.spill import (
+        DEFAULT_DEDICATED_THRESHOLD_PCT as DEFAULT_DEDICATED_THRESHOLD_PCT,
+    )
+    from pytest_hypomnesis.probe.spill import (
+        DEFAULT_SHARED_GROWTH_BYTES as DEFAULT_SHARED_GROWTH_BYTES,
+    )
+    from pytest_hypomnesis.probe.spill import (
+        SpillTracker as SpillTracker,
+    )
+    from pytest_hypomnesis.probe.spill import (
+        is_spill_measurable as is_spill_measurable,
+    )
+    from pytest_hypomnesis.testing import (
+        FakeGpu as FakeGpu,
+    )
+    from pytest_hypomnesis.testing import (
+        GpuDeviceInfoBuilder as GpuDeviceInfoBuilder,
+    )
+    from pytest_hypomnesis.testing import (
+        GpuProcessEntryBuilder as GpuProcessEntryBuilder,
+    )
+    from pytest_hypomnesis.testing import (
+        SpillReportBuilder as SpillReportBuilder,
     )

@@ -1,4 +1,4 @@
-"""The crate's byte-exact output helpers, and the IEC formatting used by the plugin.
+"""The crate's byte-exact output helpers (the CLI's and the records' text).
 
 Rust's ``{:.0}`` and ``{:.1}`` round half to even on the binary value, exactly as
 Python's ``format`` does, so ``f"{x:.0f}"`` reproduces the crate's strings.
@@ -6,17 +6,14 @@ Python's ``format`` does, so ``f"{x:.0f}"`` reproduces the crate's strings.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-MIB = 1024 * 1024
-GIB = 1024 * MIB
+from pytest_hypomnesis._units import GIB, MIB
 
 __all__ = [
     "compact_json",
     "device_line",
-    "format_bytes_iec",
     "format_vram",
     "mb0",
     "render_table",
@@ -44,32 +41,6 @@ def format_vram(num_bytes: int) -> str:
     if num_bytes < GIB:
         return f"{num_bytes // MIB} MiB"
     return f"{num_bytes / GIB:.1f} GiB"
-
-
-_IEC_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
-
-
-def format_bytes_iec(num_bytes: int | None, *, signed: bool = False) -> str:
-    """Bytes in IEC units with two decimals, as the plugin prints them: ``2.00 GiB``.
-
-    ``None`` prints as ``-``; plain bytes print without decimals (``512 B``).
-    """
-    if num_bytes is None:
-        return "-"
-    sign = ""
-    if signed:
-        sign = "+" if num_bytes >= 0 else "-"
-    elif num_bytes < 0:
-        sign = "-"
-    magnitude = abs(num_bytes)
-    if magnitude < 1024:
-        return f"{sign}{magnitude} B"
-    exponent = min(int(math.log(magnitude, 1024)), len(_IEC_UNITS) - 1)
-    value = magnitude / (1024**exponent)
-    if value >= 1023.995 and exponent < len(_IEC_UNITS) - 1:
-        exponent += 1
-        value = magnitude / (1024**exponent)
-    return f"{sign}{value:.2f} {_IEC_UNITS[exponent]}"
 
 
 def _escape_json_string(text: str) -> str:

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_hypomnesis import FakeGpu, _probe
+from pytest_hypomnesis import FakeGpu
 from pytest_hypomnesis.cli import main
 from pytest_hypomnesis.cli import watch as watch_mode
+from pytest_hypomnesis.probe import chain
 from tests.test_cli_main import _record, write_report
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
@@ -64,7 +65,7 @@ class Machine:
 @pytest.fixture
 def machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Machine]:
     fake = Machine()
-    previous = _probe.set_fake(fake.gpu)
+    previous = chain.set_fake(fake.gpu)
     monkeypatch.setattr(watch_mode, "_clock_ns", fake.clock_ns)
     monkeypatch.setattr(watch_mode, "_sleep", fake.sleep)
     monkeypatch.chdir(tmp_path)
@@ -80,7 +81,7 @@ def machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Machine
         ],
     )
     yield fake
-    _probe.set_fake(previous)
+    chain.set_fake(previous)
 
 
 def run_example(command: str) -> str:

@@ -7,15 +7,13 @@ from datetime import timedelta
 
 import pytest
 
-from pytest_hypomnesis._records import (
-    GpuDeviceInfo,
-    GpuProcessEntry,
-    Snapshot,
-    SpillEpisode,
-    SpillReport,
-)
 from pytest_hypomnesis.cli import _args
 from pytest_hypomnesis.cli._durations import DurationError, parse_duration_ms
+from pytest_hypomnesis.cli.devices import (
+    format_device_line,
+    format_summary_json,
+    format_summary_lines,
+)
 from pytest_hypomnesis.cli.ps import (
     PsRow,
     format_ps_json,
@@ -24,10 +22,12 @@ from pytest_hypomnesis.cli.ps import (
     sort_rows,
 )
 from pytest_hypomnesis.cli.spill import exit_code_for, format_spill_report, spawn_error_message
-from pytest_hypomnesis.cli.summary import (
-    format_device_line,
-    format_summary_json,
-    format_summary_lines,
+from pytest_hypomnesis.model import (
+    GpuDeviceInfo,
+    GpuProcessEntry,
+    Snapshot,
+    SpillEpisode,
+    SpillReport,
 )
 
 MIB = 1024 * 1024

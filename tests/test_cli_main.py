@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from pytest_hypomnesis import FakeGpu, __version__, _probe
+from pytest_hypomnesis import FakeGpu, __version__
 from pytest_hypomnesis.cli import main
+from pytest_hypomnesis.probe import chain
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -20,9 +21,9 @@ GIB = 1024 * MIB
 @pytest.fixture
 def fake() -> Iterator[FakeGpu]:
     gpu = FakeGpu()
-    previous = _probe.set_fake(gpu)
+    previous = chain.set_fake(gpu)
     yield gpu
-    _probe.set_fake(previous)
+    chain.set_fake(previous)
 
 
 def hmn(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -302,7 +303,7 @@ def _record(
 
 
 def write_report(path: Path, tests: list[dict[str, Any]]) -> Path:
-    from pytest_hypomnesis._jsonreport import build_report
+    from pytest_hypomnesis.report.schema import build_report
 
     data = build_report(
         created="2026-01-01T00:00:00+00:00",
@@ -319,8 +320,8 @@ def write_report(path: Path, tests: list[dict[str, Any]]) -> Path:
 def test_report_one_file_is_the_plugin_table(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pytest_hypomnesis._jsonreport import load_report
-    from pytest_hypomnesis._summary import header_line, summary_lines
+    from pytest_hypomnesis.report.schema import load_report
+    from pytest_hypomnesis.report.table import header_line, summary_lines
 
     path = write_report(
         tmp_path / "r.json", [_record("t.py::a", MIB, GIB), _record("t.py::b", 5 * MIB, None)]
@@ -336,7 +337,7 @@ def test_report_one_file_is_the_plugin_table(
 def test_report_merges_shards_with_a_source_column(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pytest_hypomnesis._summary import summary_lines
+    from pytest_hypomnesis.report.table import summary_lines
 
     one = write_report(tmp_path / "shard1.json", [_record("t.py::a", MIB, GIB)])
     two = write_report(

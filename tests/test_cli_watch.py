@@ -8,8 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from pytest_hypomnesis._common import DeviceIndexOutOfRangeError, NoGpuSourceError
-from pytest_hypomnesis._records import GpuProcessEntry, SpillEpisode, SpillReport
+from pytest_hypomnesis._errors import DeviceIndexOutOfRangeError, NoGpuSourceError
 from pytest_hypomnesis.cli._args import UsageError
 from pytest_hypomnesis.cli._watchstate import (
     HEADER_LINE,
@@ -24,6 +23,7 @@ from pytest_hypomnesis.cli._watchstate import (
     format_summary_text,
 )
 from pytest_hypomnesis.cli.watch import WatchConfig, WatchIO, watch
+from pytest_hypomnesis.model import GpuProcessEntry, SpillEpisode, SpillReport
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -492,7 +492,7 @@ def test_sample_failure_skips_the_interval_without_observing() -> None:
 
 
 def test_tracker_failure_watches_without_spill() -> None:
-    from pytest_hypomnesis._common import PdhError
+    from pytest_hypomnesis._errors import PdhError
 
     code, out, err, _ = run_watch(
         Script([entry(7, "a", 1)]), pids=[7], tracker=PdhError("PdhOpenQueryW failed: 0x00000001")

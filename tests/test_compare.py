@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pytest_hypomnesis._compare import (
+from pytest_hypomnesis.report.compare import (
     BaselineError,
     CompareError,
     ThresholdError,
@@ -18,7 +18,7 @@ from pytest_hypomnesis._compare import (
     load_baseline,
     parse_fail_exprs,
 )
-from pytest_hypomnesis._jsonreport import validate_report
+from pytest_hypomnesis.report.schema import validate_report
 from tests.helpers.reports import GIB, MIB, make_report, make_test, write_report
 
 KIB = 1024

@@ -15,12 +15,8 @@ from pytest_hypomnesis import (
     ProcessGpuInfo,
     Snapshot,
 )
-from pytest_hypomnesis._format import (
-    compact_json,
-    format_bytes_iec,
-    format_vram,
-    render_table,
-)
+from pytest_hypomnesis._format import compact_json, format_vram, render_table
+from pytest_hypomnesis._units import format_bytes_iec
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB

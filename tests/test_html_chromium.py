@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from pytest_hypomnesis._compare import compare, parse_fail_exprs
-from pytest_hypomnesis._html import render_html, write_html_atomic
+from pytest_hypomnesis.report.compare import compare, parse_fail_exprs
+from pytest_hypomnesis.report.html import render_html, write_html_atomic
 from tests.helpers.reports import GIB, MIB, make_budget, make_report, make_test
 from tests.test_html import NASTY, Page
 

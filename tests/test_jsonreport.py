@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_hypomnesis._jsonreport import (
+from pytest_hypomnesis.report.schema import (
     SCHEMA,
     MeasuredTestRecord,
     ReportError,

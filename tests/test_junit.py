@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pytest_hypomnesis._junit import junit_properties
+from pytest_hypomnesis.report.junit import junit_properties
 from tests.helpers.reports import GIB, MIB, make_budget, make_test
 
 

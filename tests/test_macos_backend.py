@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from pytest_hypomnesis import GpuQuerySource, RamError
-from pytest_hypomnesis._backends import metal, rss_macos
-from pytest_hypomnesis._common import BackendFailure
+from pytest_hypomnesis._errors import BackendFailure
+from pytest_hypomnesis.probe import metal, rss_macos
 
 GIB = 1024**3
 MIB = 1024**2

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from pytest_hypomnesis import _common
-from pytest_hypomnesis._backends import nvml
-from pytest_hypomnesis._common import BackendFailure
-from pytest_hypomnesis._readings import VramReading
-from pytest_hypomnesis._records import GpuQuerySource
+from pytest_hypomnesis import _platform
+from pytest_hypomnesis._errors import BackendFailure
+from pytest_hypomnesis.model import GpuQuerySource
+from pytest_hypomnesis.probe import nvml
+from pytest_hypomnesis.probe.readings import VramReading
 
 GIB = 1024**3
 SENTINEL = 2**64 - 1
@@ -177,7 +177,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePynvml]:
     state = FakePynvml()
     monkeypatch.delenv("HYPOMNESIS_NVML_LIBRARY", raising=False)
     monkeypatch.delenv("HYPOMNESIS_DEBUG", raising=False)
-    _common.refresh_debug()
+    _platform.refresh_debug()
     monkeypatch.setitem(sys.modules, "pynvml", state.module())
     nvml._reset_for_tests()
     yield state
@@ -612,7 +612,7 @@ def test_debug_prints_raw_values(
     fake: FakePynvml, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("HYPOMNESIS_DEBUG", "1")
-    _common.refresh_debug()
+    _platform.refresh_debug()
     fake.rows = [Row(5, SENTINEL)]
     nvml.device_query(0)
     nvml.list_processes(0)

@@ -15,10 +15,10 @@ from dataclasses import replace
 import pytest
 
 import pytest_hypomnesis as hmn
-from pytest_hypomnesis import _common
-from pytest_hypomnesis._backends import nvml, smi
-from pytest_hypomnesis._common import BackendFailure
-from pytest_hypomnesis._readings import VramReading
+from pytest_hypomnesis import _platform
+from pytest_hypomnesis._errors import BackendFailure
+from pytest_hypomnesis.probe import nvml, smi
+from pytest_hypomnesis.probe.readings import VramReading
 from tests.helpers.fakenvml import (
     GIB,
     MIB,
@@ -301,7 +301,7 @@ def test_debug_output_through_the_library(
 ) -> None:
     fake_nvml.set([A100])
     monkeypatch.setenv("HYPOMNESIS_DEBUG", "1")
-    _common.refresh_debug()
+    _platform.refresh_debug()
     nvml.device_query(0)
     err = capsys.readouterr().err
     assert "[NVML debug] device 0: total=85899345920 free=82678120448 used=3221225472" in err
@@ -312,7 +312,7 @@ def test_env_reaches_a_subprocess_and_self_is_its_pid(fake_nvml: FakeNvml) -> No
     fake_nvml.set([A100])
     code = (
         "import os\n"
-        "from pytest_hypomnesis._backends import nvml\n"
+        "from pytest_hypomnesis.probe import nvml\n"
         "print(nvml.device_count(), nvml.process_used_bytes(0, os.getpid()))\n"
     )
     env = {**os.environ, **fake_nvml.env}

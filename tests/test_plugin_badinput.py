@@ -10,8 +10,8 @@ import stat
 import pytest
 
 from pytest_hypomnesis import SizeError, parse_size
-from pytest_hypomnesis._jsonreport import ReportError, validate_test_record
-from pytest_hypomnesis._sizes import parse_duration_s
+from pytest_hypomnesis._units import parse_duration_s
+from pytest_hypomnesis.report.schema import ReportError, validate_test_record
 
 pytestmark = pytest.mark.usefixtures("inner_pytester_run")
 

@@ -291,7 +291,7 @@ def test_warning_filtered_as_error_fails_the_test_not_the_session(
             pass
         """
     )
-    result = pytester.runpytest("-W", "error::pytest_hypomnesis.plugin.HypomnesisWarning")
+    result = pytester.runpytest("-W", "error::pytest_hypomnesis.HypomnesisWarning")
     result.assert_outcomes(failed=1)
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_hypomnesis._jsonreport import load_report
+from pytest_hypomnesis.report.schema import load_report
 
 ROOT = Path(__file__).resolve().parent.parent
 _BLOCK = re.compile(r"^```python example\n(.*?)^```", re.S | re.M)

@@ -129,8 +129,8 @@ def test_fake_gpu_is_visible_to_the_library_and_removed_after(pytester: pytest.P
             assert [p.used_bytes for p in hmn.gpu_processes(0)] == [256 * 1024**2]
 
         def test_after():
-            from pytest_hypomnesis import _probe
-            assert _probe.current_fake() is None
+            from pytest_hypomnesis.probe import chain
+            assert chain.current_fake() is None
         """
     )
     pytester.runpytest().assert_outcomes(passed=2)

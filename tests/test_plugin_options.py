@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pytest_hypomnesis._jsonreport import SCHEMA, load_report
+from pytest_hypomnesis.report.schema import SCHEMA, load_report
 
 pytestmark = pytest.mark.usefixtures("inner_pytester_run")
 

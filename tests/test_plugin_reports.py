@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_hypomnesis._jsonreport import ReportError, load_report, validate_report
-from pytest_hypomnesis._timeline import MAX_POINTS
 from pytest_hypomnesis.cli import main as hmn_main
+from pytest_hypomnesis.plugin.timeline import MAX_POINTS
+from pytest_hypomnesis.report.schema import ReportError, load_report, validate_report
 from tests.helpers.reports import make_report, make_test
 from tests.test_html import Page
 

@@ -7,11 +7,12 @@ import os
 import pytest
 
 import pytest_hypomnesis as hmn
-from pytest_hypomnesis import _common, _probe
-from pytest_hypomnesis._backends import rss
-from pytest_hypomnesis._common import IS_LINUX, BackendFailure, RamError
-from pytest_hypomnesis._fake import FakeGpu
-from pytest_hypomnesis._readings import NvmlDeviceReading, SmiDeviceReading
+from pytest_hypomnesis import _platform
+from pytest_hypomnesis._errors import BackendFailure, RamError
+from pytest_hypomnesis._platform import IS_LINUX
+from pytest_hypomnesis.probe import chain, rss
+from pytest_hypomnesis.probe.fake import FakeGpu
+from pytest_hypomnesis.probe.readings import NvmlDeviceReading, SmiDeviceReading
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -83,7 +84,7 @@ def test_rss_failure_is_the_only_raise(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_snapshot_without_gpu_has_reason(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_hypomnesis._backends import nvml, smi
+    from pytest_hypomnesis.probe import nvml, smi
 
     def no_nvml(*_: object) -> object:
         raise BackendFailure("NVML", "NVML Shared Library Not Found")
@@ -95,7 +96,7 @@ def test_snapshot_without_gpu_has_reason(monkeypatch: pytest.MonkeyPatch) -> Non
         monkeypatch.setattr(nvml, name, no_nvml)
     monkeypatch.setattr(smi, "device_query", no_smi)
     monkeypatch.setattr(smi, "list_processes", no_smi)
-    monkeypatch.setattr(_probe, "platform", lambda: "linux")
+    monkeypatch.setattr(chain, "platform", lambda: "linux")
     snap = hmn.Snapshot.now(0)
     assert snap.ram_bytes > 0
     assert snap.gpu is None and snap.gpu_device is None
@@ -112,9 +113,9 @@ def test_snapshot_without_gpu_has_reason(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_chain_prefers_nvml_then_falls_back_to_smi(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_hypomnesis._backends import nvml, smi
+    from pytest_hypomnesis.probe import nvml, smi
 
-    monkeypatch.setattr(_probe, "platform", lambda: "linux")
+    monkeypatch.setattr(chain, "platform", lambda: "linux")
     monkeypatch.setattr(nvml, "device_count", lambda: 2)
     monkeypatch.setattr(
         nvml,
@@ -142,9 +143,9 @@ def test_chain_prefers_nvml_then_falls_back_to_smi(monkeypatch: pytest.MonkeyPat
 
 
 def test_smi_device_info_derives_free(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_hypomnesis._backends import nvml, smi
+    from pytest_hypomnesis.probe import nvml, smi
 
-    monkeypatch.setattr(_probe, "platform", lambda: "linux")
+    monkeypatch.setattr(chain, "platform", lambda: "linux")
 
     def fail(*_: object) -> object:
         raise BackendFailure("NVML", "Driver Not Loaded")
@@ -163,9 +164,9 @@ def test_smi_device_info_derives_free(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_out_of_range_decided_after_backends_fail(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_hypomnesis._backends import nvml, smi
+    from pytest_hypomnesis.probe import nvml, smi
 
-    monkeypatch.setattr(_probe, "platform", lambda: "linux")
+    monkeypatch.setattr(chain, "platform", lambda: "linux")
 
     def fail(*_: object) -> object:
         raise BackendFailure("NVML", "Invalid Argument")
@@ -188,9 +189,9 @@ def test_out_of_range_decided_after_backends_fail(monkeypatch: pytest.MonkeyPatc
 
 
 def test_backend_bug_degrades_to_reason(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_hypomnesis._backends import nvml, smi
+    from pytest_hypomnesis.probe import nvml, smi
 
-    monkeypatch.setattr(_probe, "platform", lambda: "linux")
+    monkeypatch.setattr(chain, "platform", lambda: "linux")
 
     def buggy(*_: object) -> object:
         raise ZeroDivisionError("oops")
@@ -205,9 +206,9 @@ def test_backend_bug_degrades_to_reason(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_listing_sorted_by_pid_and_nvml_empty_stands(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_hypomnesis._backends import nvml, smi
+    from pytest_hypomnesis.probe import nvml, smi
 
-    monkeypatch.setattr(_probe, "platform", lambda: "linux")
+    monkeypatch.setattr(chain, "platform", lambda: "linux")
     monkeypatch.setattr(nvml, "list_processes", lambda i: [(30, 1), (2, 5)])
     rows = hmn.gpu_processes(0)
     assert [r.pid for r in rows] == [2, 30]
@@ -222,9 +223,9 @@ def test_listing_sorted_by_pid_and_nvml_empty_stands(monkeypatch: pytest.MonkeyP
 
 
 def test_own_pid_listing_has_comm_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_hypomnesis._backends import nvml
+    from pytest_hypomnesis.probe import nvml
 
-    monkeypatch.setattr(_probe, "platform", lambda: "linux")
+    monkeypatch.setattr(chain, "platform", lambda: "linux")
     monkeypatch.setattr(nvml, "list_processes", lambda i: [(os.getpid(), 7)])
     (row,) = hmn.gpu_processes(0)
     if IS_LINUX:
@@ -251,12 +252,12 @@ def test_fake_gpu_answers_every_function(fake_gpu: FakeGpu) -> None:
     assert len({s.ram_bytes for s in snaps}) == 1
     with pytest.raises(hmn.DeviceIndexOutOfRangeError):
         hmn.device_info(2)
-    reader = _probe.vram_reader(0)
+    reader = chain.vram_reader(0)
     assert reader is not None
     assert reader().process_used_bytes == 2 * GIB
     fake_gpu.set_process_vram(0, 0)
     assert reader().process_used_bytes == 0
-    assert _probe.vram_reader(9) is None
+    assert chain.vram_reader(9) is None
 
 
 def test_fake_gpu_without_devices(fake_gpu: FakeGpu) -> None:
@@ -269,38 +270,38 @@ def test_fake_gpu_without_devices(fake_gpu: FakeGpu) -> None:
 
 def test_debug_output(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("HYPOMNESIS_DEBUG", "1")
-    _common.refresh_debug()
+    _platform.refresh_debug()
     hmn.process_rss()
     assert "[RSS debug] rss_bytes=" in capsys.readouterr().err
     monkeypatch.setenv("HYPOMNESIS_DEBUG", "0")
-    _common.refresh_debug()
+    _platform.refresh_debug()
     hmn.process_rss()
     assert capsys.readouterr().err == ""
 
 
 def test_vram_reader_uses_dxgi_on_windows(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_hypomnesis._backends import dxgi
+    from pytest_hypomnesis.probe import dxgi
 
-    monkeypatch.setattr(_probe, "platform", lambda: "win32")
+    monkeypatch.setattr(chain, "platform", lambda: "win32")
     usage = [5 * MIB]
     monkeypatch.setattr(dxgi, "self_usage", lambda index: usage[0])
-    reader = _probe.vram_reader(0)
+    reader = chain.vram_reader(0)
     assert reader is not None
-    assert reader() == _probe.VramReading(5 * MIB, None, hmn.GpuQuerySource.DXGI)
+    assert reader() == chain.VramReading(5 * MIB, None, hmn.GpuQuerySource.DXGI)
 
     def gone(index: int) -> int:
         raise BackendFailure("DXGI", "adapter removed")
 
     monkeypatch.setattr(dxgi, "self_usage", gone)
-    assert reader() == _probe.VramReading(None, None, None)
+    assert reader() == chain.VramReading(None, None, None)
 
 
 def test_vram_reader_uses_metal_on_macos(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_hypomnesis._backends import metal
+    from pytest_hypomnesis.probe import metal
 
-    monkeypatch.setattr(_probe, "platform", lambda: "darwin")
+    monkeypatch.setattr(chain, "platform", lambda: "darwin")
     monkeypatch.setattr(metal, "process_footprint", lambda pid: 7 * MIB)
-    reader = _probe.vram_reader(0)
+    reader = chain.vram_reader(0)
     assert reader is not None
     assert reader().process_used_bytes == 7 * MIB
     assert reader().source is hmn.GpuQuerySource.METAL
@@ -327,12 +328,12 @@ def test_parse_vmrss_accepts_a_plus_sign() -> None:
 
 
 def test_apple_index_zero_failing_is_no_source(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_hypomnesis._backends import metal, nvml, smi
+    from pytest_hypomnesis.probe import metal, nvml, smi
 
     def fail(*_: object) -> object:
         raise BackendFailure("Metal", "ledger unavailable")
 
-    monkeypatch.setattr(_probe, "platform", lambda: "darwin")
+    monkeypatch.setattr(chain, "platform", lambda: "darwin")
     monkeypatch.setattr(metal, "is_apple_silicon", lambda: True)
     monkeypatch.setattr(metal, "device_info", fail)
     for module, names in ((nvml, ("device_query", "device_count")), (smi, ("device_query",))):
@@ -370,7 +371,7 @@ def test_plain_span_record_has_the_measurement_record_shape(
 ) -> None:
     """The engine's fast path builds the record's ram/vram dicts itself; they must stay
     the same shape as ``Measurement.ram_record()``/``vram_record()`` of the full path."""
-    from pytest_hypomnesis._measure import Engine
+    from pytest_hypomnesis.plugin.engine import Engine
 
     monkeypatch.setenv("HYPOMNESIS_NVML_LIBRARY", "/nonexistent")
     engine = Engine(interval_s=0.01)

@@ -16,10 +16,9 @@ from types import ModuleType
 import pytest
 
 import pytest_hypomnesis as hmn
-from pytest_hypomnesis import _probe
-from pytest_hypomnesis._backends import dxgi, metal, nvml, pdh, rss, smi
-from pytest_hypomnesis._common import BackendFailure
-from pytest_hypomnesis._readings import NvmlDeviceReading, SmiDeviceReading
+from pytest_hypomnesis._errors import BackendFailure
+from pytest_hypomnesis.probe import chain, dxgi, metal, nvml, pdh, rss, smi
+from pytest_hypomnesis.probe.readings import NvmlDeviceReading, SmiDeviceReading
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -88,7 +87,7 @@ class Machine:
         return stub
 
     def platform(self, name: str) -> None:
-        self._monkeypatch.setattr(_probe, "platform", lambda: name)
+        self._monkeypatch.setattr(chain, "platform", lambda: name)
 
     def apple(self) -> None:
         self.platform("darwin")
@@ -121,12 +120,12 @@ class Machine:
 
 @pytest.fixture
 def machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[Machine]:
-    previous = _probe.set_fake(None)
+    previous = chain.set_fake(None)
     scripted = Machine(monkeypatch)
     try:
         yield scripted
     finally:
-        _probe.set_fake(previous)
+        chain.set_fake(previous)
     assert scripted.violations == []
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_hypomnesis import SizeError, parse_size
-from pytest_hypomnesis._sizes import parse_duration_s
+from pytest_hypomnesis._units import parse_duration_s
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import pytest_hypomnesis as hmn
-from pytest_hypomnesis._backends import smi
-from pytest_hypomnesis._common import BackendFailure
+from pytest_hypomnesis._errors import BackendFailure
+from pytest_hypomnesis.probe import smi
 from tests.helpers.fakesmi import FakeSmi
 
 MIB = 1024 * 1024
@@ -274,17 +274,16 @@ def _alive(pid: int) -> bool:
 
 @pytest.fixture
 def no_nvml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    from pytest_hypomnesis import _probe
-    from pytest_hypomnesis._backends import nvml
+    from pytest_hypomnesis.probe import chain, nvml
 
     monkeypatch.setenv("HYPOMNESIS_NVML_LIBRARY", str(tmp_path / "no-such-libnvidia-ml.so"))
     reset = getattr(nvml, "_reset_for_tests", None)
     if reset is not None:
         reset()
-    monkeypatch.setattr(_probe, "platform", lambda: "linux")
-    previous = _probe.set_fake(None)
+    monkeypatch.setattr(chain, "platform", lambda: "linux")
+    previous = chain.set_fake(None)
     yield
-    _probe.set_fake(previous)
+    chain.set_fake(previous)
     if reset is not None:
         reset()
 
@@ -407,11 +406,11 @@ def test_debug_prints_raw_lines(
 ) -> None:
     if sys.platform == "win32":
         pytest.skip("fake_smi is a POSIX script")
-    from pytest_hypomnesis import _common
+    from pytest_hypomnesis import _platform
 
     monkeypatch.setenv("HYPOMNESIS_DEBUG", "1")
     # The switch is read once at import; flip the cached copy for this test only.
-    monkeypatch.setattr(_common, "_debug_on", True, raising=False)
+    monkeypatch.setattr(_platform, "_debug_on", True, raising=False)
     smi.device_query(0)
     err = capsys.readouterr().err
     assert "[nvidia-smi debug] raw: '1024, 16311, 610.88'" in err

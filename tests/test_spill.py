@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 import pytest_hypomnesis as hmn
-from pytest_hypomnesis._spill import SpillFold, SpillSample, SpillTracker
+from pytest_hypomnesis.probe.spill import SpillFold, SpillSample, SpillTracker
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -228,8 +228,7 @@ def test_probe_is_false_off_windows() -> None:
 
 
 def test_windows_tracker_uses_pdh(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_hypomnesis import _spill
-    from pytest_hypomnesis._backends import pdh
+    from pytest_hypomnesis.probe import pdh, spill
 
     opened: list[int] = []
 
@@ -237,7 +236,7 @@ def test_windows_tracker_uses_pdh(monkeypatch: pytest.MonkeyPatch) -> None:
         opened.append(index)
         return Script([HOT])
 
-    monkeypatch.setattr(_spill, "IS_WINDOWS", True)
+    monkeypatch.setattr(spill, "IS_WINDOWS", True)
     monkeypatch.setattr(pdh, "open_adapter_query", fake_open)
     monkeypatch.setattr(pdh, "adapter_counter_set_available", lambda: True)
     tracker = SpillTracker(2)
@@ -253,13 +252,12 @@ def test_windows_tracker_uses_pdh(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_windows_tracker_hard_error_propagates(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_hypomnesis import _spill
-    from pytest_hypomnesis._backends import pdh
+    from pytest_hypomnesis.probe import pdh, spill
 
     def fail(index: int) -> None:
         raise hmn.PdhError(f"no NVIDIA adapter at device_index {index} via DXGI walk")
 
-    monkeypatch.setattr(_spill, "IS_WINDOWS", True)
+    monkeypatch.setattr(spill, "IS_WINDOWS", True)
     monkeypatch.setattr(pdh, "open_adapter_query", fail)
     with pytest.raises(hmn.PdhError, match="device_index 4"):
         SpillTracker(4)

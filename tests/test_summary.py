@@ -6,13 +6,8 @@ from typing import Any
 
 import pytest
 
-from pytest_hypomnesis._jsonreport import MeasuredTestRecord
-from pytest_hypomnesis._summary import (
-    budget_cell,
-    format_interval,
-    header_line,
-    summary_lines,
-)
+from pytest_hypomnesis.report.schema import MeasuredTestRecord
+from pytest_hypomnesis.report.table import budget_cell, format_interval, header_line, summary_lines
 from tests.test_jsonreport import make_record, make_report
 
 MIB = 1024**2
@@ -138,7 +133,7 @@ def test_header_line_without_gpu_says_why() -> None:
 
 
 def test_long_nodeids_are_cut_in_the_middle_unless_verbose() -> None:
-    from pytest_hypomnesis._summary import MAX_NODEID_CHARS, shorten_nodeid
+    from pytest_hypomnesis.report.table import MAX_NODEID_CHARS, shorten_nodeid
 
     long_id = "tests/test_" + "x" * 200 + ".py::test_" + "y" * 100 + "[case]"
     short = shorten_nodeid(long_id)

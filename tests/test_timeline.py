@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pytest_hypomnesis._timeline import (
+from pytest_hypomnesis.plugin.timeline import (
     _COMPACT_AT,
     MAX_POINTS,
     Point,

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from pytest_hypomnesis import GpuQuerySource, PdhError, RamError
-from pytest_hypomnesis._backends import dxgi, pdh, rss_windows, winnames
-from pytest_hypomnesis._backends.pdh import Luid
-from pytest_hypomnesis._common import BackendFailure
+from pytest_hypomnesis._errors import BackendFailure
+from pytest_hypomnesis.probe import dxgi, pdh, rss_windows, winnames
+from pytest_hypomnesis.probe.pdh import Luid
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pytest_hypomnesis.cli import ps, report, spill, summary, watch
+from pytest_hypomnesis.cli import devices, ps, report, spill, watch
 from pytest_hypomnesis.cli._args import (
     JSON_BEFORE_SUBCOMMAND,
     HmnArgumentParser,
@@ -82,7 +82,7 @@ def _dispatch(argv: Sequence[str]) -> int:
     if args.top_json and args.command is not None:
         raise UsageError(JSON_BEFORE_SUBCOMMAND)
     if args.command is None:
-        return summary.run(args.top_json)
+        return devices.run(args.top_json)
     if args.command == "help":
         return _print_help(parser, args.topic)
     if args.command == "ps":

@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_hypomnesis._format import MIB, compact_json, format_vram, render_table
-from pytest_hypomnesis._records import GpuProcessEntry, SpillReport
+from pytest_hypomnesis._format import compact_json, format_vram, render_table
+from pytest_hypomnesis._units import MIB
 from pytest_hypomnesis.cli._args import UsageError
 from pytest_hypomnesis.cli._durations import format_secs
 from pytest_hypomnesis.cli.ps import sort_key
 from pytest_hypomnesis.cli.spill import format_spill_report
+from pytest_hypomnesis.model import GpuProcessEntry, SpillReport
 
 __all__ = [
     "HEADER_LINE",

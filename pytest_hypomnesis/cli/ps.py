@@ -8,11 +8,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from pytest_hypomnesis import _probe
-from pytest_hypomnesis._common import DeviceIndexOutOfRangeError, HypomnesisError
+from pytest_hypomnesis._errors import DeviceIndexOutOfRangeError, HypomnesisError
 from pytest_hypomnesis._format import compact_json, format_vram, render_table
-from pytest_hypomnesis._records import GpuProcessEntry
 from pytest_hypomnesis.cli._args import device_arg, pid_arg
+from pytest_hypomnesis.model import GpuProcessEntry
+from pytest_hypomnesis.probe import chain
 
 __all__ = [
     "SORT_KEYS",
@@ -159,17 +159,17 @@ def collect_rows(
         indices = [device_filter]
     else:
         try:
-            indices = list(range(_probe.device_count()))
+            indices = list(range(chain.device_count()))
         except HypomnesisError:
             indices = []
     rows: list[PsRow] = []
     for index in indices:
         try:
-            device_name = _probe.device_info(index).name
+            device_name = chain.device_info(index).name
         except HypomnesisError:
             device_name = None
         try:
-            entries = _probe.gpu_processes(index)
+            entries = chain.gpu_processes(index)
         except DeviceIndexOutOfRangeError as exc:
             if device_filter is not None:
                 return [], exc

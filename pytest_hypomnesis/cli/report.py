@@ -93,7 +93,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def load_all(paths: Sequence[str]) -> list[LoadedReport]:
     """Read and validate every file; the first bad one is a ``UsageError`` naming it."""
-    from pytest_hypomnesis._jsonreport import ReportError, load_report
+    from pytest_hypomnesis.report.schema import ReportError, load_report
 
     loaded = []
     for path in paths:
@@ -106,7 +106,7 @@ def load_all(paths: Sequence[str]) -> list[LoadedReport]:
 
 def render(reports: Sequence[LoadedReport], *, top: int, verbose: bool = False) -> list[str]:
     """Header line(s), then the one merged table."""
-    from pytest_hypomnesis._summary import header_line, summary_lines
+    from pytest_hypomnesis.report.table import header_line, summary_lines
 
     headers: dict[str, list[str]] = {}
     for rep in reports:
@@ -145,7 +145,7 @@ def _check_output_path(path: str) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from pytest_hypomnesis._compare import (
+    from pytest_hypomnesis.report.compare import (
         BaselineError,
         CompareError,
         ThresholdError,
@@ -184,7 +184,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             comparison = compare(baseline, data, thresholds)
         page = None
         if html_path is not None:
-            from pytest_hypomnesis._html import render_html
+            from pytest_hypomnesis.report.html import render_html
 
             page = render_html(data, baseline=baseline, comparison=comparison)
     except CompareError as exc:
@@ -194,7 +194,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         lines += format_comparison(comparison, max_listed=None if args.verbose else 20)
     out.write("".join(line + "\n" for line in lines))
     if page is not None:
-        from pytest_hypomnesis._html import write_html_atomic
+        from pytest_hypomnesis.report.html import write_html_atomic
 
         assert html_path is not None
         try:

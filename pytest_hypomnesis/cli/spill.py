@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TextIO
 
-from pytest_hypomnesis import _probe
-from pytest_hypomnesis._common import HypomnesisError
+from pytest_hypomnesis._errors import HypomnesisError
 from pytest_hypomnesis._format import compact_json, format_vram
-from pytest_hypomnesis._records import SpillReport
 from pytest_hypomnesis.cli._args import device_arg, interval_ms_arg
 from pytest_hypomnesis.cli._durations import format_secs
+from pytest_hypomnesis.model import SpillReport
+from pytest_hypomnesis.probe import chain
 
 __all__ = [
     "Tracker",
@@ -48,7 +48,7 @@ class Tracker(Protocol):
 
 def make_tracker(device: int) -> Tracker:
     """A real ``SpillTracker``; raises ``HypomnesisError`` on a hard PDH failure."""
-    from pytest_hypomnesis._spill import SpillTracker
+    from pytest_hypomnesis.probe.spill import SpillTracker
 
     tracker: Tracker = SpillTracker(device)
     return tracker
@@ -163,7 +163,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _device_missing(device: int) -> str | None:
-    count = _probe.device_count()
+    count = chain.device_count()
     if count and device >= count:
         noun = "device" if count == 1 else "devices"
         return f"device index {device} out of range (have {count} {noun})"

@@ -17,9 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from pytest_hypomnesis import _probe
-from pytest_hypomnesis._common import HypomnesisError
-from pytest_hypomnesis._records import GpuProcessEntry
+from pytest_hypomnesis._errors import HypomnesisError
 from pytest_hypomnesis.cli._args import device_arg, duration_ms_arg, pid_arg, positive_int_arg
 from pytest_hypomnesis.cli._durations import format_secs
 from pytest_hypomnesis.cli._watchstate import (
@@ -32,6 +30,8 @@ from pytest_hypomnesis.cli._watchstate import (
     format_summary_text,
 )
 from pytest_hypomnesis.cli.spill import Tracker, make_tracker
+from pytest_hypomnesis.model import GpuProcessEntry
+from pytest_hypomnesis.probe import chain
 
 __all__ = ["SLEEP_CHUNK_MS", "WatchConfig", "WatchIO", "add_parser", "run", "watch"]
 
@@ -55,7 +55,7 @@ class WatchConfig:
 
 def _device_name(index: int) -> str | None:
     try:
-        return _probe.device_info(index).name
+        return chain.device_info(index).name
     except HypomnesisError:
         return None
 
@@ -64,7 +64,7 @@ def _device_name(index: int) -> str | None:
 class WatchIO:
     """Everything the loop reads or writes; the defaults are the real ones."""
 
-    sample: Callable[[int], list[GpuProcessEntry]] = _probe.gpu_processes
+    sample: Callable[[int], list[GpuProcessEntry]] = chain.gpu_processes
     device_name: Callable[[int], str | None] = _device_name
     tracker_factory: Callable[[int], Tracker] = make_tracker
     # Looked up when a WatchIO is made, so tests (and the docs check) can swap in a fake

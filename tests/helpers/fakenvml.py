@@ -5,7 +5,7 @@
 re-reads a text config file (``FAKE_NVML_CONFIG``) on every NVML call, so a test can change
 figures while a sampler thread reads them; the config is written atomically (temp file +
 rename), so a concurrent reader never sees half a file. The real backend
-(``pytest_hypomnesis._backends.nvml``) loads it through ``HYPOMNESIS_NVML_LIBRARY`` and the
+(``pytest_hypomnesis.probe.nvml``) loads it through ``HYPOMNESIS_NVML_LIBRARY`` and the
 real nvidia-ml-py, so everything from ctypes up is exercised.
 
 Fixtures:
@@ -237,14 +237,14 @@ class FakeNvml:
 
     def activate(self) -> None:
         """Point this process's NVML backend at the fake (undone by ``monkeypatch``)."""
-        from pytest_hypomnesis._backends import nvml
+        from pytest_hypomnesis.probe import nvml
 
         for key, value in self.env.items():
             self._monkeypatch.setenv(key, value)
         nvml._reset_for_tests()
 
     def deactivate(self) -> None:
-        from pytest_hypomnesis._backends import nvml
+        from pytest_hypomnesis.probe import nvml
 
         nvml._reset_for_tests()
         for key in self.env:
@@ -317,7 +317,7 @@ def fake_nvml_factory(
     if made:
         # Runs before monkeypatch restores the environment: shut the fake down while the
         # library it came from is still the one configured.
-        from pytest_hypomnesis._backends import nvml
+        from pytest_hypomnesis.probe import nvml
 
         nvml._reset_for_tests()
 

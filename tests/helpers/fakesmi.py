@@ -3,7 +3,7 @@
 The fixture writes an executable ``nvidia-smi`` (a small Python script; on Windows a
 ``.cmd`` wrapper) into a temporary directory, puts that directory first on ``PATH`` for the
 test (``monkeypatch``), and forgets the backend's cached executable path, so the real
-``pytest_hypomnesis._backends.smi`` code runs against it. Every answer is read from a JSON
+``pytest_hypomnesis.probe.smi`` code runs against it. Every answer is read from a JSON
 file at call time, so a test can change it between calls.
 
 API of the ``FakeSmi`` object the fixture yields:
@@ -182,7 +182,7 @@ class FakeSmi:
 
 
 def _reset_smi_cache() -> None:
-    from pytest_hypomnesis._backends import smi
+    from pytest_hypomnesis.probe import smi
 
     reset = getattr(smi, "_reset_for_tests", None)
     if reset is not None:

@@ -1,0 +1,71 @@
+"""``hmn`` with no subcommand: one line per visible GPU (parity §6.1)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from pytest_hypomnesis._errors import HypomnesisError
+from pytest_hypomnesis._format import compact_json
+from pytest_hypomnesis._units import MIB
+from pytest_hypomnesis.model import GpuDeviceInfo, Snapshot
+from pytest_hypomnesis.probe import chain
+
+__all__ = ["format_device_line", "format_summary_json", "format_summary_lines", "run"]
+
+
+def format_device_line(dev: GpuDeviceInfo) -> str:
+    """``GPU 0 [NAME]: free F MiB / T MiB (R MiB reserved), driver V`` with floor MiB."""
+    name = f" [{dev.name}]" if dev.name is not None else ""
+    line = f"GPU {dev.index}{name}: free {dev.free_bytes // MIB} MiB / {dev.total_bytes // MIB} MiB"
+    if dev.reserved_bytes is not None:
+        line += f" ({dev.reserved_bytes // MIB} MiB reserved)"
+    if dev.driver_version is not None:
+        line += f", driver {dev.driver_version}"
+    return line
+
+
+def _devices(snapshots: Sequence[Snapshot]) -> list[GpuDeviceInfo]:
+    return [s.gpu_device for s in snapshots if s.gpu_device is not None]
+
+
+def _none_readable(count: int) -> str:
+    return f"hmn: {count} GPU(s) enumerated but none readable."
+
+
+def format_summary_lines(snapshots: Sequence[Snapshot]) -> list[str]:
+    """Text mode: device lines, or the crate's "no visible GPUs" / "none readable" line."""
+    if not snapshots:
+        return ["hmn: no visible GPUs."]
+    devices = _devices(snapshots)
+    if not devices:
+        return [_none_readable(len(snapshots))]
+    return [format_device_line(d) for d in devices]
+
+
+def format_summary_json(snapshots: Sequence[Snapshot]) -> tuple[str, str | None]:
+    """JSON mode: the array, and the "none readable" line for stderr when it applies."""
+    devices = _devices(snapshots)
+    note = _none_readable(len(snapshots)) if snapshots and not devices else None
+    return compact_json([d.to_dict() for d in devices]), note
+
+
+def run(json_mode: bool, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        snapshots = chain.snapshot_all()
+    except HypomnesisError as exc:
+        # Only an RSS failure gets here; the crate exits 1 for it.
+        err.write(f"hmn: {exc}\n")
+        return 1
+    if json_mode:
+        text, note = format_summary_json(snapshots)
+        out.write(text + "\n")
+        if note is not None:
+            out.flush()
+            err.write(note + "\n")
+    else:
+        out.write("".join(line + "\n" for line in format_summary_lines(snapshots)))
+    return 0

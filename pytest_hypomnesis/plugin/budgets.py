@@ -1,0 +1,204 @@
+"""Budgets: the ``max_ram`` / ``max_vram`` markers and the suite-wide defaults, parsed once
+per test before it runs, and judged against a ``Measurement``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pytest
+
+from pytest_hypomnesis._units import SIZE_FORMS, SizeError, format_bytes_iec, parse_size
+from pytest_hypomnesis.plugin.engine import Measurement, sum_devices
+from pytest_hypomnesis.report.schema import BudgetRecord
+
+__all__ = [
+    "MARKERS",
+    "Budget",
+    "BudgetError",
+    "HypomnesisWarning",
+    "budgets_for",
+    "judge",
+]
+
+Kind = Literal["max_ram", "max_vram"]
+
+# Marker help, registered in pytest_configure; also the "valid forms" in error messages.
+MARKERS: dict[str, str] = {
+    "max_ram": (
+        "max_ram(limit, *, absolute=False): fail the test when its RSS increase (with "
+        "absolute=True: its RSS peak) exceeds limit, e.g. '512MiB'"
+    ),
+    "max_vram": (
+        "max_vram(limit, *, device=None, absolute=False): fail the test when its per-process "
+        "VRAM increase (absolute=True: peak), summed over the watched GPUs or on `device`, "
+        "exceeds limit, e.g. '2GiB'"
+    ),
+}
+
+_FORMS: dict[str, str] = {
+    "max_ram": 'max_ram("512MiB"), max_ram(536870912), max_ram("1.5 GB", absolute=True)',
+    "max_vram": 'max_vram("2GiB"), max_vram("2GiB", device=0), max_vram("8GiB", absolute=True)',
+}
+
+
+class HypomnesisWarning(pytest.PytestWarning):
+    """A budget that could not be checked, or another measurement caveat."""
+
+    __module__ = "pytest_hypomnesis"
+
+
+class BudgetError(Exception):
+    """A marker with a bad argument; the message names marker, value, test and valid forms."""
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    kind: Kind
+    limit_bytes: int
+    absolute: bool = False
+    device: int | None = None
+    origin: Literal["marker", "option"] = "marker"
+
+
+def _call_text(mark: pytest.Mark) -> str:
+    parts = [repr(a) for a in mark.args] + [f"{k}={v!r}" for k, v in mark.kwargs.items()]
+    return f"{mark.name}({', '.join(parts)})"
+
+
+def _parse_mark(mark: pytest.Mark, nodeid: str) -> Budget:
+    name = mark.name
+
+    def bad(problem: str) -> BudgetError:
+        return BudgetError(
+            f"{_call_text(mark)} on {nodeid}: {problem}; valid forms: {_FORMS[name]}"
+        )
+
+    kwargs = dict(mark.kwargs)
+    if "limit" in kwargs:
+        if mark.args:
+            raise bad("limit given twice")
+        limit = kwargs.pop("limit")
+    elif len(mark.args) == 1:
+        limit = mark.args[0]
+    elif not mark.args:
+        raise bad("missing the limit")
+    else:
+        raise bad(f"takes one limit, got {len(mark.args)} positional arguments")
+    allowed = {"absolute", "device"} if name == "max_vram" else {"absolute"}
+    unknown = sorted(set(kwargs) - allowed)
+    if unknown:
+        raise bad(f"unknown keyword {unknown[0]!r}")
+    absolute = kwargs.get("absolute", False)
+    if not isinstance(absolute, bool):
+        raise bad(f"absolute must be True or False, not {absolute!r}")
+    device = kwargs.get("device")
+    if device is not None and (
+        isinstance(device, bool) or not isinstance(device, int) or device < 0
+    ):
+        raise bad(f"device must be a GPU index (0, 1, ...) or None, not {device!r}")
+    try:
+        limit_bytes = parse_size(limit)
+    except SizeError as exc:
+        raise bad(f"{exc}".replace(f"; expected {SIZE_FORMS}", "")) from None
+    kind: Kind = "max_ram" if name == "max_ram" else "max_vram"
+    return Budget(kind, limit_bytes, absolute, device, "marker")
+
+
+def _closest_per_device(marks: Iterable[pytest.Mark], nodeid: str) -> list[Budget]:
+    chosen: dict[int | None, Budget] = {}
+    for mark in marks:  # closest first: a function's marker beats its class's and module's
+        budget = _parse_mark(mark, nodeid)
+        chosen.setdefault(budget.device, budget)
+    return list(chosen.values())
+
+
+def budgets_for(
+    item: pytest.Item, *, max_ram_bytes: int | None, max_vram_bytes: int | None
+) -> list[Budget]:
+    """The budgets of one test; raises ``BudgetError`` for a bad marker argument."""
+    # One walk over the node chain (closest first) instead of one per marker name.
+    ram_marks: list[pytest.Mark] = []
+    vram_marks: list[pytest.Mark] = []
+    for mark in item.iter_markers():
+        if mark.name == "max_ram":
+            ram_marks.append(mark)
+        elif mark.name == "max_vram":
+            vram_marks.append(mark)
+    budgets: list[Budget] = []
+    if ram_marks:
+        for mark in ram_marks[1:]:
+            _parse_mark(mark, item.nodeid)  # validate the overridden ones too
+        budgets.append(_parse_mark(ram_marks[0], item.nodeid))
+    elif max_ram_bytes is not None:
+        budgets.append(Budget("max_ram", max_ram_bytes, origin="option"))
+    if vram_marks:
+        budgets.extend(_closest_per_device(vram_marks, item.nodeid))
+    elif max_vram_bytes is not None:
+        budgets.append(Budget("max_vram", max_vram_bytes, origin="option"))
+    return budgets
+
+
+def _what(budget: Budget, scope: str) -> str:
+    what = "peak" if budget.absolute else "peak increase"
+    return f"{what} over setup+call" if scope == "test" else what
+
+
+def _record(
+    budget: Budget, measured: int | None, passed: bool | None, message: str | None
+) -> BudgetRecord:
+    return {
+        "kind": budget.kind,
+        "limit_bytes": budget.limit_bytes,
+        "measured_bytes": measured,
+        "passed": passed,
+        "absolute": budget.absolute,
+        "device": budget.device,
+        "origin": budget.origin,
+        "message": message,
+    }
+
+
+def _judge_one(budget: Budget, m: Measurement, *, scope: str, strict: bool) -> BudgetRecord:
+    limit_text = format_bytes_iec(budget.limit_bytes)
+    if budget.kind == "max_ram":
+        measured = m.ram.peak_bytes if budget.absolute else m.ram.increase_bytes
+        where, source, reason = "RAM", "RSS", "RSS could not be read"
+    else:
+        devices: Mapping[int, Any] = m.vram
+        if budget.device is not None:
+            devices = {budget.device: m.vram[budget.device]} if budget.device in m.vram else {}
+        field = "peak_bytes" if budget.absolute else "increase_bytes"
+        measured = sum_devices(devices, field)
+        gpus = ", ".join(str(i) for i in sorted(devices))
+        where = f"VRAM on GPU{'s' if len(devices) > 1 else ''} {gpus}"
+        source = (m.vram_source or "unknown").upper().replace("NVIDIA_SMI", "nvidia-smi")
+        if budget.device is not None and m.vram and budget.device not in m.vram:
+            watched = ", ".join(str(i) for i in sorted(m.vram))
+            reason = f"GPU {budget.device} is not watched (watched: {watched})"
+        else:
+            reason = m.vram_unavailable_reason or "no per-process VRAM reading"
+    if measured is None:
+        if strict:
+            return _record(
+                budget,
+                None,
+                False,
+                f"{budget.kind}: could not be checked ({reason}) and --hypomnesis-strict is set",
+            )
+        return _record(budget, None, None, f"{budget.kind}: not checked: {reason}")
+    if measured <= budget.limit_bytes:
+        return _record(budget, measured, True, None)
+    message = (
+        f"{budget.kind}: test used {format_bytes_iec(measured)} {where} "
+        f"({_what(budget, scope)}, {source}) > limit {limit_text}"
+    )
+    return _record(budget, measured, False, message)
+
+
+def judge(
+    budgets: Iterable[Budget], m: Measurement, *, scope: str, strict: bool
+) -> list[BudgetRecord]:
+    """One record per budget: ``passed`` True/False, or None (not checked, with why)."""
+    return [_judge_one(b, m, scope=scope, strict=strict) for b in budgets]

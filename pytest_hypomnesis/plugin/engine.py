@@ -1,0 +1,577 @@
+"""The measurement engine: RAM start/peak/end and per-device VRAM start/peak/end of a span.
+
+One ``Engine`` per process (per xdist worker). Spans nest: a test's span and any
+``memory_report()`` block inside it are measured at once; resetting the RAM high-water
+mark or torch's peak for an inner span first folds the running peak into every open one.
+
+VRAM is read at span start and end, and in between by ONE background thread, started
+the first time a span needs it; it parks itself on an event after ten intervals with no
+open span, so it costs nothing while no test runs, and nothing extra between tests.
+With no GPU (and no fake one) there is no thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from pytest_hypomnesis.plugin.timeline import TimelineRecorder
+from pytest_hypomnesis.probe import chain
+from pytest_hypomnesis.probe.fake import FakeGpu
+from pytest_hypomnesis.probe.rampeak import RamPeakMeter
+from pytest_hypomnesis.probe.readings import VramReading
+from pytest_hypomnesis.probe.rss import process_rss
+from pytest_hypomnesis.report.schema import RamRecord, TimelineRecord, VramDeviceRecord, VramRecord
+
+__all__ = [
+    "DeviceFigures",
+    "Engine",
+    "Measurement",
+    "RamFigures",
+    "RecordParts",
+    "Span",
+    "record_parts",
+    "sum_devices",
+]
+
+Reader = Callable[[], VramReading]
+
+_IDLE_INTERVALS_BEFORE_PARKING = 10
+
+RecordParts = tuple[float, RamRecord, VramRecord, TimelineRecord | None]
+"""A span's figures as a test record holds them: duration, ``ram``, ``vram``, timeline."""
+
+
+@dataclass
+class _DeviceTrack:
+    start_bytes: int | None = None
+    peak_bytes: int | None = None
+    end_bytes: int | None = None
+    device_used_peak_bytes: int | None = None
+    samples: int = 0
+
+    def add(self, reading: VramReading, *, final: bool = False) -> None:
+        used = reading.process_used_bytes
+        if used is not None:
+            if self.start_bytes is None:
+                self.start_bytes = used
+            if self.peak_bytes is None or used > self.peak_bytes:
+                self.peak_bytes = used
+            if final:
+                self.end_bytes = used
+            self.samples += 1
+        dev = reading.device_used_bytes
+        if dev is not None and (
+            self.device_used_peak_bytes is None or dev > self.device_used_peak_bytes
+        ):
+            self.device_used_peak_bytes = dev
+
+
+@dataclass(slots=True)
+class Span:
+    """An open measurement; only the engine touches its fields."""
+
+    t0: float
+    ram_start_bytes: int | None
+    ram_peak_bytes: int | None = None
+    devices: dict[int, _DeviceTrack] = field(default_factory=dict)
+    source: str | None = None
+    torch_peaks: dict[int, int] | None = None
+    closed: bool = False
+    started: bool = False
+    """Set once the start readings are in: a device first seen later was added mid-span."""
+    timeline: TimelineRecorder | None = None
+    plain: bool = False
+    """Begun on the fast path: nothing to sample, only the RAM high-water mark."""
+
+
+@dataclass(frozen=True, slots=True)
+class RamFigures:
+    start_bytes: int | None
+    peak_bytes: int | None
+    end_bytes: int | None
+    increase_bytes: int | None
+    method: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFigures:
+    start_bytes: int | None
+    peak_bytes: int | None
+    end_bytes: int | None
+    increase_bytes: int | None
+    device_used_peak_bytes: int | None
+    samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """What one span measured. ``vram`` is keyed by device index; empty without a GPU."""
+
+    duration_s: float
+    ram: RamFigures
+    vram: dict[int, DeviceFigures]
+    vram_source: str | None
+    vram_unavailable_reason: str | None
+    torch_peak_allocated_bytes: dict[int, int] | None
+    timeline: TimelineRecord | None = None
+    """The sampled series, for a span begun with ``timeline=True`` and ended."""
+
+    def ram_record(self) -> RamRecord:
+        r = self.ram
+        return _ram_record(r.start_bytes, r.peak_bytes, r.end_bytes, r.increase_bytes, r.method)
+
+    def vram_record(self) -> VramRecord:
+        devices: dict[str, VramDeviceRecord] = {
+            str(i): {
+                "start_bytes": d.start_bytes,
+                "peak_bytes": d.peak_bytes,
+                "end_bytes": d.end_bytes,
+                "increase_bytes": d.increase_bytes,
+                "device_used_peak_bytes": d.device_used_peak_bytes,
+                "samples": d.samples,
+            }
+            for i, d in sorted(self.vram.items())
+        }
+        torch = self.torch_peak_allocated_bytes
+        return _vram_record(
+            self.vram_source,
+            devices,
+            None if torch is None else {str(k): v for k, v in torch.items()},
+            self.vram_unavailable_reason,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"duration_s": self.duration_s, "ram": self.ram_record(), "vram": self.vram_record()}
+
+
+def _ram_record(
+    start: int | None, peak: int | None, end: int | None, increase: int | None, method: str
+) -> RamRecord:
+    """A test record's ``ram``: the one place its shape is written."""
+    return {
+        "start_bytes": start,
+        "peak_bytes": peak,
+        "end_bytes": end,
+        "increase_bytes": increase,
+        "method": method,
+    }
+
+
+def _vram_record(
+    source: str | None,
+    devices: dict[str, VramDeviceRecord],
+    torch: dict[str, int] | None,
+    reason: str | None,
+) -> VramRecord:
+    """A test record's ``vram``: the one place its shape is written."""
+    return {
+        "source": source,
+        "devices": devices,
+        "torch_peak_allocated_bytes": torch,
+        "unavailable_reason": reason,
+    }
+
+
+def sum_devices(devices: Mapping[int, DeviceFigures], field: str) -> int | None:
+    """``field`` (``peak_bytes``, ``increase_bytes``, ...) summed over ``devices``;
+    ``None`` when there is no device or any device's figure is unknown, since a partial
+    sum would understate what the process used."""
+    values: list[int | None] = [getattr(d, field) for d in devices.values()]
+    known = [v for v in values if v is not None]
+    if not values or len(known) != len(values):
+        return None
+    return sum(known)
+
+
+def _increase(start: int | None, peak: int | None) -> int | None:
+    if start is None or peak is None:
+        return None
+    return max(peak - start, 0)
+
+
+def _torch_cuda() -> Any:
+    """torch.cuda when PyTorch is already imported and CUDA initialised; never imports."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    try:
+        cuda = torch.cuda
+        return cuda if cuda.is_initialized() else None
+    except Exception:
+        return None
+
+
+class Engine:
+    """Measures spans in this process. ``devices`` limits the watched GPU indices."""
+
+    def __init__(self, *, interval_s: float, devices: tuple[int, ...] | None = None) -> None:
+        self.interval_s = interval_s
+        self._device_filter = devices
+        self.ram = RamPeakMeter()
+        self._lock = threading.Lock()
+        self._open: list[Span] = []
+        # Readers resolve once per process for a real GPU; a fake GPU's are re-resolved
+        # whenever its device list changes (tests add devices while they run).
+        self._real_readers: list[tuple[int, Reader]] | None = None
+        self._real_reason: str | None = None
+        self._fake_seen: FakeGpu | None = None
+        self._fake_count = -1
+        self._fake_readers: list[tuple[int, Reader]] = []
+        self._thread: threading.Thread | None = None
+        self._thread_pid: int | None = None
+        self._active = threading.Event()
+        self._closing = threading.Event()
+        # Open spans that keep a timeline; the sampler then reads RSS even when the
+        # kernel's high-water mark makes that unnecessary for the peak.
+        self._timeline_spans = 0
+
+    # -- devices -------------------------------------------------------------------------
+
+    def _watched(self, count: int) -> list[int]:
+        if self._device_filter is None:
+            return list(range(count))
+        return [i for i in self._device_filter if i < count]
+
+    def _resolve_real(self) -> None:
+        readers: list[tuple[int, Reader]] = []
+        reason = None
+        count = chain.device_count()
+        for index in self._watched(count):
+            reader = chain.vram_reader(index) or _per_process_fallback(index)
+            if reader is not None:
+                readers.append((index, reader))
+        if not readers:
+            if count == 0:
+                snap = chain.snapshot_now(0)
+                reason = snap.gpu_unavailable_reason or "no GPU visible"
+            elif not self._watched(count):
+                reason = f"no watched GPU exists ({count} visible)"
+            else:
+                reason = "no per-process VRAM source (NVML unavailable)"
+        self._real_readers, self._real_reason = readers, reason
+
+    def readers(self) -> tuple[list[tuple[int, Reader]], FakeGpu | None]:
+        """The current (index, reader) pairs, and the fake GPU when one is installed."""
+        fake = chain.current_fake()
+        if fake is not None:
+            count = fake.device_count()
+            if fake is not self._fake_seen or count != self._fake_count:
+                pairs = [(i, fake.vram_reader(i)) for i in self._watched(count)]
+                self._fake_readers = [(i, r) for i, r in pairs if r is not None]
+                self._fake_seen, self._fake_count = fake, count
+            return self._fake_readers, fake
+        if self._real_readers is None:
+            self._resolve_real()
+        assert self._real_readers is not None
+        return self._real_readers, None
+
+    def unavailable_reason(self) -> str | None:
+        return self._reason(*self.readers())
+
+    def _reason(self, readers: list[tuple[int, Reader]], fake: FakeGpu | None) -> str | None:
+        if readers:
+            return None
+        if fake is not None:
+            return "fake GPU has no devices"
+        return self._real_reason
+
+    # -- sampling ------------------------------------------------------------------------
+
+    def _needs_thread(
+        self, readers: list[tuple[int, Reader]], fake: FakeGpu | None, timeline: bool
+    ) -> bool:
+        return bool(readers) or fake is not None or not self.ram.exact or timeline
+
+    def _ensure_thread(self) -> None:
+        pid = os.getpid()
+        if self._thread is not None and self._thread_pid == pid and self._thread.is_alive():
+            return
+        self._thread_pid = pid
+        self._closing.clear()
+        self._thread = threading.Thread(target=self._run, name="hypomnesis-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        idle = 0
+        while not self._closing.is_set():
+            self._active.wait()
+            if self._closing.wait(self.interval_s):
+                return
+            with self._lock:
+                open_spans = bool(self._open)
+                if not open_spans:
+                    # The thread parks itself after a few idle intervals, rather than the
+                    # end of every span parking it and the next span waking it: a wake-up
+                    # per test costs the test thread a GIL hand-over each time.
+                    idle += 1
+                    if idle >= _IDLE_INTERVALS_BEFORE_PARKING:
+                        self._active.clear()
+                        idle = 0
+                    continue
+            idle = 0
+            # A failing reader must never kill the sampler.
+            with contextlib.suppress(Exception):
+                self._sample(final=False)
+
+    def _sample(self, *, final: bool, only: Span | None = None) -> None:
+        readers, fake = self.readers()
+        readings = []
+        for index, reader in readers:
+            try:
+                readings.append((index, reader()))
+            except Exception:
+                continue
+        sampled_peak = not self.ram.exact
+        rss = process_rss() if sampled_peak or self._timeline_spans else None
+        now = time.perf_counter()
+        with self._lock:
+            spans = [only] if only is not None else list(self._open)
+            for span in spans:
+                if span.closed:
+                    continue
+                if (
+                    sampled_peak
+                    and rss is not None
+                    and (span.ram_peak_bytes is None or rss > span.ram_peak_bytes)
+                ):
+                    span.ram_peak_bytes = rss
+                if span.timeline is not None:
+                    span.timeline.add(now, rss, {i: r.process_used_bytes for i, r in readings})
+                for index, reading in readings:
+                    track = span.devices.get(index)
+                    if track is None:
+                        # A fake device added mid-span did not exist at its start: the
+                        # process held nothing on it then.
+                        track = span.devices[index] = _DeviceTrack(
+                            start_bytes=0 if fake is not None and span.started else None
+                        )
+                    track.add(reading, final=final)
+                    if reading.source is not None:
+                        span.source = reading.source.value
+
+    # -- spans ---------------------------------------------------------------------------
+
+    def _fold_ram(self) -> None:
+        peak = self.ram.peak_bytes()
+        if peak is None:
+            return
+        for span in self._open:
+            if span.ram_peak_bytes is None or peak > span.ram_peak_bytes:
+                span.ram_peak_bytes = peak
+
+    def _fold_torch(self, cuda: Any) -> None:
+        for span in self._open:
+            if span.torch_peaks is not None:
+                for device, peak in _torch_peaks(cuda).items():
+                    span.torch_peaks[device] = max(span.torch_peaks.get(device, 0), peak)
+
+    def _plain_case(self, timeline: bool) -> bool:
+        """Nothing to sample: no GPU reader, no fake GPU, an exact RAM peak, no torch, no
+        timeline, no span already open. The common case on a GPU-less machine, taken
+        twice per measured test, so it skips the reader, torch and thread machinery."""
+        return (
+            not timeline
+            and not self._open
+            and self._real_readers == []
+            and chain.current_fake() is None
+            and self.ram.exact
+            and "torch" not in sys.modules
+        )
+
+    def begin(self, *, timeline: bool = False) -> Span:
+        """Open a span; with ``timeline`` it also keeps the sampled RSS/VRAM series."""
+        if self._plain_case(timeline):
+            self.ram.reset()
+            rss = process_rss()
+            span = Span(
+                t0=time.perf_counter(),
+                ram_start_bytes=rss,
+                ram_peak_bytes=rss,
+                started=True,
+                plain=True,
+            )
+            with self._lock:
+                self._open.append(span)  # an inner span must still fold into this one
+            return span
+        exact = self.ram.exact
+        cuda = _torch_cuda()
+        with self._lock:
+            if self._open:
+                if exact:
+                    self._fold_ram()
+                if cuda is not None:
+                    self._fold_torch(cuda)
+        self.ram.reset()
+        rss = process_rss()
+        span = Span(t0=time.perf_counter(), ram_start_bytes=rss, ram_peak_bytes=rss)
+        if cuda is not None:
+            try:
+                for device in range(cuda.device_count()):
+                    cuda.reset_peak_memory_stats(device)
+                span.torch_peaks = {}
+            except Exception:
+                span.torch_peaks = None
+        readers, fake = self.readers()
+        if timeline:
+            span.timeline = TimelineRecorder()
+            span.timeline.start(span.t0)
+        with self._lock:
+            self._open.append(span)
+            if timeline:
+                self._timeline_spans += 1
+        if readers or timeline:
+            self._sample(final=False, only=span)
+        span.started = True
+        if self._needs_thread(readers, fake, timeline):
+            self._ensure_thread()
+            if not self._active.is_set():
+                self._active.set()
+        return span
+
+    def peek(self, span: Span) -> Measurement:
+        """The figures so far, leaving the span open (budgets judged before teardown)."""
+        return self._figures(span, final=False)
+
+    def end(self, span: Span) -> Measurement:
+        measurement = self._figures(span, final=True)
+        self._close(span)
+        if span.timeline is not None:
+            series = cast(TimelineRecord, span.timeline.finish())
+            measurement = dataclasses.replace(measurement, timeline=series)
+        return measurement
+
+    @staticmethod
+    def _still_plain(span: Span) -> bool:
+        # A fake GPU installed after a plain span began (fixture set-up inside a
+        # scope=test span) has devices to read: the full path handles that.
+        return span.plain and chain.current_fake() is None
+
+    def peek_parts(self, span: Span) -> RecordParts:
+        """``peek()`` as a record's parts; a plain span builds no ``Measurement``."""
+        if self._still_plain(span):
+            return self._plain_parts(span, final=False)
+        return record_parts(self.peek(span))
+
+    def end_parts(self, span: Span) -> RecordParts:
+        """``end()`` as a record's parts; a plain span builds no ``Measurement``."""
+        if self._still_plain(span):
+            parts = self._plain_parts(span, final=True)
+            self._close(span)
+            return parts
+        return record_parts(self.end(span))
+
+    def _plain_parts(self, span: Span, *, final: bool) -> RecordParts:
+        duration_s, ram_peak, rss = self._ram_now(span, final=final)
+        start = span.ram_start_bytes
+        ram = _ram_record(start, ram_peak, rss, _increase(start, ram_peak), self.ram.method)
+        return duration_s, ram, _vram_record(None, {}, None, self._real_reason), None
+
+    def _close(self, span: Span) -> None:
+        with self._lock:
+            span.closed = True
+            if span in self._open:
+                self._open.remove(span)
+                if span.timeline is not None:
+                    self._timeline_spans -= 1
+
+    def _ram_now(self, span: Span, *, final: bool) -> tuple[float, int, int]:
+        """Duration, RAM peak and RSS now; with ``final`` the peak is kept on the span."""
+        rss = process_rss()
+        peak_now = self.ram.peak_bytes()
+        duration_s = time.perf_counter() - span.t0
+        with self._lock:
+            ram_peak = rss
+            earlier = span.ram_peak_bytes
+            if earlier is not None and earlier > ram_peak:
+                ram_peak = earlier
+            if peak_now is not None and peak_now > ram_peak:
+                ram_peak = peak_now
+            if final:
+                span.ram_peak_bytes = ram_peak
+        return duration_s, ram_peak, rss
+
+    def _figures(self, span: Span, *, final: bool) -> Measurement:
+        readers, fake = self.readers()
+        last_point = final and span.timeline is not None
+        if readers or (final and not self.ram.exact) or last_point:
+            self._sample(final=final, only=span)
+        duration_s, ram_peak, rss = self._ram_now(span, final=final)
+        cuda = _torch_cuda() if span.torch_peaks is not None else None
+        with self._lock:
+            devices = {
+                i: DeviceFigures(
+                    start_bytes=t.start_bytes,
+                    peak_bytes=t.peak_bytes,
+                    end_bytes=t.end_bytes if final else None,
+                    increase_bytes=_increase(t.start_bytes, t.peak_bytes),
+                    device_used_peak_bytes=t.device_used_peak_bytes,
+                    samples=t.samples,
+                )
+                for i, t in span.devices.items()
+            }
+            source = span.source
+            torch = None
+            if cuda is not None and span.torch_peaks is not None:
+                torch = dict(span.torch_peaks)
+                for device, peak in _torch_peaks(cuda).items():
+                    torch[device] = max(torch.get(device, 0), peak)
+        reason = None if devices else self._reason(readers, fake)
+        return Measurement(
+            duration_s=duration_s,
+            ram=RamFigures(
+                start_bytes=span.ram_start_bytes,
+                peak_bytes=ram_peak,
+                end_bytes=rss,
+                increase_bytes=_increase(span.ram_start_bytes, ram_peak),
+                method=self.ram.method,
+            ),
+            vram=devices,
+            vram_source=source,
+            vram_unavailable_reason=reason,
+            torch_peak_allocated_bytes=torch,
+        )
+
+    def close(self) -> None:
+        self._closing.set()
+        self._active.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread.is_alive() and self._thread_pid == os.getpid():
+            thread.join(timeout=max(1.0, self.interval_s * 5))
+        self.ram.close()
+
+
+def record_parts(m: Measurement) -> RecordParts:
+    return m.duration_s, m.ram_record(), m.vram_record(), m.timeline
+
+
+def _torch_peaks(cuda: Any) -> dict[int, int]:
+    try:
+        return {d: int(cuda.max_memory_allocated(d)) for d in range(cuda.device_count())}
+    except Exception:
+        return {}
+
+
+def _per_process_fallback(index: int) -> Reader | None:
+    """A reader over the probe chain when it answers per process (DXGI, Metal) but
+    ``vram_reader`` has no fast path; ``None`` when the answer is device-wide only
+    (``nvidia-smi``), which cannot say what this process used."""
+    try:
+        first = chain.process_gpu_info(index)
+    except Exception:
+        return None
+    if not first.is_per_process:
+        return None
+
+    def read() -> VramReading:
+        info = chain.process_gpu_info(index)
+        return VramReading(info.used_bytes if info.is_per_process else None, None, info.source)
+
+    return read

@@ -1,0 +1,425 @@
+"""The ``hypomnesis`` pytest plugin (``pytest --hypomnesis``).
+
+Per-test metrics travel as one plain dict on the call-phase ``TestReport`` attribute
+``hypomnesis`` (with ``--hypomnesis-scope=test`` the teardown report carries the final
+one), so the controller aggregates in ``pytest_runtest_logreport`` identically with and
+without pytest-xdist. Budgets are judged where the test ran, at the end of its call phase.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_hypomnesis.plugin.budgets import (
+    MARKERS,
+    Budget,
+    BudgetError,
+    HypomnesisWarning,
+    budgets_for,
+    judge,
+)
+from pytest_hypomnesis.plugin.engine import Engine, RecordParts, Span, record_parts
+from pytest_hypomnesis.plugin.fixtures import (
+    ENGINE_KEY,
+    fake_gpu,
+    gpu_device_info_builder,
+    memory_report,
+    memory_snapshot,
+)
+from pytest_hypomnesis.plugin.options import Settings, add_options, resolve
+from pytest_hypomnesis.report.schema import BudgetRecord, MeasuredTestRecord
+from pytest_hypomnesis.report.table import over_budget
+
+if TYPE_CHECKING:
+    from _pytest.nodes import Node
+
+    from pytest_hypomnesis.report.compare import Comparison
+
+__all__ = [
+    "HypomnesisPlugin",
+    "HypomnesisWarning",
+    "fake_gpu",
+    "gpu_device_info_builder",
+    "memory_report",
+    "memory_snapshot",
+]
+
+PLUGIN_KEY = pytest.StashKey["HypomnesisPlugin"]()
+
+
+class _TestState:
+    """One measured test's state on the worker, kept in one stash entry: the budgets, the
+    open span, and what the call phase measured and recorded."""
+
+    __slots__ = (
+        "budgets",
+        "call_outcome",
+        "call_record",
+        "final",
+        "parts",
+        "span",
+        "verdicts",
+    )
+
+    def __init__(self, budgets: list[Budget]) -> None:
+        self.budgets = budgets
+        self.span: Span | None = None
+        self.verdicts: list[BudgetRecord] = []
+        self.parts: RecordParts | None = None
+        self.call_outcome: str | None = None
+        self.final: MeasuredTestRecord | None = None
+        self.call_record: MeasuredTestRecord | None = None
+
+
+_STATE = pytest.StashKey[_TestState]()
+
+ATTR = "hypomnesis"
+"""The ``TestReport`` attribute that carries a test record."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Markers are registered even when measuring is off, so --strict-markers accepts them.
+    for text in MARKERS.values():
+        config.addinivalue_line("markers", text)
+    settings = resolve(config)
+    baseline = None
+    if settings.compare_path is not None and not hasattr(config, "workerinput"):
+        # Only the controller compares; a bad baseline stops the run before any test.
+        from pytest_hypomnesis.report.compare import BaselineError, load_baseline
+
+        try:
+            baseline = load_baseline(settings.compare_path)
+        except BaselineError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    engine = Engine(interval_s=settings.interval_s, devices=settings.devices)
+    config.stash[ENGINE_KEY] = engine
+    plugin = HypomnesisPlugin(config, settings, engine)
+    plugin.baseline = baseline
+    config.stash[PLUGIN_KEY] = plugin
+    config.pluginmanager.register(plugin, "hypomnesis-session")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    plugin = config.stash.get(PLUGIN_KEY, None)
+    if plugin is not None:
+        plugin.engine.close()
+        for hooks in plugin._registered_hooks:
+            config.pluginmanager.unregister(hooks)
+        config.pluginmanager.unregister(plugin)
+        del config.stash[PLUGIN_KEY]
+
+
+def _has_budget_marker(item: pytest.Item) -> bool:
+    # One walk over the node chain for all markers, rather than one per marker name; the
+    # same marks, closest first, as item.iter_markers() without its nested generators.
+    node: Node | None = item
+    while node is not None:
+        for mark in node.own_markers:
+            if mark.name in _BUDGET_MARKERS:
+                return True
+        node = node.parent
+    return False
+
+
+_BUDGET_MARKERS = frozenset(MARKERS)
+
+
+def _outcome(report: pytest.TestReport) -> str:
+    if hasattr(report, "wasxfail"):
+        return "xfailed" if report.skipped else "xpassed"
+    return report.outcome
+
+
+class HypomnesisPlugin:
+    """One session's state: settings, the measurement engine, and (on the controller)
+    the collected test records."""
+
+    def __init__(self, config: pytest.Config, settings: Settings, engine: Engine) -> None:
+        self.config = config
+        self.settings = settings
+        self.engine = engine
+        workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+        self.is_worker = workerinput is not None
+        self.worker = str(workerinput["workerid"]) if workerinput else "master"
+        self.records: dict[str, MeasuredTestRecord] = {}
+        self.json_error: str | None = None
+        self.report_cache: dict[str, Any] | None = None
+        self.baseline: dict[str, Any] | None = None
+        self.comparison: Comparison | None = None
+        self.report_problems: list[str] = []
+        """Lines for the summary: an HTML report not written, a comparison not made."""
+        self._warned: set[str] = set()
+        # junitxml reads properties from the teardown report; without it, add nothing.
+        self._junit = bool(config.getoption("xmlpath", None))
+        self._registered_hooks: list[object] = []
+
+    # -- the worker side: measure and judge (hooks live in _RuntestHooks) ----------------
+
+    def _finish_call(self, item: pytest.Item, state: _TestState) -> None:
+        span = state.span
+        if span is None:
+            return
+        final = self.settings.scope == "call"
+        if final:
+            state.span = None
+        budgets = state.budgets
+        if not budgets:
+            # Nothing to judge: the record's parts, without building a Measurement.
+            engine = self.engine
+            state.parts = engine.end_parts(span) if final else engine.peek_parts(span)
+            return
+        measurement = self.engine.end(span) if final else self.engine.peek(span)
+        state.parts = record_parts(measurement)
+        verdicts = judge(
+            budgets, measurement, scope=self.settings.scope, strict=self.settings.strict
+        )
+        state.verdicts = verdicts
+        for budget, verdict in zip(budgets, verdicts, strict=True):
+            if verdict["passed"] is None and verdict["message"]:
+                self._warn_not_checked(budget, verdict["message"], item)
+
+    def _warn_not_checked(self, budget: Budget, message: str, item: pytest.Item) -> None:
+        # A suite-wide default would warn for every test: say it once per reason.
+        if budget.origin == "option":
+            if message in self._warned:
+                return
+            self._warned.add(message)
+            text = f"{message} (--hypomnesis-max-vram; said once per session)"
+        else:
+            text = f"{message} ({item.nodeid})"
+        # Attributed to the test's own file and line, not to this module.
+        path, lineno, _ = item.location
+        warnings.warn_explicit(
+            HypomnesisWarning(text),
+            category=HypomnesisWarning,
+            filename=str(item.config.rootpath / path),
+            lineno=(lineno or 0) + 1,
+        )
+
+    def _add_junit_properties(
+        self, state: _TestState, report: pytest.TestReport, final: MeasuredTestRecord | None
+    ) -> None:
+        record = state.call_record
+        state.call_record = None
+        record = final or record
+        if record is not None:
+            from pytest_hypomnesis.report.junit import junit_properties
+
+            report.user_properties.extend(junit_properties(record))
+
+    def _apply_budgets(
+        self, item: pytest.Item, report: pytest.TestReport, verdicts: list[BudgetRecord]
+    ) -> None:
+        lines = [v["message"] for v in verdicts if v["passed"] is False and v["message"]]
+        if not lines or hasattr(report, "wasxfail") or report.outcome == "skipped":
+            return
+        text = "\n".join(lines)
+        if report.outcome == "failed" and report.longrepr is not None:
+            # Keep the test's own failure; the budget line goes in a section below it.
+            add = getattr(report.longrepr, "addsection", None)
+            if add is not None:
+                add("hypomnesis", text)
+            else:
+                report.longrepr = f"{report.longrepr}\n{text}"
+            return
+        report.outcome = "failed"
+        report.longrepr = _budget_longrepr(item, text)
+
+    def _record(
+        self, item: pytest.Item, parts: RecordParts, outcome: str, verdicts: list[BudgetRecord]
+    ) -> MeasuredTestRecord:
+        duration_s, ram, vram, timeline = parts
+        record: MeasuredTestRecord = {
+            "nodeid": item.nodeid,
+            "outcome": outcome,
+            "worker": self.worker,
+            "scope": self.settings.scope,
+            "duration_s": round(duration_s, 6),
+            "ram": ram,
+            "vram": vram,
+            "budgets": verdicts,
+        }
+        if timeline is not None:
+            record["timeline"] = timeline
+        return record
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        s = self.settings
+        if (
+            s.measure_all
+            or s.max_ram_bytes is not None
+            or s.max_vram_bytes is not None
+            or any(_has_budget_marker(item) for item in items)
+        ):
+            self.enable_runtest_hooks()
+
+    def enable_runtest_hooks(self) -> None:
+        if self._registered_hooks:
+            return
+        hooks: list[tuple[object, str]] = [(_RuntestHooks(self), "hypomnesis-runtest")]
+        if self.settings.scope == "test":
+            hooks.append((_ScopeTestHooks(self), "hypomnesis-scope-test"))
+        for plugin, name in hooks:
+            self.config.pluginmanager.register(plugin, name)
+            self._registered_hooks.append(plugin)
+
+    # -- the controller side: collect, summarise, write ----------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport, config: pytest.Config
+    ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+        # Three times per test: the cheap checks first.
+        if report.when != "call" or not report.failed:
+            return None
+        record = getattr(report, ATTR, None)
+        if isinstance(record, dict) and over_budget(record):
+            return "failed", "M", ("OVER BUDGET", {"red": True})
+        return None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.is_worker:
+            return
+        record = getattr(report, ATTR, None)
+        if isinstance(record, dict):
+            # With scope=test the teardown record (teardown included) replaces the
+            # call-phase one.
+            self.records[report.nodeid] = record  # type: ignore[assignment]
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        # Runs inside the terminal reporter's wrapper, before its summary: the gate's
+        # verdict is known when the summary prints, and a failed gate sets
+        # session.exitstatus, which is what pytest exits with.
+        if self.is_worker or not self.settings.needs_report:
+            return
+        from pytest_hypomnesis.report import terminal  # the report and gate: session end only
+
+        terminal.finish_session(self, session)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.is_worker:
+            return
+        from pytest_hypomnesis.report import terminal
+
+        terminal.summary(self, terminalreporter)
+
+
+class _RuntestHooks:
+    """The per-test hooks, registered only when this session measures something (the
+    flag, a default budget, a report option, or a collected test with a budget marker):
+    a session that measures nothing pays nothing per test."""
+
+    def __init__(self, plugin: HypomnesisPlugin) -> None:
+        self.plugin = plugin
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        # A plain hook, not a wrapper: it runs after every wrapper's setup has begun and
+        # before any fixture is set up, so a bad marker fails the test with the other
+        # plugins' per-test state whole, and a scope=test span still covers the fixtures.
+        s = self.plugin.settings
+        if s.max_ram_bytes is None and s.max_vram_bytes is None and not _has_budget_marker(item):
+            budgets: list[Budget] = []  # the common case, without parsing anything
+        else:
+            message: str | None = None
+            try:
+                budgets = budgets_for(
+                    item, max_ram_bytes=s.max_ram_bytes, max_vram_bytes=s.max_vram_bytes
+                )
+            except BudgetError as exc:
+                # Outside the except block, so the failure does not chain to the BudgetError.
+                message = str(exc)
+            if message is not None:
+                pytest.fail(message, pytrace=False)
+        if budgets or s.measure_all:
+            state = _TestState(budgets)
+            item.stash[_STATE] = state
+            if s.scope == "test":
+                state.span = self.plugin.engine.begin(timeline=s.timeline)
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        state = item.stash.get(_STATE, None)
+        if state is None:
+            return (yield)
+        plugin = self.plugin
+        if plugin.settings.scope == "call":
+            state.span = plugin.engine.begin(timeline=plugin.settings.timeline)
+        try:
+            return (yield)
+        finally:
+            plugin._finish_call(item, state)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        state = item.stash.get(_STATE, None)
+        if state is None:
+            return report
+        plugin = self.plugin
+        when = report.when
+        if when == "call":
+            parts = state.parts
+            if parts is not None:
+                state.parts = None
+                verdicts = state.verdicts
+                if verdicts:
+                    plugin._apply_budgets(item, report, verdicts)
+                outcome = _outcome(report)
+                record = plugin._record(item, parts, outcome, verdicts)
+                state.call_outcome = outcome
+                setattr(report, ATTR, record)
+                if plugin._junit:
+                    state.call_record = record
+        elif when == "teardown":
+            final = state.final
+            if final is not None:
+                setattr(report, ATTR, final)
+                state.final = None
+            if plugin._junit:
+                plugin._add_junit_properties(state, report, final)
+        return report
+
+
+class _ScopeTestHooks:
+    """With ``--hypomnesis-scope=test`` only: the span ends after teardown."""
+
+    def __init__(self, plugin: HypomnesisPlugin) -> None:
+        self.plugin = plugin
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        try:
+            return (yield)
+        finally:
+            state = item.stash.get(_STATE, None)
+            span = None if state is None else state.span
+            if state is not None and span is not None:
+                state.span = None
+                parts = self.plugin.engine.end_parts(span)
+                if state.call_outcome is not None:
+                    state.final = self.plugin._record(
+                        item, parts, state.call_outcome, state.verdicts
+                    )
+
+
+def _budget_longrepr(item: pytest.Item, text: str) -> Any:
+    """A failure representation with a crash line, so the short test summary shows the
+    budget line and pytest-xdist can serialise it like any test failure."""
+    try:
+        pytest.fail(text, pytrace=False)
+    except pytest.fail.Exception:
+        excinfo = pytest.ExceptionInfo[BaseException].from_current()
+    return item.repr_failure(excinfo)

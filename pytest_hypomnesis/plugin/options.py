@@ -1,0 +1,251 @@
+"""The plugin's options and ini keys, resolved command line → ini → default.
+
+Every ``--hypomnesis-*`` flag has an ini twin with ``_`` for ``-``. Command-line flags
+default to ``None`` so an absent flag lets the ini value through. A bad value is a
+``pytest.UsageError`` with one line naming the option, the value and the valid forms.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import pytest
+
+from pytest_hypomnesis._units import SizeError, parse_duration_s, parse_size
+
+if TYPE_CHECKING:
+    from pytest_hypomnesis.report.compare import Threshold
+
+__all__ = ["DEFAULT_INTERVAL_S", "DEFAULT_TOP", "Settings", "add_options", "resolve"]
+
+DEFAULT_TOP = 10
+MAX_INTERVAL_S = 60.0
+DEFAULT_INTERVAL_S = 0.010
+_SCOPES = ("call", "test")
+
+# (option suffix, ini type, help). The flag is "--hypomnesis" + suffix; the ini key is the
+# same with "_" for "-". Kept in one table so the ini twins cannot drift from the flags.
+_OPTIONS: tuple[tuple[str, Literal["bool", "string"], str], ...] = (
+    ("", "bool", "measure RAM and VRAM of every test and print the hypomnesis summary"),
+    ("-json", "string", "write the per-test JSON report to this path"),
+    ("-top", "string", f"rows in the summary table (default {DEFAULT_TOP}; 0 = all)"),
+    (
+        "-scope",
+        "string",
+        "measure the call phase only (call, default) or setup+call+teardown (test)",
+    ),
+    ("-interval", "string", "sampling period for GPU figures, e.g. 5ms (default 10ms)"),
+    ("-max-ram", "string", "suite-wide RAM budget (RSS increase), e.g. 512MiB; markers override"),
+    ("-max-vram", "string", "suite-wide VRAM budget (per-process increase), e.g. 2GiB"),
+    ("-device", "string", "GPU index(es) to watch, e.g. 0 or 0,1 (default: every visible GPU)"),
+    ("-strict", "bool", "a VRAM budget that cannot be checked (no GPU) fails the test"),
+    ("-compare", "string", "compare with this baseline JSON report (implies measuring every test)"),
+    (
+        "-compare-fail",
+        "string",
+        "fail the run when a test grew past EXPR[,EXPR...], EXPR METRIC:N% or METRIC:SIZE, "
+        "METRIC one of ram, ram_peak, vram, vram_peak (needs --hypomnesis-compare)",
+    ),
+    ("-html", "string", "write the self-contained HTML report to this path"),
+    ("-timeline", "bool", "keep each measured test's memory series (at most 200 points)"),
+)
+
+_METAVARS = {"-compare": "BASE.json", "-compare-fail": "EXPR", "-html": "PATH"}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The resolved options of one session."""
+
+    enabled: bool = False
+    json_path: str | None = None
+    top: int = DEFAULT_TOP
+    scope: str = "call"
+    interval_s: float = DEFAULT_INTERVAL_S
+    max_ram_bytes: int | None = None
+    max_vram_bytes: int | None = None
+    devices: tuple[int, ...] | None = None
+    strict: bool = False
+    compare_path: str | None = None
+    thresholds: tuple[Threshold, ...] = ()
+    html_path: str | None = None
+    timeline: bool = False
+
+    @property
+    def measure_all(self) -> bool:
+        """Every test is measured with ``--hypomnesis`` or a report to fill or compare."""
+        return (
+            self.enabled
+            or self.json_path is not None
+            or self.html_path is not None
+            or self.compare_path is not None
+        )
+
+    @property
+    def needs_report(self) -> bool:
+        """The controller builds the report dict at session end (JSON, HTML, the gate)."""
+        outputs = (self.json_path, self.html_path, self.compare_path)
+        return any(path is not None for path in outputs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "interval_s": self.interval_s,
+            "max_ram_bytes": self.max_ram_bytes,
+            "max_vram_bytes": self.max_vram_bytes,
+            "devices": None if self.devices is None else list(self.devices),
+            "strict": self.strict,
+            "top": self.top,
+            "timeline": self.timeline,
+        }
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("hypomnesis", "per-test RAM and VRAM measurement and budgets")
+    for suffix, kind, help_text in _OPTIONS:
+        flag = f"--hypomnesis{suffix}"
+        dest = flag.lstrip("-").replace("-", "_")
+        # argparse %-formats option help (ini help is printed as is).
+        option_help = help_text.replace("%", "%%")
+        if kind == "bool":
+            group.addoption(flag, action="store_true", default=None, dest=dest, help=option_help)
+        else:
+            metavar = _METAVARS.get(suffix, suffix.lstrip("-").replace("-", "_").upper())
+            group.addoption(flag, default=None, dest=dest, metavar=metavar, help=option_help)
+        parser.addini(dest, f"{help_text} (ini twin of {flag})", type=kind, default=None)
+    parser.addini(
+        "verbosity_hypomnesis",
+        "verbosity of the hypomnesis summary; 'auto' follows -v/-q",
+        default="auto",
+    )
+
+
+def _raw(config: pytest.Config, dest: str) -> tuple[Any, str]:
+    """The value and where it came from, for messages: the flag wins over the ini key."""
+    value = config.getoption(dest)
+    if value is not None:
+        return value, "--" + dest.replace("_", "-")
+    ini = config.getini(dest)
+    if ini is None or ini == "":
+        return None, ""
+    return ini, f"ini {dest}"
+
+
+def _usage(origin: str, value: object, problem: str) -> pytest.UsageError:
+    return pytest.UsageError(f"{origin}={value}: {problem}")
+
+
+def _size(config: pytest.Config, dest: str) -> int | None:
+    value, origin = _raw(config, dest)
+    if value is None:
+        return None
+    try:
+        return parse_size(str(value).strip())
+    except SizeError as exc:
+        raise _usage(origin, value, str(exc)) from None
+
+
+def _devices(value: str, origin: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in str(value).split(",")]
+    if not parts or not all(p.isascii() and p.isdigit() for p in parts):
+        raise _usage(origin, value, "expected a GPU index or a comma-separated list, e.g. 0 or 0,1")
+    return tuple(dict.fromkeys(int(p) for p in parts))
+
+
+def _path(config: pytest.Config, dest: str, *, writable: bool) -> str | None:
+    """An absolute path (relative ones are taken from the invocation directory); for a
+    file to write, its directory must exist."""
+    value, origin = _raw(config, dest)
+    if value is None:
+        return None
+    path = os.path.abspath(os.path.join(str(config.invocation_params.dir), str(value)))
+    if writable:
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):
+            raise _usage(origin, value, f"directory {parent} does not exist")
+    return path
+
+
+def _thresholds(config: pytest.Config, compare_path: str | None) -> tuple[Threshold, ...]:
+    value, origin = _raw(config, "hypomnesis_compare_fail")
+    if value is None:
+        return ()
+    if compare_path is None:
+        raise _usage(
+            origin, value, "needs --hypomnesis-compare=BASE.json, the baseline to compare with"
+        )
+    # Imported here: the gate's module is only needed when a gate is asked for.
+    from pytest_hypomnesis.report.compare import ThresholdError, parse_fail_exprs
+
+    try:
+        return tuple(parse_fail_exprs(str(value)))
+    except ThresholdError as exc:
+        raise _usage(origin, value, str(exc)) from None
+
+
+def resolve(config: pytest.Config) -> Settings:
+    """Read and validate every option; raises ``pytest.UsageError`` on a bad value."""
+    enabled, _ = _raw(config, "hypomnesis")
+    strict, _ = _raw(config, "hypomnesis_strict")
+
+    timeline, _ = _raw(config, "hypomnesis_timeline")
+    json_path = _path(config, "hypomnesis_json", writable=True)
+    html_path = _path(config, "hypomnesis_html", writable=True)
+    compare_path = _path(config, "hypomnesis_compare", writable=False)
+
+    top = DEFAULT_TOP
+    top_value, top_origin = _raw(config, "hypomnesis_top")
+    if top_value is not None:
+        text = str(top_value).strip()
+        if not (text.isascii() and text.isdigit()):
+            raise _usage(top_origin, top_value, "expected a whole number of rows (0 = all)")
+        top = int(text)
+
+    scope = "call"
+    scope_value, scope_origin = _raw(config, "hypomnesis_scope")
+    if scope_value is not None:
+        scope = str(scope_value).strip()
+        if scope not in _SCOPES:
+            raise _usage(scope_origin, scope_value, "expected 'call' or 'test'")
+
+    interval_s = DEFAULT_INTERVAL_S
+    interval_value, interval_origin = _raw(config, "hypomnesis_interval")
+    if interval_value is not None:
+        try:
+            interval_s = parse_duration_s(str(interval_value).strip())
+        except SizeError as exc:
+            raise _usage(interval_origin, interval_value, str(exc)) from None
+        if interval_s > MAX_INTERVAL_S:
+            # A sampler that sleeps for hours samples nothing; thread waits also overflow.
+            raise _usage(interval_origin, interval_value, "must be at most 60s")
+
+    verbosity_value = config.getini("verbosity_hypomnesis")
+    if verbosity_value not in (None, "", "auto"):
+        text = str(verbosity_value).strip()
+        if not text.lstrip("-").isascii() or not text.lstrip("-").isdigit():
+            raise _usage(
+                "ini verbosity_hypomnesis", verbosity_value, "expected 'auto' or a whole number"
+            )
+
+    devices = None
+    device_value, device_origin = _raw(config, "hypomnesis_device")
+    if device_value is not None:
+        devices = _devices(device_value, device_origin)
+
+    return Settings(
+        enabled=bool(enabled),
+        json_path=json_path,
+        top=top,
+        scope=scope,
+        interval_s=interval_s,
+        max_ram_bytes=_size(config, "hypomnesis_max_ram"),
+        max_vram_bytes=_size(config, "hypomnesis_max_vram"),
+        devices=devices,
+        strict=bool(strict),
+        compare_path=compare_path,
+        thresholds=_thresholds(config, compare_path),
+        html_path=html_path,
+        timeline=bool(timeline),
+    )

@@ -1,0 +1,386 @@
+"""The one place that chooses among backends: the crate's fallback chains (parity doc §4).
+
+Each backend function returns a value or raises ``BackendFailure``; the chain keeps the
+first answer and remembers why the others failed, so an unavailable reading can say why.
+A fake GPU installed by ``set_fake`` (the ``fake_gpu`` fixture) answers before any real
+backend, for the library, the CLI functions and the plugin's budgets alike.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from pytest_hypomnesis._errors import BackendFailure, DeviceIndexOutOfRangeError, NoGpuSourceError
+from pytest_hypomnesis._platform import debug
+from pytest_hypomnesis.model import (
+    GpuDeviceInfo,
+    GpuProcessEntry,
+    GpuQuerySource,
+    ProcessGpuInfo,
+    Snapshot,
+)
+from pytest_hypomnesis.probe import rss as _rss
+from pytest_hypomnesis.probe.fake import FakeGpu
+from pytest_hypomnesis.probe.readings import SmiDeviceReading, VramReading
+
+__all__ = [
+    "VramReading",
+    "current_fake",
+    "device_count",
+    "device_info",
+    "gpu_processes",
+    "platform",
+    "process_gpu_info",
+    "process_rss",
+    "set_fake",
+    "snapshot_all",
+    "snapshot_now",
+    "vram_reader",
+]
+
+T = TypeVar("T")
+
+_fake: FakeGpu | None = None
+
+
+def platform() -> str:
+    """``linux``, ``win32``, ``darwin`` or other; a function so tests can patch it."""
+    return sys.platform
+
+
+def set_fake(fake: FakeGpu | None) -> FakeGpu | None:
+    """Install (or with ``None`` remove) a fake GPU; returns the one it replaces."""
+    global _fake
+    previous, _fake = _fake, fake
+    return previous
+
+
+def current_fake() -> FakeGpu | None:
+    return _fake
+
+
+def process_rss() -> int:
+    """Resident set size of the calling process in bytes; raises ``RamError``."""
+    return _rss.process_rss()
+
+
+def _try(reasons: list[str], backend: str, fn: Callable[[], T]) -> T | None:
+    try:
+        return fn()
+    except BackendFailure as exc:
+        reasons.append(f"{exc.backend}: {exc.reason}")
+    except Exception as exc:  # a backend bug must degrade, never crash the caller
+        reasons.append(f"{backend}: unexpected {type(exc).__name__}: {exc}")
+    debug("probe", f"{backend} failed: {reasons[-1]}")
+    return None
+
+
+def _is_mac() -> bool:
+    return platform() == "darwin"
+
+
+def _is_windows() -> bool:
+    return platform() == "win32"
+
+
+def _apple_gpu() -> bool:
+    if not _is_mac():
+        return False
+    from pytest_hypomnesis.probe import metal
+
+    return metal.is_apple_silicon()
+
+
+def _count_for_bounds(reasons: list[str]) -> int | None:
+    from pytest_hypomnesis.probe import nvml
+
+    count = _try(reasons, "NVML", nvml.device_count)
+    if count is None and _is_windows():
+        from pytest_hypomnesis.probe import dxgi
+
+        count = _try(reasons, "DXGI", dxgi.nvidia_adapter_count)
+    return count
+
+
+def _bounds_error(index: int, reasons: list[str]) -> Exception:
+    scratch: list[str] = []
+    # As in the crate, only NVML or DXGI can count for the bounds check: on macOS (no
+    # NVIDIA) any failed index, 0 or past the one Apple GPU, is "no source" (parity §4.1).
+    count = _count_for_bounds(scratch)
+    if count is not None and index >= count:
+        return DeviceIndexOutOfRangeError(index, count, tuple(reasons))
+    return NoGpuSourceError(tuple(reasons))
+
+
+def device_count() -> int:
+    """Visible GPUs: macOS Apple GPU → NVML → (Windows) DXGI NVIDIA adapters; 0 when
+    nothing can count (the crate raises ``NoGpuSource`` there). Never ``nvidia-smi``."""
+    if _fake is not None:
+        return _fake.device_count()
+    if _apple_gpu():
+        return 1
+    reasons: list[str] = []
+    count = _count_for_bounds(reasons)
+    return 0 if count is None else count
+
+
+def device_info(index: int = 0) -> GpuDeviceInfo:
+    """Device-wide memory of GPU ``index``: Metal → NVML (+DXGI name) → DXGI → nvidia-smi."""
+    if _fake is not None:
+        return _fake.device_info(index)
+    info, reasons = _device_info(index)
+    if info is None:
+        raise _bounds_error(index, reasons)
+    return info
+
+
+def _device_info(
+    index: int, smi_query: Callable[[], SmiDeviceReading] | None = None
+) -> tuple[GpuDeviceInfo | None, list[str]]:
+    from pytest_hypomnesis.probe import nvml, smi
+
+    reasons: list[str] = []
+    if _is_mac() and index == 0:
+        from pytest_hypomnesis.probe import metal
+
+        found = _try(reasons, "Metal", metal.device_info)
+        if found is not None:
+            return found, reasons
+    reading = _try(reasons, "NVML", lambda: nvml.device_query(index))
+    if reading is not None:
+        name = reading.name
+        if _is_windows():
+            from pytest_hypomnesis.probe import dxgi
+
+            dxgi_name = _try(reasons, "DXGI", lambda: dxgi.adapter_name(index))
+            if dxgi_name is not None:
+                name = dxgi_name
+        return (
+            GpuDeviceInfo(
+                index=index,
+                name=name,
+                total_bytes=reading.total_bytes,
+                free_bytes=reading.free_bytes,
+                used_bytes=reading.used_bytes,
+                reserved_bytes=reading.reserved_bytes,
+                driver_version=reading.driver_version,
+            ),
+            reasons,
+        )
+    if _is_windows():
+        from pytest_hypomnesis.probe import dxgi
+
+        found = _try(reasons, "DXGI", lambda: dxgi.device_info(index))
+        if found is not None:
+            return found, reasons
+    smi_reading = _try(reasons, "nvidia-smi", smi_query or (lambda: smi.device_query(index)))
+    if smi_reading is not None:
+        return (
+            GpuDeviceInfo(
+                index=index,
+                name=None,
+                total_bytes=smi_reading.total_bytes,
+                free_bytes=max(smi_reading.total_bytes - smi_reading.used_bytes, 0),
+                used_bytes=smi_reading.used_bytes,
+                reserved_bytes=None,
+                driver_version=smi_reading.driver_version,
+            ),
+            reasons,
+        )
+    return None, reasons
+
+
+def process_gpu_info(index: int = 0, pid: int | None = None) -> ProcessGpuInfo:
+    """GPU memory of ``pid`` (default: this process) on GPU ``index``:
+    Metal → DXGI → NVML → nvidia-smi device-wide (``is_per_process=False``)."""
+    if _fake is not None:
+        return _fake.process_gpu_info(index, pid)
+    info, reasons = _process_gpu_info(index, pid)
+    if info is None:
+        raise _bounds_error(index, reasons)
+    return info
+
+
+def _process_gpu_info(
+    index: int, pid: int | None, smi_query: Callable[[], SmiDeviceReading] | None = None
+) -> tuple[ProcessGpuInfo | None, list[str]]:
+    from pytest_hypomnesis.probe import nvml, smi
+
+    reasons: list[str] = []
+    own = pid is None or pid == os.getpid()
+    target = os.getpid() if pid is None else pid
+    if _is_mac() and index == 0:
+        from pytest_hypomnesis.probe import metal
+
+        used = _try(reasons, "Metal", lambda: metal.process_footprint(target))
+        if used is not None:
+            return ProcessGpuInfo(
+                used_bytes=used, is_per_process=True, source=GpuQuerySource.METAL
+            ), reasons
+    if _is_windows() and own:
+        # DXGI answers only for the calling process.
+        from pytest_hypomnesis.probe import dxgi
+
+        used = _try(reasons, "DXGI", lambda: dxgi.self_usage(index))
+        if used is not None:
+            return ProcessGpuInfo(
+                used_bytes=used, is_per_process=True, source=GpuQuerySource.DXGI
+            ), reasons
+    used = _try(reasons, "NVML", lambda: nvml.process_used_bytes(index, target))
+    if used is not None:
+        return ProcessGpuInfo(
+            used_bytes=used, is_per_process=True, source=GpuQuerySource.NVML
+        ), reasons
+    smi_reading = _try(reasons, "nvidia-smi", smi_query or (lambda: smi.device_query(index)))
+    if smi_reading is not None:
+        return (
+            ProcessGpuInfo(
+                used_bytes=smi_reading.used_bytes,
+                is_per_process=False,
+                source=GpuQuerySource.NVIDIA_SMI,
+            ),
+            reasons,
+        )
+    return None, reasons
+
+
+def gpu_processes(index: int = 0) -> list[GpuProcessEntry]:
+    """Every process holding memory on GPU ``index``, sorted by pid:
+    Metal → (Linux) NVML → (Windows) PDH → nvidia-smi. An NVML answer of ``[]`` stands."""
+    if _fake is not None:
+        return _fake.gpu_processes(index)
+    from pytest_hypomnesis.probe import nvml, procname, smi
+
+    reasons: list[str] = []
+    rows: list[GpuProcessEntry] | None = None
+    if _is_mac() and index == 0:
+        from pytest_hypomnesis.probe import metal
+
+        rows = _try(reasons, "Metal", metal.list_processes)
+    if rows is None and platform().startswith("linux"):
+        listing = _try(reasons, "NVML", lambda: nvml.list_processes(index))
+        if listing is not None:
+            rows = [
+                GpuProcessEntry(
+                    pid=p,
+                    name=procname.linux_comm(p),
+                    used_bytes=used,
+                    shared_used_bytes=0,
+                    source=GpuQuerySource.NVML,
+                )
+                for p, used in listing
+            ]
+    if rows is None and _is_windows():
+        from pytest_hypomnesis.probe import pdh
+
+        rows = _try(reasons, "PDH", lambda: pdh.list_processes(index))
+    if rows is None:
+        smi_rows = _try(reasons, "nvidia-smi", lambda: smi.list_processes(index))
+        if smi_rows is not None:
+            rows = [
+                GpuProcessEntry(
+                    pid=p,
+                    name=name,
+                    used_bytes=used,
+                    shared_used_bytes=0,
+                    source=GpuQuerySource.NVIDIA_SMI,
+                )
+                for p, name, used in smi_rows
+            ]
+    if rows is None:
+        raise _bounds_error(index, reasons)
+    return sorted(rows, key=lambda r: r.pid)
+
+
+def _once(fn: Callable[[], T]) -> Callable[[], T]:
+    """``fn``'s first outcome, value or exception, for every later call."""
+    outcome: list[tuple[bool, Any]] = []
+
+    def call() -> T:
+        if not outcome:
+            try:
+                outcome.append((True, fn()))
+            except Exception as exc:
+                outcome.append((False, exc))
+        ok, value = outcome[0]
+        if ok:
+            return cast(T, value)
+        raise value
+
+    return call
+
+
+def snapshot_now(index: int = 0) -> Snapshot:
+    """RSS (``RamError`` propagates) plus best-effort GPU figures; never raises otherwise."""
+    ram = process_rss()
+    return _snapshot(ram, index)
+
+
+def _snapshot(ram: int, index: int) -> Snapshot:
+    if _fake is not None:
+        return _fake.snapshot(ram, index)
+    from pytest_hypomnesis.probe import smi
+
+    # Both chains end in the same nvidia-smi device query: run it once per snapshot.
+    smi_query = _once(lambda: smi.device_query(index))
+    gpu, gpu_reasons = _process_gpu_info(index, None, smi_query)
+    device, device_reasons = _device_info(index, smi_query)
+    reason = None
+    if gpu is None or device is None:
+        seen: list[str] = []
+        for r in gpu_reasons + device_reasons:
+            if r not in seen:
+                seen.append(r)
+        reason = "; ".join(seen) or "no GPU backend answered"
+    return Snapshot(ram_bytes=ram, gpu=gpu, gpu_device=device, gpu_unavailable_reason=reason)
+
+
+def snapshot_all() -> list[Snapshot]:
+    """One shared RSS reading, one snapshot per visible GPU, then (Windows) non-NVIDIA adapters."""
+    ram = process_rss()
+    count = device_count()
+    snaps = [_snapshot(ram, i) for i in range(count)]
+    if _fake is None and _is_windows():
+        from pytest_hypomnesis.probe import dxgi
+
+        extra = _try([], "DXGI", lambda: dxgi.non_nvidia_snapshots(ram, count))
+        if extra:
+            snaps.extend(extra)
+    return snaps
+
+
+def vram_reader(index: int) -> Callable[[], VramReading] | None:
+    """A cheap, repeatable reader of this process's VRAM on ``index`` for a sampler thread:
+    a fake GPU's; Metal's ledger (macOS); DXGI's own-process usage (Windows, where NVML's
+    per-process rows are WDDM sentinels); else NVML's through a kept handle. ``None`` when
+    nothing per-process can be read repeatedly (the sampler then reads start and end only)."""
+    if _fake is not None:
+        return _fake.vram_reader(index)
+    reasons: list[str] = []
+    if _is_mac() and index == 0:
+        from pytest_hypomnesis.probe import metal
+
+        pid = os.getpid()
+        if _try(reasons, "Metal", lambda: metal.process_footprint(pid)) is not None:
+            return _polling_reader(lambda: metal.process_footprint(pid), GpuQuerySource.METAL)
+    if _is_windows():
+        from pytest_hypomnesis.probe import dxgi
+
+        if _try(reasons, "DXGI", lambda: dxgi.self_usage(index)) is not None:
+            return _polling_reader(lambda: dxgi.self_usage(index), GpuQuerySource.DXGI)
+    from pytest_hypomnesis.probe import nvml
+
+    return _try(reasons, "NVML", lambda: nvml.self_reader(index))
+
+
+def _polling_reader(read: Callable[[], int], source: GpuQuerySource) -> Callable[[], VramReading]:
+    def reader() -> VramReading:
+        try:
+            return VramReading(read(), None, source)
+        except Exception:  # a failed sample is skipped, never a fabricated zero
+            return VramReading(None, None, None)
+
+    return reader

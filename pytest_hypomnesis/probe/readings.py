@@ -1,0 +1,42 @@
+"""Internal reading types shared by the backends, the probe chain and the sampler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pytest_hypomnesis.model import GpuQuerySource
+
+__all__ = ["NvmlDeviceReading", "SmiDeviceReading", "VramReading"]
+
+
+@dataclass(frozen=True, slots=True)
+class NvmlDeviceReading:
+    """What one NVML device query yields (parity doc §4.4)."""
+
+    name: str | None
+    total_bytes: int
+    free_bytes: int
+    used_bytes: int
+    reserved_bytes: int | None
+    driver_version: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SmiDeviceReading:
+    """The first line of ``nvidia-smi --query-gpu=memory.used,memory.total,driver_version``."""
+
+    used_bytes: int
+    total_bytes: int
+    driver_version: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class VramReading:
+    """One sampler reading: this process's VRAM on one device, and the device-wide used figure.
+
+    ``process_used_bytes`` is ``None`` when no per-process figure could be read this time.
+    """
+
+    process_used_bytes: int | None
+    device_used_bytes: int | None
+    source: GpuQuerySource | None

@@ -1,0 +1,399 @@
+"""The regression gate: compare a report with a baseline report and apply thresholds.
+
+Used by ``--hypomnesis-compare`` / ``--hypomnesis-compare-fail`` and by
+``hmn report NEW.json --compare BASE.json --fail EXPR``. Pure functions over report dicts.
+
+Rules (also in ``docs/reports.md``):
+
+* ``EXPR`` is ``METRIC:N%`` or ``METRIC:SIZE``; several are joined with commas and each is
+  checked on its own (any one exceeded is a regression). Metrics: ``ram`` (RSS increase),
+  ``ram_peak``, ``vram`` (per-process VRAM increase summed over the watched devices),
+  ``vram_peak`` (per-process VRAM peak summed over the watched devices).
+* ``METRIC:SIZE`` fails when ``after - before > SIZE``.
+* ``METRIC:N%`` fails when ``after - before > before * N / 100`` **and** the growth is above
+  ``NOISE_FLOOR_BYTES`` (1 MiB). The floor keeps RSS jitter of a few pages from failing
+  tiny tests, and gives a zero baseline a meaning: any growth above 1 MiB.
+* A figure missing on either side (no GPU, a skipped test) is never a regression.
+* Tests are matched by node id. A node id recorded more than once in one report (merged
+  shards, reruns) counts with the largest figure of each metric: the gate errs towards
+  reporting. Tests on one side only are listed, never failures.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from pytest_hypomnesis._units import SIZE_FORMS, SizeError, format_bytes_iec, parse_size
+from pytest_hypomnesis.report.schema import SCHEMA, ReportError, load_report
+
+__all__ = [
+    "METRICS",
+    "NOISE_FLOOR_BYTES",
+    "BaselineError",
+    "CompareError",
+    "ComparedTest",
+    "Comparison",
+    "MetricChange",
+    "Regression",
+    "Threshold",
+    "ThresholdError",
+    "compare",
+    "format_change",
+    "format_comparison",
+    "load_baseline",
+    "metric_bytes",
+    "parse_fail_exprs",
+]
+
+METRICS = ("ram", "ram_peak", "vram", "vram_peak")
+METRIC_TITLES = {
+    "ram": "RAM increase",
+    "ram_peak": "RAM peak",
+    "vram": "VRAM increase",
+    "vram_peak": "VRAM peak",
+}
+NOISE_FLOOR_BYTES = 1024 * 1024
+
+EXPR_FORMS = (
+    "expected METRIC:N% or METRIC:SIZE, METRIC one of ram, ram_peak, vram, vram_peak "
+    "(e.g. ram:10%, vram_peak:64MiB)"
+)
+_PERCENT_RE = re.compile(r"(?P<num>\d+(?:\.\d+)?)\s?%")
+
+
+class ThresholdError(ValueError):
+    """A ``--fail`` expression that does not parse; one line naming it and the valid forms."""
+
+
+class CompareError(ValueError):
+    """A report that lacks a field the comparison needs; the message names the field."""
+
+
+class BaselineError(ValueError):
+    """A baseline that is missing, unreadable or not a pytest-hypomnesis report."""
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One parsed ``EXPR``: exactly one of ``percent`` and ``size_bytes`` is set."""
+
+    metric: str
+    percent: Decimal | None = None
+    size_bytes: int | None = None
+    text: str = ""
+
+    def exceeded(self, before_bytes: int, after_bytes: int, noise_floor_bytes: int) -> bool:
+        growth = after_bytes - before_bytes
+        if self.size_bytes is not None:
+            return growth > self.size_bytes
+        assert self.percent is not None
+        return growth > noise_floor_bytes and growth * 100 > before_bytes * self.percent
+
+
+def parse_fail_exprs(text: str) -> list[Threshold]:
+    """``"ram:10%,vram:64MiB"`` → thresholds. Raises ``ThresholdError`` on any bad part."""
+    if not isinstance(text, str) or not text.strip():
+        raise ThresholdError(f"invalid threshold {text!r}: empty; {EXPR_FORMS}")
+    thresholds: list[Threshold] = []
+    for raw in text.split(","):
+        expr = raw.strip()
+        metric, sep, amount = expr.partition(":")
+        metric, amount = metric.strip(), amount.strip()
+        if not sep or not amount:
+            raise ThresholdError(f"invalid threshold {expr!r}: {EXPR_FORMS}")
+        if metric not in METRICS:
+            raise ThresholdError(
+                f"invalid threshold {expr!r}: unknown metric {metric!r}; {EXPR_FORMS}"
+            )
+        if amount.endswith("%"):
+            match = _PERCENT_RE.fullmatch(amount)
+            if match is None:
+                raise ThresholdError(
+                    f"invalid threshold {expr!r}: {amount!r} is not a percentage "
+                    f"such as 10% or 2.5%; {EXPR_FORMS}"
+                )
+            thresholds.append(Threshold(metric, percent=Decimal(match["num"]), text=expr))
+            continue
+        try:
+            size_bytes = parse_size(amount)
+        except SizeError:
+            raise ThresholdError(
+                f"invalid threshold {expr!r}: {amount!r} is neither N% nor a size "
+                f"({SIZE_FORMS}); {EXPR_FORMS}"
+            ) from None
+        thresholds.append(Threshold(metric, size_bytes=size_bytes, text=expr))
+    return thresholds
+
+
+# ---------------------------------------------------------------------------------------
+# Reading figures out of test records.
+
+
+def _int_or_none(value: object, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CompareError(f"{where}: expected an integer or null, got {value!r}")
+    return value
+
+
+def _sum_devices(record: Mapping[str, Any], key: str, where: str) -> int | None:
+    vram = record.get("vram")
+    if vram is None:
+        return None
+    if not isinstance(vram, Mapping):
+        raise CompareError(f"{where}.vram: expected an object or null")
+    devices = vram.get("devices")
+    if devices is None:
+        return None
+    if not isinstance(devices, Mapping):
+        raise CompareError(f"{where}.vram.devices: expected an object")
+    values: list[int] = []
+    for index, device in devices.items():
+        if not isinstance(device, Mapping):
+            raise CompareError(f"{where}.vram.devices[{index!r}]: expected an object")
+        value = _int_or_none(device.get(key), f"{where}.vram.devices[{index!r}].{key}")
+        if value is not None:
+            values.append(value)
+    return sum(values) if values else None
+
+
+def metric_bytes(record: Mapping[str, Any], metric: str, where: str = "test") -> int | None:
+    """The figure ``metric`` names for one test record; ``None`` when not measured."""
+    if metric in ("ram", "ram_peak"):
+        ram = record.get("ram")
+        if ram is None:
+            return None
+        if not isinstance(ram, Mapping):
+            raise CompareError(f"{where}.ram: expected an object or null")
+        key = "increase_bytes" if metric == "ram" else "peak_bytes"
+        return _int_or_none(ram.get(key), f"{where}.ram.{key}")
+    if metric in ("vram", "vram_peak"):
+        return _sum_devices(record, "increase_bytes" if metric == "vram" else "peak_bytes", where)
+    raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+
+
+def _tests(report: Mapping[str, Any], side: str) -> list[Mapping[str, Any]]:
+    if not isinstance(report, Mapping):
+        raise CompareError(f"{side}: expected a report object")
+    if report.get("schema") != SCHEMA:
+        raise CompareError(f"{side}: schema {report.get('schema')!r} is not {SCHEMA!r}")
+    tests = report.get("tests")
+    if not isinstance(tests, list):
+        raise CompareError(f"{side}: 'tests' must be a list")
+    for i, test in enumerate(tests):
+        if not isinstance(test, Mapping) or not isinstance(test.get("nodeid"), str):
+            raise CompareError(f"{side}: tests[{i}] has no string 'nodeid'")
+    return tests
+
+
+def _figures_by_nodeid(report: Mapping[str, Any], side: str) -> dict[str, dict[str, int | None]]:
+    """nodeid → metric → bytes, in report order; duplicates keep the largest figure."""
+    figures: dict[str, dict[str, int | None]] = {}
+    for i, test in enumerate(_tests(report, side)):
+        where = f"{side}: tests[{i}]"
+        current = {m: metric_bytes(test, m, where) for m in METRICS}
+        seen = figures.get(test["nodeid"])
+        if seen is not None:
+            for m in METRICS:
+                known = [v for v in (seen[m], current[m]) if v is not None]
+                current[m] = max(known) if known else None
+        figures[test["nodeid"]] = current
+    return figures
+
+
+# ---------------------------------------------------------------------------------------
+# The comparison.
+
+
+@dataclass(frozen=True)
+class MetricChange:
+    metric: str
+    before_bytes: int | None
+    after_bytes: int | None
+
+    @property
+    def change_bytes(self) -> int | None:
+        if self.before_bytes is None or self.after_bytes is None:
+            return None
+        return self.after_bytes - self.before_bytes
+
+    @property
+    def change_percent(self) -> float | None:
+        """``None`` when a side is missing or the baseline is 0 (no finite percentage)."""
+        change = self.change_bytes
+        if change is None or not self.before_bytes:
+            return None
+        return change * 100.0 / self.before_bytes
+
+
+@dataclass(frozen=True)
+class ComparedTest:
+    nodeid: str
+    changes: dict[str, MetricChange]
+
+
+@dataclass(frozen=True)
+class Regression:
+    nodeid: str
+    change: MetricChange
+    threshold: Threshold
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``rows`` holds the tests present on both sides, in the new report's order."""
+
+    rows: tuple[ComparedTest, ...]
+    regressions: tuple[Regression, ...]
+    only_in_base: tuple[str, ...]
+    only_in_new: tuple[str, ...]
+    warnings: tuple[str, ...]
+    thresholds: tuple[Threshold, ...]
+    _by_nodeid: dict[str, ComparedTest] = field(default_factory=dict, repr=False)
+    _regressed: frozenset[tuple[str, str]] = field(default=frozenset(), repr=False)
+
+    @property
+    def failed(self) -> bool:
+        """True when any threshold was exceeded: the run should exit non-zero."""
+        return bool(self.regressions)
+
+    def row(self, nodeid: str) -> ComparedTest | None:
+        return self._by_nodeid.get(nodeid)
+
+    def regressed(self, nodeid: str, metric: str) -> bool:
+        return (nodeid, metric) in self._regressed
+
+
+def _setting_text(value: object) -> str:
+    # settings.devices is null when every visible device was watched.
+    return "all visible" if value is None else repr(value)
+
+
+def _settings_warnings(base: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    warnings: list[str] = []
+    base_settings = base.get("settings") or {}
+    new_settings = new.get("settings") or {}
+    labels = {"scope": "scope", "devices": "watched devices", "interval_s": "sampling interval"}
+    for key, label in labels.items():
+        if key not in base_settings or key not in new_settings:
+            continue  # an older or foreign report: nothing to say
+        before, after = base_settings[key], new_settings[key]
+        if before != after:
+            warnings.append(
+                f"settings differ: {label} {_setting_text(before)} in the baseline, "
+                f"{_setting_text(after)} in this run; figures may not be comparable"
+            )
+
+    def names(report: Mapping[str, Any]) -> dict[Any, Any]:
+        devices = report.get("devices") or []
+        return {d.get("index"): d.get("name") for d in devices if isinstance(d, Mapping)}
+
+    base_names, new_names = names(base), names(new)
+    for index in sorted(set(base_names) & set(new_names), key=str):
+        if base_names[index] != new_names[index]:
+            warnings.append(
+                f"GPU {index} differs: {base_names[index]!r} in the baseline, "
+                f"{new_names[index]!r} in this run"
+            )
+    return warnings
+
+
+def compare(
+    base: Mapping[str, Any],
+    new: Mapping[str, Any],
+    thresholds: Iterable[Threshold] = (),
+    *,
+    noise_floor_bytes: int = NOISE_FLOOR_BYTES,
+) -> Comparison:
+    """Compare ``new`` with ``base``. Raises ``CompareError`` if a report lacks what the
+    comparison needs (schema, tests with node ids, integer figures)."""
+    limits = tuple(thresholds)
+    before_all = _figures_by_nodeid(base, "baseline")
+    after_all = _figures_by_nodeid(new, "new report")
+    rows: list[ComparedTest] = []
+    regressions: list[Regression] = []
+    for nodeid, after in after_all.items():
+        before = before_all.get(nodeid)
+        if before is None:
+            continue
+        changes = {m: MetricChange(m, before[m], after[m]) for m in METRICS}
+        rows.append(ComparedTest(nodeid, changes))
+        for threshold in limits:
+            change = changes[threshold.metric]
+            if change.before_bytes is None or change.after_bytes is None:
+                continue
+            if threshold.exceeded(change.before_bytes, change.after_bytes, noise_floor_bytes):
+                regressions.append(Regression(nodeid, change, threshold))
+    return Comparison(
+        rows=tuple(rows),
+        regressions=tuple(regressions),
+        only_in_base=tuple(n for n in before_all if n not in after_all),
+        only_in_new=tuple(n for n in after_all if n not in before_all),
+        warnings=tuple(_settings_warnings(base, new)),
+        thresholds=limits,
+        _by_nodeid={r.nodeid: r for r in rows},
+        _regressed=frozenset((r.nodeid, r.change.metric) for r in regressions),
+    )
+
+
+def _percent_text(change: MetricChange) -> str:
+    percent = change.change_percent
+    if percent is None:
+        return "(from 0)" if change.before_bytes == 0 else ""
+    return f"({percent:+.1f}%)"
+
+
+def format_change(change: MetricChange) -> str:
+    """``+52.00 MiB: 10.00 MiB → 62.00 MiB (+520.0%)``."""
+    delta = change.change_bytes
+    text = (
+        f"{format_bytes_iec(delta, signed=True) if delta is not None else '-'}: "
+        f"{format_bytes_iec(change.before_bytes)} → {format_bytes_iec(change.after_bytes)}"
+    )
+    percent = _percent_text(change)
+    return f"{text} {percent}" if percent else text
+
+
+def _listing(title: str, nodeids: Sequence[str], max_listed: int | None) -> list[str]:
+    if not nodeids:
+        return []
+    shown = nodeids if max_listed is None else nodeids[:max_listed]
+    lines = [f"{title} ({len(nodeids)}):"]
+    lines.extend(f"  {n}" for n in shown)
+    if len(shown) < len(nodeids):
+        lines.append(f"  ... and {len(nodeids) - len(shown)} more")
+    return lines
+
+
+def format_comparison(comparison: Comparison, *, max_listed: int | None = 20) -> list[str]:
+    """Readable lines: a verdict, warnings, one line per regression, then the tests found
+    on one side only (at most ``max_listed`` each; ``None`` lists all)."""
+    limits = ", ".join(t.text for t in comparison.thresholds) or "no thresholds"
+    count = len(comparison.regressions)
+    verdict = f"{count} regression{'s' if count != 1 else ''}" if count else "no regression"
+    lines = [
+        f"compared {len(comparison.rows)} test{'s' if len(comparison.rows) != 1 else ''} "
+        f"with the baseline ({limits}): {verdict}"
+    ]
+    lines.extend(f"warning: {w}" for w in comparison.warnings)
+    for reg in comparison.regressions:
+        lines.append(
+            f"{reg.nodeid}  {reg.change.metric} {format_change(reg.change)} > {reg.threshold.text}"
+        )
+    lines.extend(_listing("only in the baseline", comparison.only_in_base, max_listed))
+    lines.extend(_listing("only in this run", comparison.only_in_new, max_listed))
+    return lines
+
+
+def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate a baseline report; one-line ``BaselineError`` naming the file."""
+    try:
+        return load_report(path)
+    except ReportError as exc:
+        raise BaselineError(f"cannot use baseline {exc}") from None

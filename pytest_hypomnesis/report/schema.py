@@ -1,0 +1,323 @@
+"""The plugin's JSON report (``schema: "pytest-hypomnesis/1"``): layout, validation, writing.
+
+One test record is a plain dict (only str/int/float/bool/None/list/dict) so it can travel
+on a pytest ``TestReport`` across the xdist boundary unchanged and land in the JSON as is.
+Device keys inside ``vram.devices`` are strings (``"0"``) because JSON object keys are.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, NoReturn, TypedDict
+
+from pytest_hypomnesis.plugin.timeline import parse_timeline
+from pytest_hypomnesis.report.atomicfile import write_text_atomic
+
+__all__ = [
+    "SCHEMA",
+    "BudgetRecord",
+    "MeasuredTestRecord",
+    "RamRecord",
+    "ReportError",
+    "TimelineRecord",
+    "VramDeviceRecord",
+    "VramRecord",
+    "build_report",
+    "load_report",
+    "validate_report",
+    "validate_test_record",
+    "write_report_atomic",
+]
+
+SCHEMA = "pytest-hypomnesis/1"
+
+
+class RamRecord(TypedDict):
+    """Process RSS over the measured span; ``method`` says how the peak was taken:
+    ``rusage`` or ``hwm`` (kernel high-water mark, exact) or ``sampled``."""
+
+    start_bytes: int | None
+    peak_bytes: int | None
+    end_bytes: int | None
+    increase_bytes: int | None
+    method: str
+
+
+class VramDeviceRecord(TypedDict):
+    """This process's VRAM on one device over the span, and the device-wide used peak."""
+
+    start_bytes: int | None
+    peak_bytes: int | None
+    end_bytes: int | None
+    increase_bytes: int | None
+    device_used_peak_bytes: int | None
+    samples: int
+
+
+class VramRecord(TypedDict):
+    """``devices`` is keyed by the device index as a string; empty without a GPU.
+    ``torch_peak_allocated_bytes`` (keyed by torch's CUDA index) is ``None`` unless
+    PyTorch was imported and had initialised CUDA."""
+
+    source: str | None
+    devices: dict[str, VramDeviceRecord]
+    torch_peak_allocated_bytes: dict[str, int] | None
+    unavailable_reason: str | None
+
+
+class BudgetRecord(TypedDict):
+    """One budget and its verdict; ``passed`` is ``None`` when it could not be checked."""
+
+    kind: Literal["max_ram", "max_vram"]
+    limit_bytes: int
+    measured_bytes: int | None
+    passed: bool | None
+    absolute: bool
+    device: int | None
+    origin: Literal["marker", "option"]
+    message: str | None
+
+
+class TimelineRecord(TypedDict):
+    """The sampled series of one test (``--hypomnesis-timeline``): equal-length lists,
+    at most 200 points; see ``_timeline``."""
+
+    t_s: list[float]
+    rss_bytes: list[int | None]
+    vram_bytes: dict[str, list[int | None]]
+
+
+class _RequiredTestFields(TypedDict):
+    nodeid: str
+    outcome: str
+    worker: str
+    scope: str
+    duration_s: float
+    ram: RamRecord
+    vram: VramRecord
+    budgets: list[BudgetRecord]
+
+
+class MeasuredTestRecord(_RequiredTestFields, total=False):
+    """One measured test: the JSON report's per-test record. ``timeline`` is there only
+    with ``--hypomnesis-timeline``."""
+
+    timeline: TimelineRecord
+
+
+class ReportError(Exception):
+    """A JSON report that cannot be used; the message names the file and what is wrong."""
+
+
+# ---------------------------------------------------------------------------------------
+# Validation. Each check names the JSON path of the offending field.
+
+_INT = "an integer"
+_OPT_INT = "an integer or null"
+
+
+def _fail(where: str, message: str) -> ReportError:
+    return ReportError(f"{where}: {message}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_obj(value: object, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(where, f"expected an object, got {_kind(value)}")
+    return value
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _field(obj: dict[str, Any], key: str, where: str) -> Any:
+    if key not in obj:
+        raise _fail(where, f"missing field {key!r}")
+    return obj[key]
+
+
+def _wrong(obj: dict[str, Any], key: str, where: str, *, expect: str) -> NoReturn:
+    raise _fail(f"{where}.{key}", f"expected {expect}, got {_kind(obj.get(key))}")
+
+
+def _int_field(obj: dict[str, Any], key: str, where: str, *, optional: bool) -> None:
+    value = _field(obj, key, where)
+    if value is None and optional:
+        return
+    if not _is_int(value) or value < 0:
+        _wrong(obj, key, where, expect=_OPT_INT if optional else _INT)
+
+
+def _str_field(obj: dict[str, Any], key: str, where: str, *, optional: bool = False) -> None:
+    value = _field(obj, key, where)
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        _wrong(obj, key, where, expect="a string or null" if optional else "a string")
+
+
+def _span_fields(obj: dict[str, Any], where: str) -> None:
+    for key in ("start_bytes", "peak_bytes", "end_bytes", "increase_bytes"):
+        _int_field(obj, key, where, optional=True)
+
+
+def validate_test_record(record: object, where: str = "test") -> MeasuredTestRecord:
+    """Check one test record's structure and types; raises ``ReportError`` naming the field."""
+    rec = _check_obj(record, where)
+    for key in ("nodeid", "outcome", "worker", "scope"):
+        _str_field(rec, key, where)
+    duration = _field(rec, "duration_s", where)
+    if (
+        isinstance(duration, bool)
+        or not isinstance(duration, (int, float))
+        or not math.isfinite(duration)
+        or duration < 0
+    ):
+        _wrong(rec, "duration_s", where, expect="a non-negative number")
+
+    ram = _check_obj(_field(rec, "ram", where), f"{where}.ram")
+    _span_fields(ram, f"{where}.ram")
+    _str_field(ram, "method", f"{where}.ram")
+
+    vwhere = f"{where}.vram"
+    vram = _check_obj(_field(rec, "vram", where), vwhere)
+    _str_field(vram, "source", vwhere, optional=True)
+    _str_field(vram, "unavailable_reason", vwhere, optional=True)
+    devices = _check_obj(_field(vram, "devices", vwhere), f"{vwhere}.devices")
+    for key, device in devices.items():
+        dwhere = f"{vwhere}.devices[{key!r}]"
+        if not key.isdigit():
+            raise _fail(f"{vwhere}.devices", f"device key {key!r} is not a device index")
+        dev = _check_obj(device, dwhere)
+        _span_fields(dev, dwhere)
+        _int_field(dev, "device_used_peak_bytes", dwhere, optional=True)
+        _int_field(dev, "samples", dwhere, optional=False)
+    torch_peaks = _field(vram, "torch_peak_allocated_bytes", vwhere)
+    if torch_peaks is not None:
+        peaks = _check_obj(torch_peaks, f"{vwhere}.torch_peak_allocated_bytes")
+        for key in peaks:
+            _int_field(peaks, key, f"{vwhere}.torch_peak_allocated_bytes", optional=False)
+
+    budgets = _field(rec, "budgets", where)
+    if not isinstance(budgets, list):
+        _wrong(rec, "budgets", where, expect="a list")
+    for i, budget in enumerate(budgets):
+        bwhere = f"{where}.budgets[{i}]"
+        b = _check_obj(budget, bwhere)
+        if _field(b, "kind", bwhere) not in ("max_ram", "max_vram"):
+            _wrong(b, "kind", bwhere, expect="'max_ram' or 'max_vram'")
+        _int_field(b, "limit_bytes", bwhere, optional=False)
+        _int_field(b, "measured_bytes", bwhere, optional=True)
+        _int_field(b, "device", bwhere, optional=True)
+        if _field(b, "passed", bwhere) not in (True, False, None):
+            _wrong(b, "passed", bwhere, expect="true, false or null")
+        if not isinstance(_field(b, "absolute", bwhere), bool):
+            _wrong(b, "absolute", bwhere, expect="a boolean")
+        if _field(b, "origin", bwhere) not in ("marker", "option"):
+            _wrong(b, "origin", bwhere, expect="'marker' or 'option'")
+        _str_field(b, "message", bwhere, optional=True)
+
+    if rec.get("timeline") is not None:
+        try:
+            parse_timeline(rec["timeline"], f"{where}.timeline")
+        except ValueError as exc:
+            raise ReportError(str(exc)) from None
+    return rec  # type: ignore[return-value]
+
+
+_TOP_OBJECTS = ("versions", "machine", "settings")
+
+
+def validate_report(data: object) -> dict[str, Any]:
+    """Check a whole report (already parsed); raises ``ReportError`` without the file name."""
+    report = _check_obj(data, "top level")
+    schema = report.get("schema")
+    if schema != SCHEMA:
+        if schema is None:
+            raise _fail("top level", f"no 'schema' field (expected {SCHEMA!r})")
+        raise _fail("schema", f"{schema!r} is not {SCHEMA!r} (not a pytest-hypomnesis report)")
+    _str_field(report, "created", "top level")
+    for key in _TOP_OBJECTS:
+        _check_obj(_field(report, key, "top level"), key)
+    if not isinstance(_field(report, "devices", "top level"), list):
+        _wrong(report, "devices", "top level", expect="a list")
+    for i, device in enumerate(report["devices"]):
+        _check_obj(device, f"devices[{i}]")
+    tests = _field(report, "tests", "top level")
+    if not isinstance(tests, list):
+        _wrong(report, "tests", "top level", expect="a list")
+    for i, record in enumerate(tests):
+        validate_test_record(record, f"tests[{i}]")
+    return report
+
+
+def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate a report. Raises ``ReportError`` with one line naming ``path``."""
+    name = os.fspath(path)
+    try:
+        text = Path(name).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ReportError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise ReportError(f"{name}: is a directory, not a JSON report") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{name}: cannot read: {exc}") from None
+    if not text.strip():
+        raise ReportError(f"{name}: empty file, not a JSON report")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReportError(
+            f"{name}: not valid JSON (truncated or corrupt?): {exc.msg} at line {exc.lineno}"
+        ) from None
+    try:
+        return validate_report(data)
+    except ReportError as exc:
+        raise ReportError(f"{name}: {exc}") from None
+
+
+def write_report_atomic(path: str | os.PathLike[str], data: Mapping[str, Any]) -> None:
+    """Write ``data`` as JSON so that ``path`` holds either the old file or the whole new
+    one, never half of it."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def build_report(
+    *,
+    created: str,
+    versions: Mapping[str, str],
+    machine: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    devices: Sequence[Mapping[str, Any]],
+    tests: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The SPEC's top-level layout, keys in the documented order."""
+    return {
+        "schema": SCHEMA,
+        "created": created,
+        "versions": dict(versions),
+        "machine": dict(machine),
+        "settings": dict(settings),
+        "devices": [dict(d) for d in devices],
+        "tests": [dict(t) for t in tests],
+    }

@@ -1,0 +1,237 @@
+"""The summary table, shared by the plugin's terminal section and ``hmn report``.
+
+Input is the JSON report's test records (plain dicts), so both callers print exactly the
+same table. The column layout lives in ``_COLUMNS`` and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_hypomnesis._units import format_bytes_iec
+
+__all__ = [
+    "budget_cell",
+    "format_interval",
+    "header_line",
+    "over_budget",
+    "sort_key",
+    "summary_lines",
+    "vram_increase_bytes",
+    "vram_peak_bytes",
+]
+
+_RAM_METHODS = {
+    "rusage": "kernel high-water mark (exact)",
+    "hwm": "kernel high-water mark (exact)",
+    "sampled": "sampled",
+}
+
+
+def _sum_devices(record: Mapping[str, Any], key: str) -> int | None:
+    devices = record.get("vram", {}).get("devices", {})
+    values = [d.get(key) for d in devices.values() if d.get(key) is not None]
+    return sum(values) if values else None
+
+
+def vram_peak_bytes(record: Mapping[str, Any]) -> int | None:
+    """Per-process VRAM peak summed over the watched devices; ``None`` without a GPU."""
+    return _sum_devices(record, "peak_bytes")
+
+
+def vram_increase_bytes(record: Mapping[str, Any]) -> int | None:
+    return _sum_devices(record, "increase_bytes")
+
+
+def over_budget(record: Mapping[str, Any]) -> bool:
+    budgets = record.get("budgets")
+    if not budgets:  # the common case, once per test at session end
+        return False
+    return any(b.get("passed") is False for b in budgets)
+
+
+def sort_key(record: Mapping[str, Any]) -> tuple[int, int, str]:
+    """Heaviest first: VRAM increase, then RAM increase, then node id for stability."""
+    # Once per test at session end: no GPU (no devices) skips the device sum.
+    vram = vram_increase_bytes(record) if record.get("vram", {}).get("devices") else None
+    ram = record.get("ram", {}).get("increase_bytes")
+    return (
+        -(vram if vram is not None else -1),
+        -(ram if ram is not None else -1),
+        record["nodeid"],
+    )
+
+
+def budget_cell(record: Mapping[str, Any]) -> str:
+    """``ram 45%``, ``vram[0] 130% OVER``, ``vram n/c`` (not checked), joined; ``-`` if none."""
+    parts: list[str] = []
+    for budget in record.get("budgets", []):
+        label = "ram" if budget["kind"] == "max_ram" else "vram"
+        if budget.get("device") is not None:
+            label += f"[{budget['device']}]"
+        passed, measured, limit = (
+            budget.get("passed"),
+            budget.get("measured_bytes"),
+            budget["limit_bytes"],
+        )
+        if passed is None or measured is None:
+            # Not checked (no GPU); with --hypomnesis-strict that fails the test.
+            parts.append(f"{label} n/c" + (" FAIL" if passed is False else ""))
+            continue
+        share = f" {measured * 100 / limit:.0f}%" if limit > 0 else ""
+        parts.append(f"{label}{share}{'' if passed else ' OVER'}")
+    return ", ".join(parts) if parts else "-"
+
+
+def _duration(record: Mapping[str, Any]) -> str:
+    return f"{record.get('duration_s', 0.0):.2f}s"
+
+
+@dataclass(frozen=True)
+class _Column:
+    title: str
+    cell: Callable[[Mapping[str, Any]], str]
+    right: bool = True
+    verbose_only: bool = False
+
+
+def _ram(key: str) -> Callable[[Mapping[str, Any]], str]:
+    return lambda r: format_bytes_iec(r.get("ram", {}).get(key))
+
+
+_COLUMNS: tuple[_Column, ...] = (
+    _Column("test", lambda r: str(r["nodeid"]), right=False),
+    _Column("RAM start", _ram("start_bytes"), verbose_only=True),
+    _Column("RAM peak", _ram("peak_bytes")),
+    _Column("RAM increase", _ram("increase_bytes")),
+    _Column("RAM end", _ram("end_bytes"), verbose_only=True),
+    _Column("VRAM peak", lambda r: format_bytes_iec(vram_peak_bytes(r))),
+    _Column("VRAM increase", lambda r: format_bytes_iec(vram_increase_bytes(r))),
+    _Column("budget", budget_cell, right=False),
+    _Column("duration", _duration),
+    _Column("outcome", lambda r: str(r.get("outcome", "")), right=False, verbose_only=True),
+    _Column("worker", lambda r: str(r.get("worker", "")), right=False, verbose_only=True),
+)
+
+
+def _render(
+    header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]
+) -> list[str]:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        out = [
+            cell.rjust(widths[i]) if right[i] else cell.ljust(widths[i])
+            for i, cell in enumerate(cells)
+        ]
+        return "  ".join(out).rstrip()
+
+    return [line(header), *(line(r) for r in rows)]
+
+
+def summary_lines(
+    tests: Sequence[Mapping[str, Any]],
+    *,
+    top: int,
+    verbose: bool = False,
+    sources: Sequence[str] | None = None,
+) -> list[str]:
+    """The table of the ``top`` heaviest tests (0 = all), then a line counting what is
+    not shown and the budget failures. ``sources`` (parallel to ``tests``) adds a column
+    naming the report each record came from, for merged shards. ``[]`` when no tests."""
+    if not tests:
+        return []
+    if sources is not None and len(sources) != len(tests):
+        raise ValueError("sources must name one report per test record")
+    order = sorted(range(len(tests)), key=lambda i: sort_key(tests[i]))
+    shown = order if top <= 0 else order[:top]
+    columns = [c for c in _COLUMNS if verbose or not c.verbose_only]
+    header = [c.title for c in columns]
+    right = [c.right for c in columns]
+    rows = [[c.cell(tests[i]) for c in columns] for i in shown]
+    if not verbose:
+        for row in rows:
+            row[0] = shorten_nodeid(row[0])
+    if sources is not None:
+        header.insert(1, "source")
+        right.insert(1, False)
+        for row, i in zip(rows, shown, strict=True):
+            row.insert(1, sources[i])
+    lines = _render(header, rows, right)
+    notes: list[str] = []
+    hidden = len(tests) - len(shown)
+    if hidden:
+        notes.append(f"{hidden} more not shown (top {top} of {len(tests)}; top 0 shows all)")
+    failed = sum(1 for t in tests if over_budget(t))
+    if failed:
+        notes.append(f"{failed} over budget")
+    if notes:
+        lines.append("; ".join(notes))
+    return lines
+
+
+MAX_NODEID_CHARS = 80
+
+
+def shorten_nodeid(nodeid: str, limit: int = MAX_NODEID_CHARS) -> str:
+    """A long node id cut in the middle (``tests/a.py::Test…::test_x[case]``), keeping
+    the file and the test name, so one 300-character id does not widen every row.
+    ``-v`` shows ids whole."""
+    if len(nodeid) <= limit:
+        return nodeid
+    head = limit // 3
+    tail = limit - head - 1
+    return f"{nodeid[:head]}…{nodeid[-tail:]}"
+
+
+def format_interval(seconds: float) -> str:
+    """``0.01`` → ``10ms``, ``0.0005`` → ``500us``, ``2.0`` → ``2s``."""
+    if seconds < 0.001:
+        return f"{seconds * 1e6:g}us"
+    if seconds < 1:
+        return f"{seconds * 1e3:g}ms"
+    return f"{seconds:g}s"
+
+
+def _device_text(device: Mapping[str, Any]) -> str:
+    name = device.get("name") or "unknown GPU"
+    total = format_bytes_iec(device.get("total_bytes"))
+    return f"GPU {device.get('index')} {name} ({total})"
+
+
+def header_line(report: Mapping[str, Any]) -> str:
+    """One line naming the scope, how RAM and VRAM were measured, and the devices.
+
+    ``report`` is a report-shaped mapping: ``settings``, ``devices``, ``machine`` and
+    (optionally) ``tests``, whose records tell which methods and sources were used.
+    """
+    settings = report.get("settings", {})
+    tests = report.get("tests", [])
+    parts = [f"scope {settings.get('scope', 'call')}"]
+    methods = sorted({t["ram"]["method"] for t in tests if t.get("ram")})
+    interval = settings.get("interval_s")
+    every = f" every {format_interval(interval)}" if isinstance(interval, (int, float)) else ""
+    if methods:
+        texts = []
+        for m in methods:
+            text = _RAM_METHODS.get(m, m)
+            texts.append(text + every if m == "sampled" else text)
+        parts.append("RAM peak: " + ", ".join(dict.fromkeys(texts)))
+    sources = sorted({t["vram"]["source"] for t in tests if t.get("vram", {}).get("source")})
+    devices = report.get("devices", [])
+    if sources:
+        parts.append(f"VRAM: {'/'.join(s.upper() for s in sources)} per-process{every}")
+    elif devices:
+        parts.append("VRAM: per-process figure unavailable")
+    if devices:
+        parts.append(", ".join(_device_text(d) for d in devices))
+        drivers = sorted({d["driver_version"] for d in devices if d.get("driver_version")})
+        if drivers:
+            parts.append("driver " + ", ".join(drivers))
+    else:
+        reason = report.get("machine", {}).get("gpu_unavailable_reason")
+        where = "no GPU on this machine" if sources else "no GPU"
+        parts.append(f"{where} ({reason})" if reason else where)
+    return "hypomnesis: " + "; ".join(parts)
