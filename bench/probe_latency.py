@@ -3,9 +3,13 @@
     python bench/probe_latency.py [--calls N]
 
 Rows: the raw floor (open+read+parse ``/proc/self/status``; one psutil
-``memory_info()``), ``process_rss()``, ``Snapshot.now(0)`` with no GPU, and
-``Snapshot.now(0)`` / the sampler's reader against the fake NVML library compiled from
-``tests/fake_nvml/fake_nvml.c`` (skipped when gcc is missing).
+``memory_info()``), ``process_rss()``, ``Snapshot.now(0)`` with no GPU (first as a user
+has it: the ordinary ``PATH``, no library override; then an empty ``PATH`` and a missing
+library), and ``Snapshot.now(0)`` / the sampler's reader against the fake NVML library
+compiled from ``tests/fake_nvml/fake_nvml.c`` (skipped when gcc is missing).
+
+Run it with the package installed (not editable) to see what a user gets; the repository
+is only appended to ``sys.path`` for the test helpers.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.append(str(REPO))  # tests.helpers; an installed package still wins
 
 
 def median_us(fn: Callable[[], object], calls: int) -> float:
@@ -73,6 +77,20 @@ def main() -> int:
         ("floor: psutil memory_info().rss", median_us(lambda: proc.memory_info().rss, calls))
     )
     rows.append(("process_rss()", median_us(hmn.process_rss, calls)))
+
+    # No GPU as a user has it: no library override, the ordinary PATH and sys.path (the
+    # first, before anything imports pynvml: a scan of sys.path per call showed only here).
+    if "pynvml" not in sys.modules and not os.environ.get("HYPOMNESIS_NVML_LIBRARY"):
+        nvml._reset_for_tests()
+        smi._reset_for_tests()
+        snap = hmn.Snapshot.now(0)
+        if snap.gpu is None:
+            rows.append(
+                (
+                    "Snapshot.now(0), no GPU, ordinary PATH",
+                    median_us(lambda: hmn.Snapshot.now(0), calls),
+                )
+            )
 
     # No GPU: point NVML at a library that does not exist and nvidia-smi at an empty PATH.
     os.environ["HYPOMNESIS_NVML_LIBRARY"] = "/nonexistent/libnvidia-ml.so.1"

@@ -654,3 +654,35 @@ def test_missing_library_fails_before_importing_pynvml(monkeypatch: pytest.Monke
         nvml.device_count()
     assert loads == ["libnvidia-ml.so.1"]  # remembered briefly, not retried per call
     nvml._reset_for_tests()
+
+
+@pytest.mark.parametrize("installed", [True, False], ids=["library-missing", "not-installed"])
+def test_remembered_missing_nvml_skips_the_sys_path_scan(
+    monkeypatch: pytest.MonkeyPatch, installed: bool
+) -> None:
+    # A GPU-less Snapshot.now() asks NVML twice per call; each find_spec("pynvml") walks
+    # every sys.path entry, which made it several times its RSS floor.
+    import ctypes
+    import importlib.util
+
+    monkeypatch.delitem(sys.modules, "pynvml", raising=False)
+    monkeypatch.delenv("HYPOMNESIS_NVML_LIBRARY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    scans: list[str] = []
+
+    def find_spec(name: str, *args: object) -> object:
+        scans.append(name)
+        return object() if installed else None
+
+    def no_library(name: str, *args: object, **kwargs: object) -> object:
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr(ctypes, "CDLL", no_library)
+    nvml._reset_for_tests()
+    reasons = {failure(nvml.device_count).reason for _ in range(5)}
+    assert reasons == {
+        "NVML Shared Library Not Found" if installed else "nvidia-ml-py not installed"
+    }
+    assert scans == ["pynvml"]
+    nvml._reset_for_tests()

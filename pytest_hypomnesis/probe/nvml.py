@@ -89,39 +89,54 @@ _INIT_RETRY_S = 2.0
 _init_failure: tuple[str | None, int, float, BackendFailure] | None = None
 
 
-_library_missing: tuple[int, float] | None = None  # (pid, when) the library failed to load
+_unloadable: tuple[int, float, str] | None = None
+"""(pid, when, reason) nvidia-ml-py or ``libnvidia-ml.so.1`` was last found missing."""
 _NO_LIBRARY = "NVML Shared Library Not Found"
+_NOT_INSTALLED = "nvidia-ml-py not installed"
+
+
+def _remembered_unloadable() -> None:
+    """Fail at once, before any ``sys.path`` scan or library load, when NVML was found
+    missing moments ago in this process: a GPU-less ``Snapshot.now()`` asks twice per
+    call, and each ``find_spec`` walks every ``sys.path`` entry (hundreds of us)."""
+    missing = _unloadable
+    if (
+        missing is not None
+        and missing[0] == os.getpid()
+        and time.monotonic() - missing[1] < _INIT_RETRY_S
+        # A library named by the environment is loaded by its path, not looked up.
+        and not (missing[2] == _NO_LIBRARY and os.environ.get(LIBRARY_ENV))
+    ):
+        raise BackendFailure("NVML", missing[2])
+
+
+def _remember_unloadable(reason: str) -> BackendFailure:
+    global _unloadable
+    _unloadable = (os.getpid(), time.monotonic(), reason)
+    return BackendFailure("NVML", reason)
 
 
 def _precheck_library() -> None:
     """On Linux, fail fast when ``libnvidia-ml.so.1`` cannot be loaded, before importing
     nvidia-ml-py: the import alone costs ~25 ms, every run of a GPU-less test suite."""
-    global _library_missing
+    global _unloadable
     if not sys.platform.startswith("linux") or os.environ.get(LIBRARY_ENV):
         return
-    now = time.monotonic()
-    if (
-        _library_missing is not None
-        and _library_missing[0] == os.getpid()
-        and now - _library_missing[1] < _INIT_RETRY_S
-    ):
-        raise BackendFailure("NVML", _NO_LIBRARY)
     import ctypes
 
     try:
         ctypes.CDLL("libnvidia-ml.so.1")
     except OSError as exc:
-        _library_missing = (os.getpid(), now)
         debug("NVML", f"libnvidia-ml.so.1 not loadable: {exc}")
-        raise BackendFailure("NVML", _NO_LIBRARY) from None
-    _library_missing = None
+        raise _remember_unloadable(_NO_LIBRARY) from None
+    _unloadable = None
 
 
 def _import_pynvml() -> Any:
     try:
         return importlib.import_module("pynvml")
     except ImportError as exc:
-        raise BackendFailure("NVML", "nvidia-ml-py not installed") from exc
+        raise BackendFailure("NVML", _NOT_INSTALLED) from exc
 
 
 def _code(exc: BaseException) -> int | None:
@@ -187,10 +202,11 @@ def _ensure() -> Any:
     global _nv, _init_pid, _needs_reinit, _generation, _atexit_registered, _init_failure
     nv = sys.modules.get("pynvml")
     if nv is None:
+        _remembered_unloadable()
         import importlib.util
 
         if importlib.util.find_spec("pynvml") is None:
-            raise BackendFailure("NVML", "nvidia-ml-py not installed")
+            raise _remember_unloadable(_NOT_INSTALLED)
         _precheck_library()
         nv = _import_pynvml()
     if _init_pid is not None and (nv is not _nv or _init_pid != os.getpid()):
@@ -259,9 +275,9 @@ if hasattr(os, "register_at_fork"):
 def _reset_for_tests() -> None:
     """Shut NVML down and drop every cached state, including the library pynvml loaded
     from ``HYPOMNESIS_NVML_LIBRARY`` (so the next call loads whatever the env now says)."""
-    global _process_query_start, _init_failure, _library_missing
+    global _process_query_start, _init_failure, _unloadable
     with _lock:
-        _library_missing = None
+        _unloadable = None
         if _init_pid == os.getpid() and _nv is not None:
             # The fake may be configured to fail; the state is dropped either way.
             with contextlib.suppress(Exception):
