@@ -3,7 +3,12 @@ and a pinned terminal so pytester output is stable."""
 
 from __future__ import annotations
 
-pytest_plugins = ["tests.helpers.fakenvml", "tests.helpers.fakesmi", "tests.helpers.pluginrun"]
+pytest_plugins = [
+    "tests.helpers.fakenvml",
+    "tests.helpers.fakesmi",
+    "tests.helpers.pluginrun",
+    "tests.helpers.hmnrun",
+]
 
 
 import pytest  # noqa: E402
