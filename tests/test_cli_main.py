@@ -139,7 +139,7 @@ def test_ps_device_that_does_not_exist(fake: FakeGpu, capsys: pytest.CaptureFixt
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--bogus"], "unrecognized option --bogus"),
         (["ps", "--pid", "abc"], "argument --pid: invalid PID 'abc': not a whole number"),
         (["ps", "--pid", "-3"], "argument --pid: invalid PID '-3': must not be negative"),
         (["ps", "--sort", "size"], "argument --sort: invalid choice: 'size'"),
@@ -160,6 +160,19 @@ def test_ps_device_that_does_not_exist(fake: FakeGpu, capsys: pytest.CaptureFixt
         (["spill", "--"], "spill needs a command to run"),
         (["report"], "the following arguments are required: FILE.json"),
         (["nope"], "argument COMMAND: invalid choice: 'nope'"),
+        # The crate's parser takes options only spelled out, and each at most once.
+        (["ps", "--dev", "0"], "unrecognized option --dev (did you mean --device? options"),
+        (["--js"], "unrecognized option --js (did you mean --json?"),
+        (["ps", "--so", "total"], "unrecognized option --so (did you mean --sort?"),
+        (["watch", "--int", "1s", "--duration", "1s"], "unrecognized option --int (did you"),
+        (["watch", "--dur", "1s"], "unrecognized option --dur (did you mean --duration?"),
+        (["spill", "--int", "5", "--", "true"], "unrecognized option --int (did you mean"),
+        (["report", "--comp", "b.json", "a.json"], "unrecognized option --comp (did you"),
+        (["ps", "--pid", "1", "--pid", "2"], "argument --pid: given more than once"),
+        (["ps", "--pid=1", "--pid=1"], "argument --pid: given more than once"),
+        (["ps", "--json", "--json"], "argument --json: given more than once"),
+        (["watch", "--interval", "1s", "--interval", "2s"], "argument --interval: given more"),
+        (["--json", "--json"], "argument --json: given more than once"),
     ],
 )
 def test_usage_errors_are_one_line_exit_2(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from pytest_hypomnesis.cli._durations import DurationError, parse_duration_ms
 
@@ -41,11 +41,80 @@ class UsageError(Exception):
         self.message = message
 
 
+class _OnceMixin(argparse.Action):
+    """An option given twice is a usage error, as in the crate (clap), not "last wins"."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if option_string is not None and isinstance(parser, HmnArgumentParser):
+            if self.dest in parser.seen_dests:
+                raise argparse.ArgumentError(self, "given more than once; give it once")
+            parser.seen_dests.add(self.dest)
+        super().__call__(parser, namespace, values, option_string)
+
+
+class _StoreOnce(_OnceMixin, argparse._StoreAction):
+    pass
+
+
+class _StoreTrueOnce(_OnceMixin, argparse._StoreTrueAction):
+    pass
+
+
 class HmnArgumentParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line, not a usage dump.
+    """An ``ArgumentParser`` whose errors are one line, not a usage dump, that takes each
+    option at most once and only spelled out in full (``--dev`` is not ``--device``), as
+    the crate's parser does.
 
     Subparsers are built with the parent's class, so every level raises ``UsageError``.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self.seen_dests: set[str] = set()
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
+        self.register("action", "store_true", _StoreTrueOnce)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self.seen_dests = set()
+        unknown = self._unknown_option([] if args is None else args)
+        if unknown is not None:
+            raise UsageError(unknown)
+        return super().parse_known_args(args, namespace)
+
+    def _unknown_option(self, args: Sequence[str]) -> str | None:
+        """A message for the first ``--name`` this level does not know, checked before
+        argparse would read the value after it as a positional (``watch --int 1s``
+        would say "invalid PID '1s'")."""
+        commands: set[str] = set()
+        # ``hmn spill CMD --its-own-flag``: the wrapped command's words are not ours.
+        takes_rest = any(a.nargs == argparse.REMAINDER for a in self._actions)
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                commands.update(action.choices)
+        for arg in args:
+            if arg == "--" or arg in commands:
+                return None
+            if not arg.startswith("--"):
+                if takes_rest and not arg.startswith("-"):
+                    return None
+                continue
+            name = arg.split("=", 1)[0]
+            if name in self._option_string_actions:
+                continue
+            known = sorted(o for o in self._option_string_actions if o.startswith(name))
+            hint = f" (did you mean {' or '.join(known)}? options are not abbreviated)"
+            return f"unrecognized option {name}" + (hint if known else "")
+        return None
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
