@@ -294,14 +294,21 @@ class FakeTime:
 
 
 class Script:
-    """Listings in call order; an exception instance is raised; the last one repeats."""
+    """Listings in call order; an exception instance is raised; the last one repeats.
+    ``cost_s[i]`` is how long call ``i`` takes on ``clock`` (set by ``run_watch``)."""
 
-    def __init__(self, *listings: list[GpuProcessEntry] | Exception) -> None:
+    def __init__(
+        self, *listings: list[GpuProcessEntry] | Exception, cost_s: Sequence[float] = ()
+    ) -> None:
         self.listings = list(listings)
         self.calls = 0
+        self.cost_s = list(cost_s)
+        self.clock: FakeTime | None = None
 
     def __call__(self, device: int) -> list[GpuProcessEntry]:
         item = self.listings[min(self.calls, len(self.listings) - 1)]
+        if self.clock is not None and self.calls < len(self.cost_s):
+            self.clock.ns += round(self.cost_s[self.calls] * 1e9)
         self.calls += 1
         if isinstance(item, Exception):
             raise item
@@ -352,6 +359,7 @@ def run_watch(
     interrupt_after_sleeps: int | None = None,
 ) -> tuple[int, str, str, FakeTime]:
     clock = FakeTime()
+    script.clock = clock
     out, err = io.StringIO(), io.StringIO()
 
     def make_tracker(device: int) -> FakeTracker:
@@ -407,6 +415,31 @@ def test_loop_text_output_byte_exact() -> None:
     )
     # Sleeps come in chunks of at most 200 ms so Ctrl-C is noticed promptly.
     assert max(clock.sleeps) == 0.2
+
+
+def test_clock_starts_after_a_slow_first_listing() -> None:
+    # An nvidia-smi fallback can take seconds to list; the crate starts its clock after
+    # it, so the samples still fall at 1 s and 2 s of a 2.5 s --duration.
+    script = Script([entry(7, "a", 10)], cost_s=[2.0])
+    tracker = FakeTracker()
+    code, out, _, _ = run_watch(script, pids=[7], json=True, tracker=tracker)
+    assert code == 0
+    assert script.calls == 3
+    assert tracker.labels == ["+0.0s", "+1.0s", "+2.0s"]
+    assert [line[:30] for line in out.splitlines()[:3]] == [
+        '{"kind":"sample","t_ms":0,"pid',
+        '{"kind":"sample","t_ms":1000,"',
+        '{"kind":"sample","t_ms":2000,"',
+    ]
+
+
+def test_a_duration_shorter_than_the_interval_waits_one_interval() -> None:
+    # `--duration 1ms --interval 3s`: the crate checks the duration after the first sleep.
+    script = Script([entry(7, "a", 10)], cost_s=[0.5])
+    code, _, _, clock = run_watch(script, pids=[7], interval_ms=3000, duration_ms=1)
+    assert code == 0
+    assert script.calls == 1
+    assert sum(clock.sleeps) == pytest.approx(3.0)
 
 
 def test_loop_json_lines_and_spill_exit_code() -> None:

@@ -94,8 +94,6 @@ def watch(config: WatchConfig, io: WatchIO) -> int:
     """The whole watch: attach, header, t=0 row, the loop, the closing summary."""
     device = config.device
     device_name = io.device_name(device)
-    # Integer nanoseconds, so t_ms truncates exactly as the crate's Duration::as_millis.
-    start_ns = io.clock_ns()
     try:
         first_rows = io.sample(device)
     except HypomnesisError as exc:
@@ -138,6 +136,11 @@ def watch(config: WatchConfig, io: WatchIO) -> int:
     )
     if not config.json:
         _say(io.out, [HEADER_LINE])
+    # The clock starts here, after the first listing, the tracker and the banner, as in the
+    # crate: sample k is stamped about k intervals in however slow attaching was (an
+    # nvidia-smi fallback takes a while), and --duration counts from here too.
+    # Integer nanoseconds, so t_ms truncates exactly as the crate's Duration::as_millis.
+    start_ns = io.clock_ns()
 
     state = WatchState()
 
