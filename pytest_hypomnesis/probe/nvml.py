@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pytest_hypomnesis._errors import BackendFailure
@@ -28,7 +29,16 @@ from pytest_hypomnesis._platform import debug
 from pytest_hypomnesis.model import GpuQuerySource
 from pytest_hypomnesis.probe.readings import NvmlDeviceReading, VramReading
 
-__all__ = ["device_count", "device_query", "list_processes", "process_used_bytes", "self_reader"]
+__all__ = [
+    "NvmlGpu",
+    "NvmlMigDevice",
+    "device_count",
+    "device_query",
+    "inventory",
+    "list_processes",
+    "process_used_bytes",
+    "self_reader",
+]
 
 T = TypeVar("T")
 
@@ -365,6 +375,106 @@ def device_query(index: int) -> NvmlDeviceReading:
         f"used={reading.used_bytes} reserved={reserved} name={name!r} driver={driver!r}",
     )
     return reading
+
+
+@dataclass(frozen=True, slots=True)
+class NvmlMigDevice:
+    """One MIG device of a GPU in MIG mode, as NVML lists it."""
+
+    uuid: str
+    mig_index: int  # for nvmlDeviceGetMigDeviceHandleByIndex(parent, mig_index)
+    gpu_instance_id: int | None
+    compute_instance_id: int | None
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NvmlGpu:
+    """One physical GPU: its NVML index and what identifies it across APIs."""
+
+    nvml_index: int
+    uuid: str | None
+    pci_bus_id: str | None  # NVML's busId, e.g. ``00000000:01:00.0``
+    name: str | None
+    mig_enabled: bool
+    mig_devices: tuple[NvmlMigDevice, ...] = ()
+
+
+def _uuid_and_name(nv: Any, handle: Any) -> tuple[str | None, str | None]:
+    uuid = _best_effort(
+        nv, "nvmlDeviceGetUUID", lambda: _lossy(lambda: nv.nvmlDeviceGetUUID(handle))
+    )
+    name = _best_effort(
+        nv, "nvmlDeviceGetName", lambda: _lossy(lambda: nv.nvmlDeviceGetName(handle))
+    )
+    return uuid, name
+
+
+def _mig_device(nv: Any, mig: Any, mig_index: int) -> NvmlMigDevice | None:
+    uuid, name = _uuid_and_name(nv, mig)
+    if uuid is None:
+        return None
+    gi = _best_effort(
+        nv, "nvmlDeviceGetGpuInstanceId", lambda: int(nv.nvmlDeviceGetGpuInstanceId(mig))
+    )
+    ci = _best_effort(
+        nv, "nvmlDeviceGetComputeInstanceId", lambda: int(nv.nvmlDeviceGetComputeInstanceId(mig))
+    )
+    return NvmlMigDevice(uuid, mig_index, gi, ci, name)
+
+
+def _mig_devices(nv: Any, handle: Any, index: int) -> tuple[bool, tuple[NvmlMigDevice, ...]]:
+    """(MIG mode on, its MIG devices); a GPU without MIG support answers NOT_SUPPORTED."""
+    modes = _best_effort(
+        nv, f"nvmlDeviceGetMigMode({index})", lambda: nv.nvmlDeviceGetMigMode(handle)
+    )
+    if not modes or int(modes[0]) != 1:
+        return False, ()
+    count = _best_effort(
+        nv, "nvmlDeviceGetMaxMigDeviceCount", lambda: int(nv.nvmlDeviceGetMaxMigDeviceCount(handle))
+    )
+    found: list[NvmlMigDevice] = []
+    for k in range(count or 0):
+        try:
+            mig = nv.nvmlDeviceGetMigDeviceHandleByIndex(handle, k)
+        except nv.NVMLError as exc:
+            # NOT_FOUND: no MIG device at this slot (slots need not be dense).
+            _note_error(exc, f"nvmlDeviceGetMigDeviceHandleByIndex({index}, {k})")
+            continue
+        device = _mig_device(nv, mig, k)
+        if device is not None:
+            found.append(device)
+    return True, tuple(found)
+
+
+def _gpu(nv: Any, index: int) -> NvmlGpu:
+    handle = _handle(nv, index)
+    pci = _best_effort(nv, "nvmlDeviceGetPciInfo_v3", lambda: nv.nvmlDeviceGetPciInfo(handle))
+    uuid, name = _uuid_and_name(nv, handle)
+    mig_enabled, migs = _mig_devices(nv, handle, index)
+    bus_id = None if pci is None else _text(pci.busId)
+    return NvmlGpu(index, uuid, bus_id, name, mig_enabled, migs)
+
+
+def inventory() -> tuple[NvmlGpu, ...]:
+    """Every GPU NVML sees, by NVML index, with UUID, PCI bus id, name and MIG devices.
+    Raises BackendFailure when NVML cannot count; a figure one GPU cannot give is ``None``."""
+    with _lock:
+        nv = _ensure()
+        try:
+            count = int(nv.nvmlDeviceGetCount())
+        except nv.NVMLError as exc:
+            raise _failure(exc, "nvmlDeviceGetCount_v2") from exc
+        gpus = tuple(_gpu(nv, index) for index in range(count))
+    debug("NVML", f"inventory: {gpus}")
+    return gpus
+
+
+def generation() -> int:
+    """Initialises NVML if needed; a number that changes whenever NVML was (re)initialised."""
+    with _lock:
+        _ensure()
+        return _generation
 
 
 def _reserved(nv: Any, handle: Any) -> int | None:

@@ -8,9 +8,21 @@
  *   device <total> <free> <used> <reserved|-> <name, rest of line, \xNN escapes>
  *   process <device index> <pid|self> <used bytes>
  *   error <function name|*> <nvml return code>
+ *   uuid <device> <uuid>              (default GPU-00000000-0000-0000-0000-0000000000NN)
+ *   pci <device> <bus id>             (default 00000000:NN:00.0, NN = index + 1, hex)
+ *   migmode <device> <current> <pending>   (absent: NOT_SUPPORTED, a pre-Ampere GPU)
+ *   mig <parent> <gi> <ci> <total> <free> <used> <uuid> <name, rest of line>
+ *   deverror <device> <function name> <nvml return code>   (only calls on that handle)
+ *   cuda_order <device> ...           (the fake libcuda's fastest-first enumeration)
+ * <device> is an NVML index, or m<k> for the k-th mig line (a MIG device handle, reached
+ * through nvmlDeviceGetMigDeviceHandleByIndex of its parent or nvmlDeviceGetHandleByUUID).
  * "self" is getpid() of the calling process; "-" makes nvmlDeviceGetMemoryInfo_v2 return
  * NOT_SUPPORTED; "*" applies to every function but nvmlErrorString and nvmlShutdown.
  * No config file: nvmlInit returns DRIVER_NOT_LOADED.
+ *
+ * The same file is also a fake libcuda.so.1 (cuInit, cuDeviceGetCount, cuDeviceGet,
+ * cuDeviceGetUuid[_v2]) answering from the cuda_order line; without one, cuInit returns
+ * CUDA_ERROR_NO_DEVICE. It ignores CUDA_VISIBLE_DEVICES: its callers ask for every GPU.
  *
  * Build variants: -DNO_V3 / -DNO_V2 drop the versioned process queries, -DNO_MEMV2 drops
  * nvmlDeviceGetMemoryInfo_v2 (a pre-R510 driver).
@@ -33,12 +45,15 @@ enum {
     NVML_ERROR_UNINITIALIZED = 1,
     NVML_ERROR_INVALID_ARGUMENT = 2,
     NVML_ERROR_NOT_SUPPORTED = 3,
+    NVML_ERROR_NOT_FOUND = 6,
     NVML_ERROR_INSUFFICIENT_SIZE = 7,
     NVML_ERROR_DRIVER_NOT_LOADED = 9,
     NVML_ERROR_ARGUMENT_VERSION_MISMATCH = 25,
 };
 
 #define MAX_DEVICES 16
+#define MAX_MIG 16
+#define MAX_SLOTS (MAX_DEVICES + MAX_MIG)
 #define MAX_PROCESSES 8192
 #define MAX_ERRORS 64
 #define MEMORY_V2_VERSION 0x02000028u
@@ -60,17 +75,34 @@ struct fake_device {
     char name[128];
     unsigned long long total, free, used, reserved;
     int has_reserved;
+    char uuid[96];
+    char pci[32];
+    unsigned int pci_domain, pci_bus, pci_device;
+    int has_mig_mode;
+    unsigned int mig_current, mig_pending;
+    /* MIG devices only (slot >= MAX_DEVICES): */
+    unsigned int parent, gi, ci;
 };
 
+typedef struct {
+    char busIdLegacy[16];
+    unsigned int domain, bus, device, pciDeviceId, pciSubSystemId;
+    char busId[32];
+} nvmlPciInfo_t;
+
 struct fake_process { unsigned int device, pid; unsigned long long used; int is_self; };
-struct fake_error { char function[96]; int code; };
+/* device == -1: any handle. */
+struct fake_error { char function[96]; int code; int device; };
 
 struct fake_config {
-    int loaded;
+    int loaded, has_cuda;
     char driver[96];
     int has_driver;
-    unsigned int device_count;
-    struct fake_device devices[MAX_DEVICES];
+    unsigned int device_count, mig_count;
+    /* [0, device_count): GPUs; [MAX_DEVICES, MAX_DEVICES + mig_count): MIG devices. */
+    struct fake_device devices[MAX_SLOTS];
+    unsigned int cuda_count;
+    unsigned int cuda_order[MAX_SLOTS];
     unsigned int process_count;
     struct fake_process processes[MAX_PROCESSES];
     unsigned int error_count;
@@ -78,7 +110,7 @@ struct fake_config {
 };
 
 /* Handles must outlive a call, so they point into a table that is never rewritten. */
-static struct fake_device handle_table[MAX_DEVICES];
+static struct fake_device handle_table[MAX_SLOTS];
 static volatile int init_refcount;
 static volatile unsigned int init_calls, shutdown_calls, query_calls;
 
@@ -96,10 +128,86 @@ static void rest_of_line(char *dst, size_t size, const char *src) {
     dst[n] = 0;
 }
 
+/* "3" -> 3, "m2" -> MAX_DEVICES + 2; -1 when malformed. */
+static int slot(const char *token) {
+    char *end;
+    if (token[0] == 'm') {
+        long k = strtol(token + 1, &end, 10);
+        return (end != token + 1 && k >= 0 && k < MAX_MIG) ? MAX_DEVICES + (int)k : -1;
+    }
+    long i = strtol(token, &end, 10);
+    return (end != token && i >= 0 && i < MAX_DEVICES) ? (int)i : -1;
+}
+
+static void set_pci(struct fake_device *d, const char *bus_id) {
+    snprintf(d->pci, sizeof d->pci, "%.31s", bus_id);
+    sscanf(bus_id, "%x:%x:%x", &d->pci_domain, &d->pci_bus, &d->pci_device);
+}
+
+static void defaults(struct fake_device *d, unsigned int index) {
+    snprintf(d->uuid, sizeof d->uuid, "GPU-00000000-0000-0000-0000-%012u", index);
+    char bus[32];
+    snprintf(bus, sizeof bus, "00000000:%02X:00.0", index + 1);
+    set_pci(d, bus);
+    d->has_mig_mode = 0;
+}
+
 static void parse(struct fake_config *cfg, FILE *f) {
     cfg->loaded = 1;
     char line[512];
     while (fgets(line, sizeof line, f)) {
+        char a[96], b[96];
+        int s1;
+        if (strncmp(line, "uuid ", 5) == 0) {
+            if (sscanf(line + 5, "%95s %95s", a, b) == 2 && (s1 = slot(a)) >= 0)
+                strcpy(cfg->devices[s1].uuid, b);
+            continue;
+        }
+        if (strncmp(line, "pci ", 4) == 0) {
+            if (sscanf(line + 4, "%95s %95s", a, b) == 2 && (s1 = slot(a)) >= 0)
+                set_pci(&cfg->devices[s1], b);
+            continue;
+        }
+        if (strncmp(line, "migmode ", 8) == 0) {
+            unsigned int cur, pend;
+            if (sscanf(line + 8, "%95s %u %u", a, &cur, &pend) == 3 && (s1 = slot(a)) >= 0) {
+                cfg->devices[s1].has_mig_mode = 1;
+                cfg->devices[s1].mig_current = cur;
+                cfg->devices[s1].mig_pending = pend;
+            }
+            continue;
+        }
+        if (strncmp(line, "mig ", 4) == 0 && cfg->mig_count < MAX_MIG) {
+            struct fake_device *d = &cfg->devices[MAX_DEVICES + cfg->mig_count];
+            unsigned int parent;
+            int used_chars = 0;
+            memset(d, 0, sizeof *d);
+            if (sscanf(line + 4, "%u %u %u %llu %llu %llu %95s %n", &parent, &d->gi, &d->ci,
+                       &d->total, &d->free, &d->used, d->uuid, &used_chars) < 7)
+                continue;
+            d->parent = parent;
+            rest_of_line(d->name, sizeof d->name, line + 4 + used_chars);
+            cfg->mig_count++;
+            continue;
+        }
+        if (strncmp(line, "deverror ", 9) == 0 && cfg->error_count < MAX_ERRORS) {
+            struct fake_error *e = &cfg->errors[cfg->error_count];
+            if (sscanf(line + 9, "%95s %95s %d", a, e->function, &e->code) == 3 &&
+                (e->device = slot(a)) >= 0)
+                cfg->error_count++;
+            continue;
+        }
+        if (strncmp(line, "cuda_order", 10) == 0) {
+            const char *p = line + 10;
+            int n;
+            cfg->cuda_count = 0;
+            while (cfg->cuda_count < MAX_SLOTS && sscanf(p, "%95s%n", a, &n) == 1) {
+                if ((s1 = slot(a)) >= 0) cfg->cuda_order[cfg->cuda_count++] = (unsigned int)s1;
+                p += n;
+            }
+            cfg->has_cuda = 1;
+            continue;
+        }
         if (strncmp(line, "driver ", 7) == 0) {
             rest_of_line(cfg->driver, sizeof cfg->driver, line + 7);
             cfg->has_driver = 1;
@@ -111,18 +219,24 @@ static void parse(struct fake_config *cfg, FILE *f) {
                        reserved, &used_chars) < 4)
                 continue;
             d->has_reserved = strcmp(reserved, "-") != 0;
+            defaults(d, cfg->device_count);
             d->reserved = d->has_reserved ? strtoull(reserved, NULL, 10) : 0;
             rest_of_line(d->name, sizeof d->name, line + 7 + used_chars);
             cfg->device_count++;
         } else if (strncmp(line, "process ", 8) == 0 && cfg->process_count < MAX_PROCESSES) {
             struct fake_process *p = &cfg->processes[cfg->process_count];
             char pid[32];
-            if (sscanf(line + 8, "%u %31s %llu", &p->device, pid, &p->used) != 3) continue;
+            char where[32];
+            int at;
+            if (sscanf(line + 8, "%31s %31s %llu", where, pid, &p->used) != 3) continue;
+            if ((at = slot(where)) < 0) continue;
+            p->device = (unsigned int)at;
             p->is_self = strcmp(pid, "self") == 0;
             p->pid = p->is_self ? 0 : (unsigned int)strtoul(pid, NULL, 10);
             cfg->process_count++;
         } else if (strncmp(line, "error ", 6) == 0 && cfg->error_count < MAX_ERRORS) {
             struct fake_error *e = &cfg->errors[cfg->error_count];
+            e->device = -1;
             if (sscanf(line + 6, "%95s %d", e->function, &e->code) == 2) cfg->error_count++;
         }
     }
@@ -143,8 +257,9 @@ static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static void load(struct fake_config *cfg) {
     /* Only the counters: zeroing the whole process table on every call would cost more
      * than the rest of the call. */
-    cfg->loaded = cfg->has_driver = 0;
-    cfg->device_count = cfg->process_count = cfg->error_count = 0;
+    cfg->loaded = cfg->has_driver = cfg->has_cuda = 0;
+    cfg->device_count = cfg->mig_count = cfg->cuda_count = 0;
+    cfg->process_count = cfg->error_count = 0;
     const char *path = getenv("FAKE_NVML_CONFIG");
     struct stat st;
     if (!path || stat(path, &st) != 0) return;
@@ -156,8 +271,9 @@ static void load(struct fake_config *cfg) {
         FILE *f = fopen(path, "r");
         cache_valid = 0;
         if (f) {
-            cache.loaded = cache.has_driver = 0;
-            cache.device_count = cache.process_count = cache.error_count = 0;
+            cache.loaded = cache.has_driver = cache.has_cuda = 0;
+            cache.device_count = cache.mig_count = cache.cuda_count = 0;
+            cache.process_count = cache.error_count = 0;
             parse(&cache, f);
             fclose(f);
             cache_dev = st.st_dev;
@@ -174,6 +290,12 @@ static void load(struct fake_config *cfg) {
         memcpy(cfg->driver, cache.driver, sizeof cfg->driver);
         cfg->device_count = cache.device_count;
         memcpy(cfg->devices, cache.devices, cache.device_count * sizeof cache.devices[0]);
+        cfg->mig_count = cache.mig_count;
+        memcpy(cfg->devices + MAX_DEVICES, cache.devices + MAX_DEVICES,
+               cache.mig_count * sizeof cache.devices[0]);
+        cfg->has_cuda = cache.has_cuda;
+        cfg->cuda_count = cache.cuda_count;
+        memcpy(cfg->cuda_order, cache.cuda_order, sizeof cache.cuda_order);
         cfg->process_count = cache.process_count;
         memcpy(cfg->processes, cache.processes, cache.process_count * sizeof cache.processes[0]);
         cfg->error_count = cache.error_count;
@@ -192,10 +314,18 @@ static nvmlReturn_t enter(struct fake_config *cfg, const char *function, int nee
     load(cfg);
     for (unsigned int i = 0; i < cfg->error_count; i++) {
         const char *f = cfg->errors[i].function;
+        if (cfg->errors[i].device >= 0) continue; /* per-handle: see device_error */
         int wildcard = strcmp(f, "*") == 0 && strcmp(function, "nvmlShutdown") != 0;
         if (wildcard || strcmp(f, function) == 0) return cfg->errors[i].code;
     }
     if (needs_init && init_refcount <= 0) return NVML_ERROR_UNINITIALIZED;
+    return NVML_SUCCESS;
+}
+
+static nvmlReturn_t device_error(struct fake_config *cfg, const char *function, int index) {
+    for (unsigned int i = 0; i < cfg->error_count; i++)
+        if (cfg->errors[i].device == index && strcmp(cfg->errors[i].function, function) == 0)
+            return cfg->errors[i].code;
     return NVML_SUCCESS;
 }
 
@@ -204,6 +334,8 @@ static struct fake_config *new_config(void) { return malloc(sizeof(struct fake_c
 #define BEGIN(name, needs_init)                                     \
     struct fake_config *cfg = new_config();                         \
     if (!cfg) return NVML_ERROR_INVALID_ARGUMENT;                   \
+    const char *fn_name = name;                                     \
+    (void)fn_name;                                                  \
     nvmlReturn_t ret = enter(cfg, name, needs_init);                \
     if (ret != NVML_SUCCESS) goto done;
 #define END  \
@@ -211,11 +343,23 @@ static struct fake_config *new_config(void) { return malloc(sizeof(struct fake_c
     free(cfg); \
     return ret;
 
-static struct fake_device *lookup(struct fake_config *cfg, nvmlDevice_t device, int *index) {
-    if (device < handle_table || device >= handle_table + MAX_DEVICES) return NULL;
-    *index = (int)(device - handle_table);
-    return (unsigned int)*index < cfg->device_count ? &cfg->devices[*index] : NULL;
+static int slot_exists(struct fake_config *cfg, int index) {
+    return (index >= 0 && (unsigned int)index < cfg->device_count) ||
+           (index >= MAX_DEVICES && (unsigned int)(index - MAX_DEVICES) < cfg->mig_count);
 }
+
+static struct fake_device *lookup(struct fake_config *cfg, nvmlDevice_t device, int *index) {
+    if (device < handle_table || device >= handle_table + MAX_SLOTS) return NULL;
+    *index = (int)(device - handle_table);
+    return slot_exists(cfg, *index) ? &cfg->devices[*index] : NULL;
+}
+
+/* A handle's device (INVALID_ARGUMENT when unknown) and its deverror for this function. */
+#define LOOKUP                                                                \
+    int index;                                                                \
+    struct fake_device *d = lookup(cfg, device, &index);                      \
+    if (!d) { ret = NVML_ERROR_INVALID_ARGUMENT; goto done; }                 \
+    if ((ret = device_error(cfg, fn_name, index)) != NVML_SUCCESS) goto done;
 
 static nvmlReturn_t do_init(const char *name) {
     __sync_fetch_and_add(&init_calls, 1);
@@ -278,9 +422,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice
 
 EXPORT nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned int length) {
     BEGIN("nvmlDeviceGetName", 1)
-    int index;
-    struct fake_device *d = lookup(cfg, device, &index);
-    if (!d) { ret = NVML_ERROR_INVALID_ARGUMENT; goto done; }
+    LOOKUP
     if (strlen(d->name) + 1 > length) { ret = NVML_ERROR_INSUFFICIENT_SIZE; goto done; }
     strcpy(name, d->name);
     END
@@ -288,9 +430,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned 
 
 EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory) {
     BEGIN("nvmlDeviceGetMemoryInfo", 1)
-    int index;
-    struct fake_device *d = lookup(cfg, device, &index);
-    if (!d) { ret = NVML_ERROR_INVALID_ARGUMENT; goto done; }
+    LOOKUP
     memory->total = d->total;
     memory->free = d->free;
     memory->used = d->used;
@@ -300,9 +440,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *m
 #ifndef NO_MEMV2
 EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *memory) {
     BEGIN("nvmlDeviceGetMemoryInfo_v2", 1)
-    int index;
-    struct fake_device *d = lookup(cfg, device, &index);
-    if (!d) { ret = NVML_ERROR_INVALID_ARGUMENT; goto done; }
+    LOOKUP
     if (memory->version != MEMORY_V2_VERSION) { ret = NVML_ERROR_ARGUMENT_VERSION_MISMATCH; goto done; }
     if (!d->has_reserved) { ret = NVML_ERROR_NOT_SUPPORTED; goto done; }
     /* v2 splits the reservation out of v1's used. */
@@ -319,8 +457,9 @@ EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v
 static nvmlReturn_t processes(const char *name, nvmlDevice_t device, unsigned int *count,
                               void *infos, size_t row_size) {
     BEGIN(name, 1)
-    int index;
-    if (!lookup(cfg, device, &index) || !count) { ret = NVML_ERROR_INVALID_ARGUMENT; goto done; }
+    if (!count) { ret = NVML_ERROR_INVALID_ARGUMENT; goto done; }
+    LOOKUP
+    (void)d;
     unsigned int needed = 0;
     for (unsigned int i = 0; i < cfg->process_count; i++)
         if (cfg->processes[i].device == (unsigned int)index) needed++;
@@ -374,6 +513,209 @@ EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t device,
     return processes("nvmlDeviceGetComputeRunningProcesses", device, count, infos,
                      sizeof *infos);
 }
+
+EXPORT nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int length) {
+    BEGIN("nvmlDeviceGetUUID", 1)
+    LOOKUP
+    if (strlen(d->uuid) + 1 > length) { ret = NVML_ERROR_INSUFFICIENT_SIZE; goto done; }
+    strcpy(uuid, d->uuid);
+    END
+}
+
+/* A full GPU- or MIG- UUID, as NVML takes it (no prefixes). */
+EXPORT nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *device) {
+    BEGIN("nvmlDeviceGetHandleByUUID", 1)
+    if (!uuid || !device) { ret = NVML_ERROR_INVALID_ARGUMENT; goto done; }
+    ret = NVML_ERROR_NOT_FOUND;
+    for (int i = 0; i < MAX_SLOTS; i++)
+        if (slot_exists(cfg, i) && strcmp(cfg->devices[i].uuid, uuid) == 0) {
+            *device = &handle_table[i];
+            ret = NVML_SUCCESS;
+            break;
+        }
+    END
+}
+
+static nvmlReturn_t pci_info(const char *name, nvmlDevice_t device, nvmlPciInfo_t *pci) {
+    BEGIN(name, 1)
+    LOOKUP
+    /* A MIG device answers with its parent's PCI location. */
+    struct fake_device *at = index >= MAX_DEVICES ? &cfg->devices[d->parent] : d;
+    memset(pci, 0, sizeof *pci);
+    snprintf(pci->busId, sizeof pci->busId, "%s", at->pci);
+    snprintf(pci->busIdLegacy, sizeof pci->busIdLegacy, "%04X:%02X:%02X.0",
+             at->pci_domain & 0xFFFF, at->pci_bus, at->pci_device);
+    pci->domain = at->pci_domain;
+    pci->bus = at->pci_bus;
+    pci->device = at->pci_device;
+    END
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t device, nvmlPciInfo_t *pci) {
+    return pci_info("nvmlDeviceGetPciInfo_v3", device, pci);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetPciInfo_v2(nvmlDevice_t device, nvmlPciInfo_t *pci) {
+    return pci_info("nvmlDeviceGetPciInfo_v2", device, pci);
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t device, unsigned int *out) {
+    BEGIN("nvmlDeviceGetIndex", 1)
+    LOOKUP
+    (void)d;
+    /* A MIG device's index is its position under its parent. */
+    if (index < MAX_DEVICES) {
+        *out = (unsigned int)index;
+    } else {
+        unsigned int k = 0;
+        for (int i = MAX_DEVICES; i < index; i++)
+            if (cfg->devices[i].parent == d->parent) k++;
+        *out = k;
+    }
+    END
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned int *current,
+                                         unsigned int *pending) {
+    BEGIN("nvmlDeviceGetMigMode", 1)
+    LOOKUP
+    if (index >= MAX_DEVICES || !d->has_mig_mode) { ret = NVML_ERROR_NOT_SUPPORTED; goto done; }
+    *current = d->mig_current;
+    *pending = d->mig_pending;
+    END
+}
+
+EXPORT nvmlReturn_t nvmlDeviceIsMigDeviceHandle(nvmlDevice_t device, unsigned int *is_mig) {
+    BEGIN("nvmlDeviceIsMigDeviceHandle", 1)
+    LOOKUP
+    (void)d;
+    *is_mig = index >= MAX_DEVICES;
+    END
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(nvmlDevice_t device, unsigned int *count) {
+    BEGIN("nvmlDeviceGetMaxMigDeviceCount", 1)
+    LOOKUP
+    if (index >= MAX_DEVICES || !d->has_mig_mode) { ret = NVML_ERROR_NOT_SUPPORTED; goto done; }
+    *count = 7;
+    END
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(nvmlDevice_t device, unsigned int k,
+                                                        nvmlDevice_t *mig) {
+    BEGIN("nvmlDeviceGetMigDeviceHandleByIndex", 1)
+    LOOKUP
+    if (index >= MAX_DEVICES || !d->has_mig_mode) { ret = NVML_ERROR_NOT_SUPPORTED; goto done; }
+    if (d->mig_current != 1) { ret = NVML_ERROR_INVALID_ARGUMENT; goto done; }
+    ret = NVML_ERROR_NOT_FOUND;
+    unsigned int seen = 0;
+    for (unsigned int i = 0; i < cfg->mig_count; i++) {
+        if (cfg->devices[MAX_DEVICES + i].parent != (unsigned int)index) continue;
+        if (seen++ == k) {
+            *mig = &handle_table[MAX_DEVICES + i];
+            ret = NVML_SUCCESS;
+            break;
+        }
+    }
+    if (ret == NVML_ERROR_NOT_FOUND && k >= 7) ret = NVML_ERROR_INVALID_ARGUMENT;
+    END
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetDeviceHandleFromMigDeviceHandle(nvmlDevice_t device,
+                                                                 nvmlDevice_t *parent) {
+    BEGIN("nvmlDeviceGetDeviceHandleFromMigDeviceHandle", 1)
+    LOOKUP
+    if (index < MAX_DEVICES) { ret = NVML_ERROR_INVALID_ARGUMENT; goto done; }
+    *parent = &handle_table[d->parent];
+    END
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetGpuInstanceId(nvmlDevice_t device, unsigned int *id) {
+    BEGIN("nvmlDeviceGetGpuInstanceId", 1)
+    LOOKUP
+    if (index < MAX_DEVICES) { ret = NVML_ERROR_INVALID_ARGUMENT; goto done; }
+    *id = d->gi;
+    END
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetComputeInstanceId(nvmlDevice_t device, unsigned int *id) {
+    BEGIN("nvmlDeviceGetComputeInstanceId", 1)
+    LOOKUP
+    if (index < MAX_DEVICES) { ret = NVML_ERROR_INVALID_ARGUMENT; goto done; }
+    *id = d->ci;
+    END
+}
+
+/* ---- the fake libcuda: enough of the driver API to enumerate devices ---- */
+enum { CUDA_SUCCESS = 0, CUDA_ERROR_INVALID_VALUE = 1, CUDA_ERROR_NOT_INITIALIZED = 3,
+       CUDA_ERROR_NO_DEVICE = 100, CUDA_ERROR_INVALID_DEVICE = 101 };
+typedef struct { char bytes[16]; } CUuuid;
+static int cuda_initialised;
+
+EXPORT int cuInit(unsigned int flags) {
+    (void)flags;
+    struct fake_config *cfg = new_config();
+    if (!cfg) return CUDA_ERROR_INVALID_VALUE;
+    load(cfg);
+    int ret = (cfg->has_cuda && cfg->cuda_count > 0) ? CUDA_SUCCESS : CUDA_ERROR_NO_DEVICE;
+    free(cfg);
+    if (ret == CUDA_SUCCESS) cuda_initialised = 1;
+    return ret;
+}
+
+EXPORT int cuDeviceGetCount(int *count) {
+    if (!cuda_initialised) return CUDA_ERROR_NOT_INITIALIZED;
+    struct fake_config *cfg = new_config();
+    if (!cfg) return CUDA_ERROR_INVALID_VALUE;
+    load(cfg);
+    *count = (int)cfg->cuda_count;
+    free(cfg);
+    return CUDA_SUCCESS;
+}
+
+EXPORT int cuDeviceGet(int *device, int ordinal) {
+    if (!cuda_initialised) return CUDA_ERROR_NOT_INITIALIZED;
+    *device = ordinal;
+    return CUDA_SUCCESS;
+}
+
+static int cuda_uuid(CUuuid *out, int ordinal) {
+    if (!cuda_initialised) return CUDA_ERROR_NOT_INITIALIZED;
+    struct fake_config *cfg = new_config();
+    if (!cfg) return CUDA_ERROR_INVALID_VALUE;
+    load(cfg);
+    int ret = CUDA_ERROR_INVALID_DEVICE;
+    if (ordinal >= 0 && (unsigned int)ordinal < cfg->cuda_count) {
+        /* The 16 bytes of the hex digits after the GPU-/MIG- prefix. */
+        const char *p = strchr(cfg->devices[cfg->cuda_order[ordinal]].uuid, '-');
+        int n = 0;
+        memset(out, 0, sizeof *out);
+        for (p = p ? p + 1 : ""; *p && n < 32; p++) {
+            char c = *p;
+            int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                  : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+            if (v < 0) continue;
+            out->bytes[n / 2] = (char)(out->bytes[n / 2] | (n % 2 ? v : v << 4));
+            n++;
+        }
+        ret = CUDA_SUCCESS;
+    }
+    free(cfg);
+    return ret;
+}
+
+EXPORT int cuGetErrorName(int error, const char **name) {
+    switch (error) {
+    case CUDA_SUCCESS: *name = "CUDA_SUCCESS"; return CUDA_SUCCESS;
+    case CUDA_ERROR_INVALID_VALUE: *name = "CUDA_ERROR_INVALID_VALUE"; return CUDA_SUCCESS;
+    case CUDA_ERROR_NOT_INITIALIZED: *name = "CUDA_ERROR_NOT_INITIALIZED"; return CUDA_SUCCESS;
+    case CUDA_ERROR_NO_DEVICE: *name = "CUDA_ERROR_NO_DEVICE"; return CUDA_SUCCESS;
+    case CUDA_ERROR_INVALID_DEVICE: *name = "CUDA_ERROR_INVALID_DEVICE"; return CUDA_SUCCESS;
+    default: *name = NULL; return CUDA_ERROR_INVALID_VALUE;
+    }
+}
+
+EXPORT int cuDeviceGetUuid(CUuuid *uuid, int device) { return cuda_uuid(uuid, device); }
+EXPORT int cuDeviceGetUuid_v2(CUuuid *uuid, int device) { return cuda_uuid(uuid, device); }
 
 /* Test hooks (not NVML): call counters shared by everyone who loaded this file. */
 EXPORT void fake_nvml_stats(unsigned int *inits, unsigned int *shutdowns, unsigned int *calls,

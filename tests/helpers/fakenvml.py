@@ -38,10 +38,19 @@ Fixtures:
 - ``library``, ``config_path``; ``activate()`` / ``deactivate()``.
 
 ``FakeNvmlDevice(name, total_bytes, used_bytes, free_bytes=None (total - used),
-reserved_bytes (None: v2 unsupported), processes)`` and ``FakeProcess(pid, used_bytes)``
-where ``pid`` is an int or ``SELF`` (``"self"``: the pid of whichever process reads the
-config, so it works per xdist worker and in subprocesses). ``NOT_AVAILABLE`` is the
-2^64-1 per-process sentinel.
+reserved_bytes (None: v2 unsupported), processes, uuid=None (GPU-...-0000000000NN by
+index), pci_bus_id=None (00000000:NN:00.0, NN = index + 1), mig_mode=None (None: the GPU
+has no MIG support; True/False: enabled/disabled), mig_devices=(FakeMigDevice...),
+errors={function: code} (only calls on this handle))``;
+``FakeMigDevice(uuid, gpu_instance_id, compute_instance_id, name, total_bytes, used_bytes,
+processes, errors)`` is a MIG device of its parent (reached by
+``nvmlDeviceGetMigDeviceHandleByIndex`` or ``nvmlDeviceGetHandleByUUID``).
+``set(..., cuda_order=[1, 0])`` also makes the library a fake ``libcuda.so.1`` (through
+``HYPOMNESIS_CUDA_LIBRARY``) whose fastest-first enumeration is those NVML indices (or
+MIG UUIDs); without it no libcuda is configured and CUDA order falls back to PCI order.
+``FakeProcess(pid, used_bytes)`` where ``pid`` is an int or ``SELF`` (``"self"``: the pid
+of whichever process reads the config, so it works per xdist worker and in subprocesses).
+``NOT_AVAILABLE`` is the 2^64-1 per-process sentinel.
 """
 
 from __future__ import annotations
@@ -64,6 +73,7 @@ __all__ = [
     "MIB",
     "NOT_AVAILABLE",
     "SELF",
+    "FakeMigDevice",
     "FakeNvml",
     "FakeNvmlDevice",
     "FakeNvmlStats",
@@ -108,6 +118,20 @@ class FakeProcess:
 
 
 @dataclass(frozen=True)
+class FakeMigDevice:
+    """One MIG device (a GPU instance's compute instance) of its parent GPU."""
+
+    uuid: str
+    gpu_instance_id: int = 1
+    compute_instance_id: int = 0
+    name: str = "NVIDIA Fake GPU MIG 1g.10gb"
+    total_bytes: int = 10 * GIB
+    used_bytes: int = 64 * MIB
+    processes: Sequence[FakeProcess] = field(default_factory=tuple)
+    errors: Mapping[str, int | str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class FakeNvmlDevice:
     """One fake GPU. ``used_bytes`` is NVML v1 used (reservation included)."""
 
@@ -117,6 +141,20 @@ class FakeNvmlDevice:
     free_bytes: int | None = None
     reserved_bytes: int | None = 256 * MIB
     processes: Sequence[FakeProcess] = field(default_factory=tuple)
+    uuid: str | None = None
+    pci_bus_id: str | None = None
+    mig_mode: bool | None = None
+    mig_devices: Sequence[FakeMigDevice] = field(default_factory=tuple)
+    errors: Mapping[str, int | str] = field(default_factory=dict)
+
+
+def default_uuid(index: int) -> str:
+    """The UUID the fake gives NVML index ``index`` when its device names none."""
+    return f"GPU-00000000-0000-0000-0000-{index:012d}"
+
+
+def default_pci_bus_id(index: int) -> str:
+    return f"00000000:{index + 1:02X}:00.0"
 
 
 @dataclass(frozen=True)
@@ -149,11 +187,13 @@ def render_config(
     devices: Sequence[FakeNvmlDevice],
     driver: str | None,
     errors: Mapping[str, int | str],
+    cuda_order: Sequence[int | str] | None = None,
 ) -> str:
     """The config text the C library parses (see the header of fake_nvml.c)."""
     lines: list[str] = []
     if driver is not None:
         lines.append(f"driver {driver}")
+    mig_slots: dict[str, str] = {}
     for index, device in enumerate(devices):
         free = (
             device.total_bytes - device.used_bytes
@@ -166,7 +206,32 @@ def render_config(
             f"{_escape(device.name)}"
         )
         lines.extend(f"process {index} {p.pid} {p.used_bytes}" for p in device.processes)
+        if device.uuid is not None:
+            lines.append(f"uuid {index} {device.uuid}")
+        if device.pci_bus_id is not None:
+            lines.append(f"pci {index} {device.pci_bus_id}")
+        if device.mig_mode is not None:
+            mode = int(device.mig_mode)
+            lines.append(f"migmode {index} {mode} {mode}")
+        lines.extend(
+            f"deverror {index} {function} {_code(code)}" for function, code in device.errors.items()
+        )
+        for mig in device.mig_devices:
+            slot = f"m{len(mig_slots)}"
+            mig_slots[mig.uuid] = slot
+            free = mig.total_bytes - mig.used_bytes
+            lines.append(
+                f"mig {index} {mig.gpu_instance_id} {mig.compute_instance_id} {mig.total_bytes} "
+                f"{free} {mig.used_bytes} {mig.uuid} {_escape(mig.name)}"
+            )
+            lines.extend(f"process {slot} {p.pid} {p.used_bytes}" for p in mig.processes)
+            lines.extend(
+                f"deverror {slot} {function} {_code(code)}" for function, code in mig.errors.items()
+            )
     lines.extend(f"error {function} {_code(code)}" for function, code in errors.items())
+    if cuda_order is not None:
+        order = [str(o) if isinstance(o, int) else mig_slots[o] for o in cuda_order]
+        lines.append("cuda_order " + " ".join(order))
     return "\n".join(lines) + "\n"
 
 
@@ -180,14 +245,19 @@ class FakeNvml:
         self.devices: list[FakeNvmlDevice] = [FakeNvmlDevice()]
         self.driver: str | None = DEFAULT_DRIVER
         self.errors: dict[str, int | str] = {}
+        self.cuda_order: list[int | str] | None = None
+        self._active = False
         self._write()
 
     @property
     def env(self) -> dict[str, str]:
-        return {
+        env = {
             "HYPOMNESIS_NVML_LIBRARY": str(self.library),
             "FAKE_NVML_CONFIG": str(self.config_path),
         }
+        if self.cuda_order is not None:
+            env["HYPOMNESIS_CUDA_LIBRARY"] = str(self.library)
+        return env
 
     def set(
         self,
@@ -195,11 +265,15 @@ class FakeNvml:
         *,
         driver: str | None = DEFAULT_DRIVER,
         errors: Mapping[str, int | str] | None = None,
+        cuda_order: Sequence[int | str] | None = None,
     ) -> None:
         self.devices = [FakeNvmlDevice()] if devices is None else list(devices)
         self.driver = driver
         self.errors = dict(errors or {})
+        self.cuda_order = None if cuda_order is None else list(cuda_order)
         self._write()
+        if self._active:
+            self.activate()
 
     def set_self_used(
         self, used_bytes: int | None, device: int = 0, device_used_bytes: int | None = None
@@ -239,19 +313,24 @@ class FakeNvml:
         """Point this process's NVML backend at the fake (undone by ``monkeypatch``)."""
         from pytest_hypomnesis.probe import nvml
 
-        for key, value in self.env.items():
+        env = self.env
+        for key, value in env.items():
             self._monkeypatch.setenv(key, value)
+        if "HYPOMNESIS_CUDA_LIBRARY" not in env:
+            self._monkeypatch.delenv("HYPOMNESIS_CUDA_LIBRARY", raising=False)
+        self._active = True
         nvml._reset_for_tests()
 
     def deactivate(self) -> None:
         from pytest_hypomnesis.probe import nvml
 
         nvml._reset_for_tests()
-        for key in self.env:
+        self._active = False
+        for key in (*self.env, "HYPOMNESIS_CUDA_LIBRARY"):
             self._monkeypatch.delenv(key, raising=False)
 
     def _write(self) -> None:
-        text = render_config(self.devices, self.driver, self.errors)
+        text = render_config(self.devices, self.driver, self.errors, self.cuda_order)
         temporary = self.config_path.with_name(self.config_path.name + ".tmp")
         temporary.write_text(text, encoding="ascii")
         os.replace(temporary, self.config_path)
