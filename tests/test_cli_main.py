@@ -359,7 +359,7 @@ def test_report_merges_shards_with_a_source_column(
     code, out, _ = hmn(capsys, "report", str(one), str(two), "--top", "0")
     assert code == 0
     lines = out.splitlines()
-    tests = [
+    tests: list[Any] = [
         _record("t.py::a", MIB, GIB),
         _record("t.py::a", 2 * MIB, 2 * GIB),
         _record("t.py::c", 0, 0),

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from pytest_hypomnesis.record import MeasuredTestRecord
 from pytest_hypomnesis.report.schema import (
     SCHEMA,
-    MeasuredTestRecord,
     ReportError,
     build_report,
     load_report,

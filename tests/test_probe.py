@@ -369,8 +369,8 @@ def test_rss_works_in_a_child_forked_while_the_lock_is_held() -> None:
 def test_plain_span_record_has_the_measurement_record_shape(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The engine's fast path builds the record's ram/vram dicts itself; they must stay
-    the same shape as ``Measurement.ram_record()``/``vram_record()`` of the full path."""
+    """A span begun on the fast path (nothing to sample) gives a record of the same shape
+    as one that took the sampling path."""
     from pytest_hypomnesis.plugin.engine import Engine
 
     monkeypatch.setenv("HYPOMNESIS_NVML_LIBRARY", "/nonexistent")
@@ -381,13 +381,15 @@ def test_plain_span_record_has_the_measurement_record_shape(
         plain = engine.begin()
         if not plain.plain:
             pytest.skip("no fast path here (RAM peak sampled, or a GPU reader exists)")
-        _, ram, vram, timeline = engine.end_parts(plain)
+        plain_record = engine.end(plain)
+        ram, vram, timeline = plain_record["ram"], plain_record["vram"], plain_record["timeline"]
         full = engine.end(engine.begin(timeline=True))
     finally:
         engine.close()
     assert timeline is None
-    assert list(ram) == list(full.ram_record())
-    assert list(vram) == list(full.vram_record())
+    assert list(plain_record) == list(full)
+    assert list(ram) == list(full["ram"])
+    assert list(vram) == list(full["vram"])
     assert {type(v) for v in ram.values()} <= {int, str, type(None)}
     peak, start = ram["peak_bytes"], ram["start_bytes"]
     assert peak is not None and start is not None

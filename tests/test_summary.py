@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pytest_hypomnesis.report.schema import MeasuredTestRecord
+from pytest_hypomnesis.record import MeasuredTestRecord
 from pytest_hypomnesis.report.table import budget_cell, format_interval, header_line, summary_lines
 from tests.test_jsonreport import make_record, make_report
 
@@ -89,7 +89,7 @@ def test_no_tests_no_lines() -> None:
 def test_budget_cell(
     budgets: list[tuple[str, int, int | None, bool | None, int | None]], expected: str
 ) -> None:
-    record: dict[str, Any] = {
+    record: Any = {
         "budgets": [
             {"kind": k, "limit_bytes": lim, "measured_bytes": m, "passed": p, "device": d}
             for k, lim, m, p, d in budgets

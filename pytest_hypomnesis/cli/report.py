@@ -17,9 +17,12 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pytest_hypomnesis.cli._args import UsageError
+
+if TYPE_CHECKING:
+    from pytest_hypomnesis.record import MeasuredTestRecord
 
 __all__ = [
     "LoadedReport",
@@ -116,7 +119,7 @@ def render(reports: Sequence[LoadedReport], *, top: int, verbose: bool = False) 
     else:
         # Shards from different machines or settings: say which header is whose.
         lines = [f"{text} [{', '.join(srcs)}]" for text, srcs in headers.items()]
-    tests: list[dict[str, Any]] = []
+    tests: list[MeasuredTestRecord] = []  # load_report validated every record
     sources: list[str] = []
     for rep in reports:
         for record in rep.data["tests"]:

@@ -1,17 +1,16 @@
 """Budgets: the ``max_ram`` / ``max_vram`` markers and the suite-wide defaults, parsed once
-per test before it runs, and judged against a ``Measurement``."""
+per test before it runs, and judged against the span's record."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import pytest
 
 from pytest_hypomnesis._units import SIZE_FORMS, SizeError, format_bytes_iec, parse_size
-from pytest_hypomnesis.plugin.engine import Measurement, sum_devices
-from pytest_hypomnesis.report.schema import BudgetRecord
+from pytest_hypomnesis.record import BudgetRecord, SpanRecord, vram_total_bytes
 
 __all__ = [
     "MARKERS",
@@ -160,25 +159,31 @@ def _record(
     }
 
 
-def _judge_one(budget: Budget, m: Measurement, *, scope: str, strict: bool) -> BudgetRecord:
+def _judge_one(budget: Budget, span: SpanRecord, *, scope: str, strict: bool) -> BudgetRecord:
     limit_text = format_bytes_iec(budget.limit_bytes)
+    field: Literal["peak_bytes", "increase_bytes"] = (
+        "peak_bytes" if budget.absolute else "increase_bytes"
+    )
     if budget.kind == "max_ram":
-        measured = m.ram.peak_bytes if budget.absolute else m.ram.increase_bytes
+        measured = span["ram"][field]
         where, source, reason = "RAM", "RSS", "RSS could not be read"
     else:
-        devices: Mapping[int, Any] = m.vram
-        if budget.device is not None:
-            devices = {budget.device: m.vram[budget.device]} if budget.device in m.vram else {}
-        field = "peak_bytes" if budget.absolute else "increase_bytes"
-        measured = sum_devices(devices, field)
-        gpus = ", ".join(str(i) for i in sorted(devices))
-        where = f"VRAM on GPU{'s' if len(devices) > 1 else ''} {gpus}"
-        source = (m.vram_source or "unknown").upper().replace("NVIDIA_SMI", "nvidia-smi")
-        if budget.device is not None and m.vram and budget.device not in m.vram:
-            watched = ", ".join(str(i) for i in sorted(m.vram))
-            reason = f"GPU {budget.device} is not watched (watched: {watched})"
+        vram = span["vram"]
+        watched = vram["devices"]
+        if budget.device is None:
+            measured = vram_total_bytes(vram, field)
+            gpus = list(watched)
         else:
-            reason = m.vram_unavailable_reason or "no per-process VRAM reading"
+            one = watched.get(str(budget.device))
+            measured = None if one is None else one[field]
+            gpus = [] if one is None else [str(budget.device)]
+        where = f"VRAM on GPU{'s' if len(gpus) > 1 else ''} {', '.join(sorted(gpus, key=int))}"
+        source = (vram["source"] or "unknown").upper().replace("NVIDIA_SMI", "nvidia-smi")
+        if budget.device is not None and watched and str(budget.device) not in watched:
+            listed = ", ".join(sorted(watched, key=int))
+            reason = f"GPU {budget.device} is not watched (watched: {listed})"
+        else:
+            reason = vram["unavailable_reason"] or "no per-process VRAM reading"
     if measured is None:
         if strict:
             return _record(
@@ -198,7 +203,7 @@ def _judge_one(budget: Budget, m: Measurement, *, scope: str, strict: bool) -> B
 
 
 def judge(
-    budgets: Iterable[Budget], m: Measurement, *, scope: str, strict: bool
+    budgets: Iterable[Budget], span: SpanRecord, *, scope: str, strict: bool
 ) -> list[BudgetRecord]:
     """One record per budget: ``passed`` True/False, or None (not checked, with why)."""
-    return [_judge_one(b, m, scope=scope, strict=strict) for b in budgets]
+    return [_judge_one(b, span, scope=scope, strict=strict) for b in budgets]

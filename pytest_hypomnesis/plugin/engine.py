@@ -13,12 +13,11 @@ With no GPU (and no fake one) there is no thread.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -28,25 +27,20 @@ from pytest_hypomnesis.probe.fake import FakeGpu
 from pytest_hypomnesis.probe.rampeak import RamPeakMeter
 from pytest_hypomnesis.probe.readings import VramReading
 from pytest_hypomnesis.probe.rss import process_rss
-from pytest_hypomnesis.report.schema import RamRecord, TimelineRecord, VramDeviceRecord, VramRecord
+from pytest_hypomnesis.record import (
+    SpanRecord,
+    TimelineRecord,
+    VramDeviceRecord,
+    ram_record,
+    vram_device_record,
+    vram_record,
+)
 
-__all__ = [
-    "DeviceFigures",
-    "Engine",
-    "Measurement",
-    "RamFigures",
-    "RecordParts",
-    "Span",
-    "record_parts",
-    "sum_devices",
-]
+__all__ = ["Engine", "Span"]
 
 Reader = Callable[[], VramReading]
 
 _IDLE_INTERVALS_BEFORE_PARKING = 10
-
-RecordParts = tuple[float, RamRecord, VramRecord, TimelineRecord | None]
-"""A span's figures as a test record holds them: duration, ``ram``, ``vram``, timeline."""
 
 
 @dataclass
@@ -90,111 +84,6 @@ class Span:
     timeline: TimelineRecorder | None = None
     plain: bool = False
     """Begun on the fast path: nothing to sample, only the RAM high-water mark."""
-
-
-@dataclass(frozen=True, slots=True)
-class RamFigures:
-    start_bytes: int | None
-    peak_bytes: int | None
-    end_bytes: int | None
-    increase_bytes: int | None
-    method: str
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceFigures:
-    start_bytes: int | None
-    peak_bytes: int | None
-    end_bytes: int | None
-    increase_bytes: int | None
-    device_used_peak_bytes: int | None
-    samples: int
-
-
-@dataclass(frozen=True, slots=True)
-class Measurement:
-    """What one span measured. ``vram`` is keyed by device index; empty without a GPU."""
-
-    duration_s: float
-    ram: RamFigures
-    vram: dict[int, DeviceFigures]
-    vram_source: str | None
-    vram_unavailable_reason: str | None
-    torch_peak_allocated_bytes: dict[int, int] | None
-    timeline: TimelineRecord | None = None
-    """The sampled series, for a span begun with ``timeline=True`` and ended."""
-
-    def ram_record(self) -> RamRecord:
-        r = self.ram
-        return _ram_record(r.start_bytes, r.peak_bytes, r.end_bytes, r.increase_bytes, r.method)
-
-    def vram_record(self) -> VramRecord:
-        devices: dict[str, VramDeviceRecord] = {
-            str(i): {
-                "start_bytes": d.start_bytes,
-                "peak_bytes": d.peak_bytes,
-                "end_bytes": d.end_bytes,
-                "increase_bytes": d.increase_bytes,
-                "device_used_peak_bytes": d.device_used_peak_bytes,
-                "samples": d.samples,
-            }
-            for i, d in sorted(self.vram.items())
-        }
-        torch = self.torch_peak_allocated_bytes
-        return _vram_record(
-            self.vram_source,
-            devices,
-            None if torch is None else {str(k): v for k, v in torch.items()},
-            self.vram_unavailable_reason,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"duration_s": self.duration_s, "ram": self.ram_record(), "vram": self.vram_record()}
-
-
-def _ram_record(
-    start: int | None, peak: int | None, end: int | None, increase: int | None, method: str
-) -> RamRecord:
-    """A test record's ``ram``: the one place its shape is written."""
-    return {
-        "start_bytes": start,
-        "peak_bytes": peak,
-        "end_bytes": end,
-        "increase_bytes": increase,
-        "method": method,
-    }
-
-
-def _vram_record(
-    source: str | None,
-    devices: dict[str, VramDeviceRecord],
-    torch: dict[str, int] | None,
-    reason: str | None,
-) -> VramRecord:
-    """A test record's ``vram``: the one place its shape is written."""
-    return {
-        "source": source,
-        "devices": devices,
-        "torch_peak_allocated_bytes": torch,
-        "unavailable_reason": reason,
-    }
-
-
-def sum_devices(devices: Mapping[int, DeviceFigures], field: str) -> int | None:
-    """``field`` (``peak_bytes``, ``increase_bytes``, ...) summed over ``devices``;
-    ``None`` when there is no device or any device's figure is unknown, since a partial
-    sum would understate what the process used."""
-    values: list[int | None] = [getattr(d, field) for d in devices.values()]
-    known = [v for v in values if v is not None]
-    if not values or len(known) != len(values):
-        return None
-    return sum(known)
-
-
-def _increase(start: int | None, peak: int | None) -> int | None:
-    if start is None or peak is None:
-        return None
-    return max(peak - start, 0)
 
 
 def _torch_cuda() -> Any:
@@ -436,43 +325,16 @@ class Engine:
                 self._active.set()
         return span
 
-    def peek(self, span: Span) -> Measurement:
+    def peek(self, span: Span) -> SpanRecord:
         """The figures so far, leaving the span open (budgets judged before teardown)."""
         return self._figures(span, final=False)
 
-    def end(self, span: Span) -> Measurement:
-        measurement = self._figures(span, final=True)
+    def end(self, span: Span) -> SpanRecord:
+        record = self._figures(span, final=True)
         self._close(span)
         if span.timeline is not None:
-            series = cast(TimelineRecord, span.timeline.finish())
-            measurement = dataclasses.replace(measurement, timeline=series)
-        return measurement
-
-    @staticmethod
-    def _still_plain(span: Span) -> bool:
-        # A fake GPU installed after a plain span began (fixture set-up inside a
-        # scope=test span) has devices to read: the full path handles that.
-        return span.plain and chain.current_fake() is None
-
-    def peek_parts(self, span: Span) -> RecordParts:
-        """``peek()`` as a record's parts; a plain span builds no ``Measurement``."""
-        if self._still_plain(span):
-            return self._plain_parts(span, final=False)
-        return record_parts(self.peek(span))
-
-    def end_parts(self, span: Span) -> RecordParts:
-        """``end()`` as a record's parts; a plain span builds no ``Measurement``."""
-        if self._still_plain(span):
-            parts = self._plain_parts(span, final=True)
-            self._close(span)
-            return parts
-        return record_parts(self.end(span))
-
-    def _plain_parts(self, span: Span, *, final: bool) -> RecordParts:
-        duration_s, ram_peak, rss = self._ram_now(span, final=final)
-        start = span.ram_start_bytes
-        ram = _ram_record(start, ram_peak, rss, _increase(start, ram_peak), self.ram.method)
-        return duration_s, ram, _vram_record(None, {}, None, self._real_reason), None
+            record["timeline"] = cast(TimelineRecord, span.timeline.finish())
+        return record
 
     def _close(self, span: Span) -> None:
         with self._lock:
@@ -498,7 +360,18 @@ class Engine:
                 span.ram_peak_bytes = ram_peak
         return duration_s, ram_peak, rss
 
-    def _figures(self, span: Span, *, final: bool) -> Measurement:
+    def _figures(self, span: Span, *, final: bool) -> SpanRecord:
+        # A plain span (begun with nothing to sample) reads only RAM, unless a fake GPU
+        # was installed after it began (fixture set-up inside a scope=test span): that
+        # one has devices to read, and takes the sampling path below.
+        if span.plain and chain.current_fake() is None:
+            duration_s, ram_peak, rss = self._ram_now(span, final=final)
+            return {
+                "duration_s": duration_s,
+                "ram": ram_record(span.ram_start_bytes, ram_peak, rss, self.ram.method),
+                "vram": vram_record(None, {}, None, self._real_reason),
+                "timeline": None,
+            }
         readers, fake = self.readers()
         last_point = final and span.timeline is not None
         if readers or (final and not self.ram.exact) or last_point:
@@ -506,16 +379,15 @@ class Engine:
         duration_s, ram_peak, rss = self._ram_now(span, final=final)
         cuda = _torch_cuda() if span.torch_peaks is not None else None
         with self._lock:
-            devices = {
-                i: DeviceFigures(
-                    start_bytes=t.start_bytes,
-                    peak_bytes=t.peak_bytes,
-                    end_bytes=t.end_bytes if final else None,
-                    increase_bytes=_increase(t.start_bytes, t.peak_bytes),
-                    device_used_peak_bytes=t.device_used_peak_bytes,
-                    samples=t.samples,
+            devices: dict[str, VramDeviceRecord] = {
+                str(i): vram_device_record(
+                    t.start_bytes,
+                    t.peak_bytes,
+                    t.end_bytes if final else None,
+                    t.device_used_peak_bytes,
+                    t.samples,
                 )
-                for i, t in span.devices.items()
+                for i, t in sorted(span.devices.items())
             }
             source = span.source
             torch = None
@@ -524,20 +396,17 @@ class Engine:
                 for device, peak in _torch_peaks(cuda).items():
                     torch[device] = max(torch.get(device, 0), peak)
         reason = None if devices else self._reason(readers, fake)
-        return Measurement(
-            duration_s=duration_s,
-            ram=RamFigures(
-                start_bytes=span.ram_start_bytes,
-                peak_bytes=ram_peak,
-                end_bytes=rss,
-                increase_bytes=_increase(span.ram_start_bytes, ram_peak),
-                method=self.ram.method,
+        return {
+            "duration_s": duration_s,
+            "ram": ram_record(span.ram_start_bytes, ram_peak, rss, self.ram.method),
+            "vram": vram_record(
+                source,
+                devices,
+                None if torch is None else {str(k): v for k, v in sorted(torch.items())},
+                reason,
             ),
-            vram=devices,
-            vram_source=source,
-            vram_unavailable_reason=reason,
-            torch_peak_allocated_bytes=torch,
-        )
+            "timeline": None,
+        }
 
     def close(self) -> None:
         self._closing.set()
@@ -546,10 +415,6 @@ class Engine:
         if thread is not None and thread.is_alive() and self._thread_pid == os.getpid():
             thread.join(timeout=max(1.0, self.interval_s * 5))
         self.ram.close()
-
-
-def record_parts(m: Measurement) -> RecordParts:
-    return m.duration_s, m.ram_record(), m.vram_record(), m.timeline
 
 
 def _torch_peaks(cuda: Any) -> dict[int, int]:

@@ -4,21 +4,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from types import TracebackType
 
 import pytest
 
 from pytest_hypomnesis.model import Snapshot
-from pytest_hypomnesis.plugin.engine import (
-    DeviceFigures,
-    Engine,
-    Measurement,
-    RamFigures,
-    Span,
-    sum_devices,
-)
+from pytest_hypomnesis.plugin.engine import Engine, Span
 from pytest_hypomnesis.probe import chain
 from pytest_hypomnesis.probe.fake import FakeGpu
+from pytest_hypomnesis.record import (
+    SpanRecord,
+    vram_increase_bytes,
+    vram_peak_bytes,
+)
 from pytest_hypomnesis.testing import GpuDeviceInfoBuilder
 
 __all__ = [
@@ -33,6 +32,29 @@ __all__ = [
 ENGINE_KEY = pytest.StashKey[Engine]()
 
 
+@dataclass(frozen=True, slots=True)
+class RamFigures:
+    """``r.ram`` of a ``memory_report()`` block: attribute access to the record's ``ram``."""
+
+    start_bytes: int | None
+    peak_bytes: int | None
+    end_bytes: int | None
+    increase_bytes: int | None
+    method: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFigures:
+    """``r.vram[i]`` of a ``memory_report()`` block: one device of the record's ``vram``."""
+
+    start_bytes: int | None
+    peak_bytes: int | None
+    end_bytes: int | None
+    increase_bytes: int | None
+    device_used_peak_bytes: int | None
+    samples: int
+
+
 class MeasuredBlock:
     """What ``with memory_report() as r:`` measured; read it after the block.
 
@@ -44,7 +66,7 @@ class MeasuredBlock:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._span: Span | None = None
-        self._result: Measurement | None = None
+        self._result: SpanRecord | None = None
 
     def __enter__(self) -> MeasuredBlock:
         if self._span is not None:
@@ -62,38 +84,39 @@ class MeasuredBlock:
         self._result = self._engine.end(self._span)
 
     @property
-    def measurement(self) -> Measurement:
+    def record(self) -> SpanRecord:
+        """The block's figures as a test record holds them (``ram``, ``vram``, ...)."""
         if self._result is None:
             raise RuntimeError("memory_report(): read the result after the `with` block")
         return self._result
 
     @property
     def ram(self) -> RamFigures:
-        return self.measurement.ram
+        return RamFigures(**self.record["ram"])
 
     @property
     def vram(self) -> dict[int, DeviceFigures]:
-        return self.measurement.vram
+        return {int(i): DeviceFigures(**d) for i, d in self.record["vram"]["devices"].items()}
 
     @property
     def duration_s(self) -> float:
-        return self.measurement.duration_s
+        return self.record["duration_s"]
 
     @property
     def ram_peak_bytes(self) -> int | None:
-        return self.ram.peak_bytes
+        return self.record["ram"]["peak_bytes"]
 
     @property
     def ram_increase_bytes(self) -> int | None:
-        return self.ram.increase_bytes
+        return self.record["ram"]["increase_bytes"]
 
     @property
     def vram_peak_bytes(self) -> int | None:
-        return sum_devices(self.vram, "peak_bytes")
+        return vram_peak_bytes(self.record)
 
     @property
     def vram_increase_bytes(self) -> int | None:
-        return sum_devices(self.vram, "increase_bytes")
+        return vram_increase_bytes(self.record)
 
     def __repr__(self) -> str:
         if self._result is None:

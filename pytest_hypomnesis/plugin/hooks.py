@@ -22,7 +22,7 @@ from pytest_hypomnesis.plugin.budgets import (
     budgets_for,
     judge,
 )
-from pytest_hypomnesis.plugin.engine import Engine, RecordParts, Span, record_parts
+from pytest_hypomnesis.plugin.engine import Engine, Span
 from pytest_hypomnesis.plugin.fixtures import (
     ENGINE_KEY,
     fake_gpu,
@@ -31,8 +31,13 @@ from pytest_hypomnesis.plugin.fixtures import (
     memory_snapshot,
 )
 from pytest_hypomnesis.plugin.options import Settings, add_options, resolve
-from pytest_hypomnesis.report.schema import BudgetRecord, MeasuredTestRecord
-from pytest_hypomnesis.report.table import over_budget
+from pytest_hypomnesis.record import (
+    BudgetRecord,
+    MeasuredTestRecord,
+    SpanRecord,
+    measured_test_record,
+    over_budget,
+)
 
 if TYPE_CHECKING:
     from _pytest.nodes import Node
@@ -59,8 +64,8 @@ class _TestState:
         "budgets",
         "call_outcome",
         "call_record",
+        "figures",
         "final",
-        "parts",
         "span",
         "verdicts",
     )
@@ -69,7 +74,7 @@ class _TestState:
         self.budgets = budgets
         self.span: Span | None = None
         self.verdicts: list[BudgetRecord] = []
-        self.parts: RecordParts | None = None
+        self.figures: SpanRecord | None = None
         self.call_outcome: str | None = None
         self.final: MeasuredTestRecord | None = None
         self.call_record: MeasuredTestRecord | None = None
@@ -170,17 +175,12 @@ class HypomnesisPlugin:
         final = self.settings.scope == "call"
         if final:
             state.span = None
+        figures = self.engine.end(span) if final else self.engine.peek(span)
+        state.figures = figures
         budgets = state.budgets
         if not budgets:
-            # Nothing to judge: the record's parts, without building a Measurement.
-            engine = self.engine
-            state.parts = engine.end_parts(span) if final else engine.peek_parts(span)
             return
-        measurement = self.engine.end(span) if final else self.engine.peek(span)
-        state.parts = record_parts(measurement)
-        verdicts = judge(
-            budgets, measurement, scope=self.settings.scope, strict=self.settings.strict
-        )
+        verdicts = judge(budgets, figures, scope=self.settings.scope, strict=self.settings.strict)
         state.verdicts = verdicts
         for budget, verdict in zip(budgets, verdicts, strict=True):
             if verdict["passed"] is None and verdict["message"]:
@@ -234,22 +234,16 @@ class HypomnesisPlugin:
         report.longrepr = _budget_longrepr(item, text)
 
     def _record(
-        self, item: pytest.Item, parts: RecordParts, outcome: str, verdicts: list[BudgetRecord]
+        self, item: pytest.Item, span: SpanRecord, outcome: str, verdicts: list[BudgetRecord]
     ) -> MeasuredTestRecord:
-        duration_s, ram, vram, timeline = parts
-        record: MeasuredTestRecord = {
-            "nodeid": item.nodeid,
-            "outcome": outcome,
-            "worker": self.worker,
-            "scope": self.settings.scope,
-            "duration_s": round(duration_s, 6),
-            "ram": ram,
-            "vram": vram,
-            "budgets": verdicts,
-        }
-        if timeline is not None:
-            record["timeline"] = timeline
-        return record
+        return measured_test_record(
+            span,
+            nodeid=item.nodeid,
+            outcome=outcome,
+            worker=self.worker,
+            scope=self.settings.scope,
+            budgets=verdicts,
+        )
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
@@ -371,14 +365,14 @@ class _RuntestHooks:
         plugin = self.plugin
         when = report.when
         if when == "call":
-            parts = state.parts
-            if parts is not None:
-                state.parts = None
+            span_figures = state.figures
+            if span_figures is not None:
+                state.figures = None
                 verdicts = state.verdicts
                 if verdicts:
                     plugin._apply_budgets(item, report, verdicts)
                 outcome = _outcome(report)
-                record = plugin._record(item, parts, outcome, verdicts)
+                record = plugin._record(item, span_figures, outcome, verdicts)
                 state.call_outcome = outcome
                 setattr(report, ATTR, record)
                 if plugin._junit:
@@ -408,10 +402,10 @@ class _ScopeTestHooks:
             span = None if state is None else state.span
             if state is not None and span is not None:
                 state.span = None
-                parts = self.plugin.engine.end_parts(span)
+                span_figures = self.plugin.engine.end(span)
                 if state.call_outcome is not None:
                     state.final = self.plugin._record(
-                        item, parts, state.call_outcome, state.verdicts
+                        item, span_figures, state.call_outcome, state.verdicts
                     )
 
 

@@ -26,9 +26,10 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, cast
 
 from pytest_hypomnesis._units import SIZE_FORMS, SizeError, format_bytes_iec, parse_size
+from pytest_hypomnesis.record import VramRecord, vram_total_bytes
 from pytest_hypomnesis.report.schema import SCHEMA, ReportError, load_report
 
 __all__ = [
@@ -142,7 +143,9 @@ def _int_or_none(value: object, where: str) -> int | None:
     return value
 
 
-def _sum_devices(record: Mapping[str, Any], key: str, where: str) -> int | None:
+def _sum_devices(
+    record: Mapping[str, Any], key: Literal["peak_bytes", "increase_bytes"], where: str
+) -> int | None:
     vram = record.get("vram")
     if vram is None:
         return None
@@ -153,14 +156,11 @@ def _sum_devices(record: Mapping[str, Any], key: str, where: str) -> int | None:
         return None
     if not isinstance(devices, Mapping):
         raise CompareError(f"{where}.vram.devices: expected an object")
-    values: list[int] = []
     for index, device in devices.items():
         if not isinstance(device, Mapping):
             raise CompareError(f"{where}.vram.devices[{index!r}]: expected an object")
-        value = _int_or_none(device.get(key), f"{where}.vram.devices[{index!r}].{key}")
-        if value is not None:
-            values.append(value)
-    return sum(values) if values else None
+        _int_or_none(device.get(key), f"{where}.vram.devices[{index!r}].{key}")
+    return vram_total_bytes(cast(VramRecord, vram), key)
 
 
 def metric_bytes(record: Mapping[str, Any], metric: str, where: str = "test") -> int | None:

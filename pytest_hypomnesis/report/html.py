@@ -20,6 +20,7 @@ from typing import Any
 
 from pytest_hypomnesis._units import format_bytes_iec
 from pytest_hypomnesis.plugin.timeline import Timeline, parse_timeline
+from pytest_hypomnesis.record import heaviness_key
 from pytest_hypomnesis.report.atomicfile import write_text_atomic
 from pytest_hypomnesis.report.compare import (
     METRIC_TITLES,
@@ -99,8 +100,8 @@ def _budget_status(test: Mapping[str, Any]) -> tuple[int, str]:
 
 
 def _heaviness(test: Mapping[str, Any]) -> tuple[int, int, str]:
-    vram, ram = metric_bytes(test, "vram"), metric_bytes(test, "ram")
-    return (-(vram if vram is not None else -1), -(ram if ram is not None else -1), test["nodeid"])
+    # Tolerant of a record without ram/vram (metric_bytes names a malformed field).
+    return heaviness_key(metric_bytes(test, "vram"), metric_bytes(test, "ram"), test["nodeid"])
 
 
 # ---------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ The names are a stable interface (CI dashboards parse them); see ``docs/reports.
 Figures that were not measured are left out rather than written as ``None``.
 
 * ``hypomnesis_ram_{start,peak,end,increase}_bytes``
-* ``hypomnesis_vram_{peak,increase}_bytes`` (summed over the watched devices)
+* ``hypomnesis_vram_{peak,increase}_bytes`` (summed over the watched devices; left out
+  when any device's figure is unknown)
 * ``hypomnesis_gpu<N>_vram_{start,peak,end,increase}_bytes``,
   ``hypomnesis_gpu<N>_device_used_peak_bytes`` (per device)
 * ``hypomnesis_vram_source`` (``nvml``, ``nvidia-smi``, ...)
@@ -15,7 +16,9 @@ Figures that were not measured are left out rather than written as ``None``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import cast
+
+from pytest_hypomnesis.record import BudgetRecord, VramRecord, budget_status, vram_total_bytes
 
 __all__ = ["PREFIX", "junit_properties"]
 
@@ -33,7 +36,7 @@ def _device_sort_key(key: str) -> tuple[int, str]:
     return (int(key), key) if key.isdigit() else (1 << 30, key)
 
 
-def junit_properties(record: Mapping[str, Any]) -> list[tuple[str, str]]:
+def junit_properties(record: Mapping[str, object]) -> list[tuple[str, str]]:
     """``[(name, value), ...]`` for one JSON test record, values as decimal strings.
 
     Tolerant: a missing or null ``ram``/``vram``/``budgets`` just yields fewer properties.
@@ -51,15 +54,14 @@ def junit_properties(record: Mapping[str, Any]) -> list[tuple[str, str]]:
             add(f"ram_{key}", ram.get(key))
 
     vram = record.get("vram")
-    devices: Mapping[str, Any] = {}
+    devices: Mapping[str, object] = {}
     if isinstance(vram, Mapping) and isinstance(vram.get("devices"), Mapping):
         devices = vram["devices"]
     per_device = {str(k): d for k, d in devices.items() if isinstance(d, Mapping)}
-    for total_key in ("peak_bytes", "increase_bytes"):
-        values = [_int(d.get(total_key)) for d in per_device.values()]
-        known = [v for v in values if v is not None]
-        if known:
-            add(f"vram_{total_key}", sum(known))
+    if per_device and len(per_device) == len(devices):
+        shaped = cast(VramRecord, vram)
+        add("vram_peak_bytes", vram_total_bytes(shaped, "peak_bytes"))
+        add("vram_increase_bytes", vram_total_bytes(shaped, "increase_bytes"))
     for index in sorted(per_device, key=_device_sort_key):
         device = per_device[index]
         for key in _SPAN:
@@ -78,7 +80,6 @@ def junit_properties(record: Mapping[str, Any]) -> list[tuple[str, str]]:
             name += f"_gpu{budget_device}"
         add(f"{name}_limit_bytes", budget.get("limit_bytes"))
         add(f"{name}_measured_bytes", budget.get("measured_bytes"))
-        passed = budget.get("passed")
-        status = "not_checked" if passed is None else ("passed" if passed else "failed")
-        props.append((f"{PREFIX}{name}_status", status))
+        if budget.get("passed") in (True, False, None):
+            props.append((f"{PREFIX}{name}_status", budget_status(cast(BudgetRecord, budget))))
     return props

@@ -1,8 +1,7 @@
 """The plugin's JSON report (``schema: "pytest-hypomnesis/1"``): layout, validation, writing.
 
-One test record is a plain dict (only str/int/float/bool/None/list/dict) so it can travel
-on a pytest ``TestReport`` across the xdist boundary unchanged and land in the JSON as is.
-Device keys inside ``vram.devices`` are strings (``"0"``) because JSON object keys are.
+A test record's shape, builder and accessors live in ``pytest_hypomnesis/record.py``;
+this module checks and writes whole reports.
 """
 
 from __future__ import annotations
@@ -12,20 +11,15 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, NoReturn, TypedDict
+from typing import Any, NoReturn
 
 from pytest_hypomnesis.plugin.timeline import parse_timeline
+from pytest_hypomnesis.record import MeasuredTestRecord
 from pytest_hypomnesis.report.atomicfile import write_text_atomic
 
 __all__ = [
     "SCHEMA",
-    "BudgetRecord",
-    "MeasuredTestRecord",
-    "RamRecord",
     "ReportError",
-    "TimelineRecord",
-    "VramDeviceRecord",
-    "VramRecord",
     "build_report",
     "load_report",
     "validate_report",
@@ -34,79 +28,6 @@ __all__ = [
 ]
 
 SCHEMA = "pytest-hypomnesis/1"
-
-
-class RamRecord(TypedDict):
-    """Process RSS over the measured span; ``method`` says how the peak was taken:
-    ``rusage`` or ``hwm`` (kernel high-water mark, exact) or ``sampled``."""
-
-    start_bytes: int | None
-    peak_bytes: int | None
-    end_bytes: int | None
-    increase_bytes: int | None
-    method: str
-
-
-class VramDeviceRecord(TypedDict):
-    """This process's VRAM on one device over the span, and the device-wide used peak."""
-
-    start_bytes: int | None
-    peak_bytes: int | None
-    end_bytes: int | None
-    increase_bytes: int | None
-    device_used_peak_bytes: int | None
-    samples: int
-
-
-class VramRecord(TypedDict):
-    """``devices`` is keyed by the device index as a string; empty without a GPU.
-    ``torch_peak_allocated_bytes`` (keyed by torch's CUDA index) is ``None`` unless
-    PyTorch was imported and had initialised CUDA."""
-
-    source: str | None
-    devices: dict[str, VramDeviceRecord]
-    torch_peak_allocated_bytes: dict[str, int] | None
-    unavailable_reason: str | None
-
-
-class BudgetRecord(TypedDict):
-    """One budget and its verdict; ``passed`` is ``None`` when it could not be checked."""
-
-    kind: Literal["max_ram", "max_vram"]
-    limit_bytes: int
-    measured_bytes: int | None
-    passed: bool | None
-    absolute: bool
-    device: int | None
-    origin: Literal["marker", "option"]
-    message: str | None
-
-
-class TimelineRecord(TypedDict):
-    """The sampled series of one test (``--hypomnesis-timeline``): equal-length lists,
-    at most 200 points; see ``_timeline``."""
-
-    t_s: list[float]
-    rss_bytes: list[int | None]
-    vram_bytes: dict[str, list[int | None]]
-
-
-class _RequiredTestFields(TypedDict):
-    nodeid: str
-    outcome: str
-    worker: str
-    scope: str
-    duration_s: float
-    ram: RamRecord
-    vram: VramRecord
-    budgets: list[BudgetRecord]
-
-
-class MeasuredTestRecord(_RequiredTestFields, total=False):
-    """One measured test: the JSON report's per-test record. ``timeline`` is there only
-    with ``--hypomnesis-timeline``."""
-
-    timeline: TimelineRecord
 
 
 class ReportError(Exception):

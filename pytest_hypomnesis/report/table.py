@@ -11,16 +11,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_hypomnesis._units import format_bytes_iec
+from pytest_hypomnesis.record import (
+    DeviceFigure,
+    MeasuredTestRecord,
+    heaviness,
+    over_budget,
+    vram_increase_bytes,
+    vram_peak_bytes,
+)
 
 __all__ = [
     "budget_cell",
     "format_interval",
     "header_line",
-    "over_budget",
-    "sort_key",
     "summary_lines",
-    "vram_increase_bytes",
-    "vram_peak_bytes",
 ]
 
 _RAM_METHODS = {
@@ -30,52 +34,14 @@ _RAM_METHODS = {
 }
 
 
-def _sum_devices(record: Mapping[str, Any], key: str) -> int | None:
-    devices = record.get("vram", {}).get("devices", {})
-    values = [d.get(key) for d in devices.values() if d.get(key) is not None]
-    return sum(values) if values else None
-
-
-def vram_peak_bytes(record: Mapping[str, Any]) -> int | None:
-    """Per-process VRAM peak summed over the watched devices; ``None`` without a GPU."""
-    return _sum_devices(record, "peak_bytes")
-
-
-def vram_increase_bytes(record: Mapping[str, Any]) -> int | None:
-    return _sum_devices(record, "increase_bytes")
-
-
-def over_budget(record: Mapping[str, Any]) -> bool:
-    budgets = record.get("budgets")
-    if not budgets:  # the common case, once per test at session end
-        return False
-    return any(b.get("passed") is False for b in budgets)
-
-
-def sort_key(record: Mapping[str, Any]) -> tuple[int, int, str]:
-    """Heaviest first: VRAM increase, then RAM increase, then node id for stability."""
-    # Once per test at session end: no GPU (no devices) skips the device sum.
-    vram = vram_increase_bytes(record) if record.get("vram", {}).get("devices") else None
-    ram = record.get("ram", {}).get("increase_bytes")
-    return (
-        -(vram if vram is not None else -1),
-        -(ram if ram is not None else -1),
-        record["nodeid"],
-    )
-
-
-def budget_cell(record: Mapping[str, Any]) -> str:
+def budget_cell(record: MeasuredTestRecord) -> str:
     """``ram 45%``, ``vram[0] 130% OVER``, ``vram n/c`` (not checked), joined; ``-`` if none."""
     parts: list[str] = []
-    for budget in record.get("budgets", []):
+    for budget in record["budgets"]:
         label = "ram" if budget["kind"] == "max_ram" else "vram"
-        if budget.get("device") is not None:
+        if budget["device"] is not None:
             label += f"[{budget['device']}]"
-        passed, measured, limit = (
-            budget.get("passed"),
-            budget.get("measured_bytes"),
-            budget["limit_bytes"],
-        )
+        passed, measured, limit = budget["passed"], budget["measured_bytes"], budget["limit_bytes"]
         if passed is None or measured is None:
             # Not checked (no GPU); with --hypomnesis-strict that fails the test.
             parts.append(f"{label} n/c" + (" FAIL" if passed is False else ""))
@@ -85,24 +51,24 @@ def budget_cell(record: Mapping[str, Any]) -> str:
     return ", ".join(parts) if parts else "-"
 
 
-def _duration(record: Mapping[str, Any]) -> str:
-    return f"{record.get('duration_s', 0.0):.2f}s"
+def _duration(record: MeasuredTestRecord) -> str:
+    return f"{record['duration_s']:.2f}s"
 
 
 @dataclass(frozen=True)
 class _Column:
     title: str
-    cell: Callable[[Mapping[str, Any]], str]
+    cell: Callable[[MeasuredTestRecord], str]
     right: bool = True
     verbose_only: bool = False
 
 
-def _ram(key: str) -> Callable[[Mapping[str, Any]], str]:
-    return lambda r: format_bytes_iec(r.get("ram", {}).get(key))
+def _ram(key: DeviceFigure) -> Callable[[MeasuredTestRecord], str]:
+    return lambda r: format_bytes_iec(r["ram"][key])
 
 
 _COLUMNS: tuple[_Column, ...] = (
-    _Column("test", lambda r: str(r["nodeid"]), right=False),
+    _Column("test", lambda r: r["nodeid"], right=False),
     _Column("RAM start", _ram("start_bytes"), verbose_only=True),
     _Column("RAM peak", _ram("peak_bytes")),
     _Column("RAM increase", _ram("increase_bytes")),
@@ -111,8 +77,8 @@ _COLUMNS: tuple[_Column, ...] = (
     _Column("VRAM increase", lambda r: format_bytes_iec(vram_increase_bytes(r))),
     _Column("budget", budget_cell, right=False),
     _Column("duration", _duration),
-    _Column("outcome", lambda r: str(r.get("outcome", "")), right=False, verbose_only=True),
-    _Column("worker", lambda r: str(r.get("worker", "")), right=False, verbose_only=True),
+    _Column("outcome", lambda r: r["outcome"], right=False, verbose_only=True),
+    _Column("worker", lambda r: r["worker"], right=False, verbose_only=True),
 )
 
 
@@ -132,7 +98,7 @@ def _render(
 
 
 def summary_lines(
-    tests: Sequence[Mapping[str, Any]],
+    tests: Sequence[MeasuredTestRecord],
     *,
     top: int,
     verbose: bool = False,
@@ -145,7 +111,7 @@ def summary_lines(
         return []
     if sources is not None and len(sources) != len(tests):
         raise ValueError("sources must name one report per test record")
-    order = sorted(range(len(tests)), key=lambda i: sort_key(tests[i]))
+    order = sorted(range(len(tests)), key=lambda i: heaviness(tests[i]))
     shown = order if top <= 0 else order[:top]
     columns = [c for c in _COLUMNS if verbose or not c.verbose_only]
     header = [c.title for c in columns]

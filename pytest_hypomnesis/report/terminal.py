@@ -13,16 +13,16 @@ import pytest
 
 from pytest_hypomnesis._units import format_bytes_iec
 from pytest_hypomnesis.probe import chain
+from pytest_hypomnesis.record import (
+    MeasuredTestRecord,
+    heaviness,
+    over_budget,
+    vram_increase_bytes,
+)
 from pytest_hypomnesis.report.compare import CompareError, compare, format_comparison
 from pytest_hypomnesis.report.html import render_html, write_html_atomic
 from pytest_hypomnesis.report.schema import build_report, write_report_atomic
-from pytest_hypomnesis.report.table import (
-    header_line,
-    over_budget,
-    sort_key,
-    summary_lines,
-    vram_increase_bytes,
-)
+from pytest_hypomnesis.report.table import header_line, summary_lines
 
 if TYPE_CHECKING:
     from pytest_hypomnesis.plugin.hooks import HypomnesisPlugin
@@ -154,11 +154,11 @@ def finish_session(plugin: HypomnesisPlugin, session: pytest.Session) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def _one_line(tests: list[dict[str, Any]]) -> str:
+def _one_line(tests: list[MeasuredTestRecord]) -> str:
     failed = sum(1 for t in tests if over_budget(t))
     text = f"hypomnesis: {len(tests)} tests measured, {failed} over budget"
     if tests:
-        top = min(tests, key=sort_key)
+        top = min(tests, key=heaviness)
         ram = format_bytes_iec(top["ram"]["increase_bytes"])
         vram = vram_increase_bytes(top)
         heavy = f"RAM +{ram}" + ("" if vram is None else f", VRAM +{format_bytes_iec(vram)}")
@@ -168,7 +168,7 @@ def _one_line(tests: list[dict[str, Any]]) -> str:
 
 def _table(plugin: HypomnesisPlugin, tr: pytest.TerminalReporter, verbosity: int) -> None:
     data = report_data(plugin)
-    tests: list[dict[str, Any]] = data["tests"]
+    tests: list[MeasuredTestRecord] = data["tests"]
     if verbosity <= -2:
         tr.write_line(_one_line(tests))
         return

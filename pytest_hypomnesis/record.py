@@ -1,0 +1,272 @@
+"""What a test record is: its typed shape, the one builder, and the one set of accessors.
+
+A record is plain JSON data (str/int/float/bool/None/list/dict) so it travels on a pytest
+``TestReport`` across the xdist boundary unchanged and lands in the JSON report as is; the
+``TypedDict`` classes here give it a type. Device keys inside ``vram.devices`` are strings
+(``"0"``) because JSON object keys are.
+
+Every consumer (budgets, the summary table, the HTML report, the baseline gate, JUnit
+properties, ``memory_report``) reads totals over devices, heaviness and budget status
+through the accessors below, so each rule is written once. This module imports nothing
+from the plugin or pytest: ``hmn report`` uses it without loading the plugin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal, TypedDict
+
+__all__ = [
+    "BudgetRecord",
+    "BudgetStatus",
+    "DeviceFigure",
+    "MeasuredTestRecord",
+    "RamRecord",
+    "SpanRecord",
+    "TimelineRecord",
+    "VramDeviceRecord",
+    "VramRecord",
+    "budget_status",
+    "heaviness",
+    "heaviness_key",
+    "increase",
+    "measured_test_record",
+    "over_budget",
+    "ram_record",
+    "vram_device_record",
+    "vram_increase_bytes",
+    "vram_peak_bytes",
+    "vram_record",
+    "vram_total_bytes",
+]
+
+
+class RamRecord(TypedDict):
+    """Process RSS over the measured span; ``method`` says how the peak was taken:
+    ``rusage`` or ``hwm`` (kernel high-water mark, exact) or ``sampled``."""
+
+    start_bytes: int | None
+    peak_bytes: int | None
+    end_bytes: int | None
+    increase_bytes: int | None
+    method: str
+
+
+class VramDeviceRecord(TypedDict):
+    """This process's VRAM on one device over the span, and the device-wide used peak."""
+
+    start_bytes: int | None
+    peak_bytes: int | None
+    end_bytes: int | None
+    increase_bytes: int | None
+    device_used_peak_bytes: int | None
+    samples: int
+
+
+class VramRecord(TypedDict):
+    """``devices`` is keyed by the device index as a string; empty without a GPU.
+    ``torch_peak_allocated_bytes`` (keyed by torch's CUDA index) is ``None`` unless
+    PyTorch was imported and had initialised CUDA."""
+
+    source: str | None
+    devices: dict[str, VramDeviceRecord]
+    torch_peak_allocated_bytes: dict[str, int] | None
+    unavailable_reason: str | None
+
+
+class BudgetRecord(TypedDict):
+    """One budget and its verdict; ``passed`` is ``None`` when it could not be checked."""
+
+    kind: Literal["max_ram", "max_vram"]
+    limit_bytes: int
+    measured_bytes: int | None
+    passed: bool | None
+    absolute: bool
+    device: int | None
+    origin: Literal["marker", "option"]
+    message: str | None
+
+
+class TimelineRecord(TypedDict):
+    """The sampled series of one test (``--hypomnesis-timeline``): equal-length lists,
+    at most 200 points; see ``plugin/timeline.py``."""
+
+    t_s: list[float]
+    rss_bytes: list[int | None]
+    vram_bytes: dict[str, list[int | None]]
+
+
+class SpanRecord(TypedDict):
+    """What the engine measured over one span: the figures a test record is built from
+    (and what ``memory_report()`` holds). ``timeline`` is ``None`` unless asked for."""
+
+    duration_s: float
+    ram: RamRecord
+    vram: VramRecord
+    timeline: TimelineRecord | None
+
+
+class _RequiredTestFields(TypedDict):
+    nodeid: str
+    outcome: str
+    worker: str
+    scope: str
+    duration_s: float
+    ram: RamRecord
+    vram: VramRecord
+    budgets: list[BudgetRecord]
+
+
+class MeasuredTestRecord(_RequiredTestFields, total=False):
+    """One measured test: the JSON report's per-test record. ``timeline`` is there only
+    with ``--hypomnesis-timeline``."""
+
+    timeline: TimelineRecord
+
+
+DeviceFigure = Literal["start_bytes", "peak_bytes", "end_bytes", "increase_bytes"]
+BudgetStatus = Literal["passed", "failed", "not_checked"]
+
+
+# ---------------------------------------------------------------------------------------
+# The builder: the one place each part's shape is written.
+
+
+def increase(start: int | None, peak: int | None) -> int | None:
+    """The peak over the start, never negative; ``None`` when either is unknown."""
+    if start is None or peak is None:
+        return None
+    return peak - start if peak > start else 0
+
+
+def ram_record(start: int | None, peak: int | None, end: int | None, method: str) -> RamRecord:
+    return {
+        "start_bytes": start,
+        "peak_bytes": peak,
+        "end_bytes": end,
+        "increase_bytes": increase(start, peak),
+        "method": method,
+    }
+
+
+def vram_device_record(
+    start: int | None,
+    peak: int | None,
+    end: int | None,
+    device_used_peak: int | None,
+    samples: int,
+) -> VramDeviceRecord:
+    return {
+        "start_bytes": start,
+        "peak_bytes": peak,
+        "end_bytes": end,
+        "increase_bytes": increase(start, peak),
+        "device_used_peak_bytes": device_used_peak,
+        "samples": samples,
+    }
+
+
+def vram_record(
+    source: str | None,
+    devices: dict[str, VramDeviceRecord],
+    torch: dict[str, int] | None,
+    reason: str | None,
+) -> VramRecord:
+    return {
+        "source": source,
+        "devices": devices,
+        "torch_peak_allocated_bytes": torch,
+        "unavailable_reason": reason,
+    }
+
+
+def measured_test_record(
+    span: SpanRecord,
+    *,
+    nodeid: str,
+    outcome: str,
+    worker: str,
+    scope: str,
+    budgets: list[BudgetRecord],
+) -> MeasuredTestRecord:
+    """One test's record from its span's figures; keys in the documented order."""
+    record: MeasuredTestRecord = {
+        "nodeid": nodeid,
+        "outcome": outcome,
+        "worker": worker,
+        "scope": scope,
+        "duration_s": round(span["duration_s"], 6),
+        "ram": span["ram"],
+        "vram": span["vram"],
+        "budgets": budgets,
+    }
+    timeline = span["timeline"]
+    if timeline is not None:
+        record["timeline"] = timeline
+    return record
+
+
+# ---------------------------------------------------------------------------------------
+# Accessors. Each takes a record's part or a whole record (a span's or a test's).
+
+
+def vram_total_bytes(vram: VramRecord, figure: DeviceFigure) -> int | None:
+    """``figure`` summed over the record's devices. Unknown on any device is unknown:
+    ``None`` when there is no device or one device's figure is ``None``, since a partial
+    sum would understate what the process used. The one place a total over devices is
+    computed."""
+    devices = vram["devices"]
+    if not devices:
+        return None
+    total = 0
+    for device in devices.values():
+        value = device.get(figure)
+        if value is None:
+            return None
+        total += value
+    return total
+
+
+def vram_peak_bytes(record: SpanRecord | MeasuredTestRecord) -> int | None:
+    """Per-process VRAM peak over the watched devices; ``None`` without a GPU."""
+    return vram_total_bytes(record["vram"], "peak_bytes")
+
+
+def vram_increase_bytes(record: SpanRecord | MeasuredTestRecord) -> int | None:
+    """Per-process VRAM increase over the watched devices; ``None`` without a GPU."""
+    return vram_total_bytes(record["vram"], "increase_bytes")
+
+
+def heaviness_key(
+    vram_increase: int | None, ram_increase: int | None, nodeid: str
+) -> tuple[int, int, str]:
+    """The heaviness order, heaviest first: VRAM increase, then RAM increase (unknown
+    sorts after any known figure), then node id for stability."""
+    return (
+        -(vram_increase if vram_increase is not None else -1),
+        -(ram_increase if ram_increase is not None else -1),
+        nodeid,
+    )
+
+
+def heaviness(record: MeasuredTestRecord) -> tuple[int, int, str]:
+    """``heaviness_key`` of one record: sorting by it puts the heaviest test first."""
+    # Once per test at session end: no GPU (no devices) skips the device total.
+    vram = vram_increase_bytes(record) if record["vram"]["devices"] else None
+    return heaviness_key(vram, record["ram"]["increase_bytes"], record["nodeid"])
+
+
+def budget_status(budget: BudgetRecord) -> BudgetStatus:
+    passed = budget["passed"]
+    if passed is None:
+        return "not_checked"
+    return "passed" if passed else "failed"
+
+
+def over_budget(record: Mapping[str, object]) -> bool:
+    """Whether any budget of the record failed (strict mode's "not checked" included).
+    Takes any mapping: it also screens what arrives on a ``TestReport``."""
+    budgets = record.get("budgets")
+    if not budgets or not isinstance(budgets, list):  # the common case: no budget
+        return False
+    return any(isinstance(b, Mapping) and b.get("passed") is False for b in budgets)
