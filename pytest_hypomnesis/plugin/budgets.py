@@ -9,7 +9,14 @@ from typing import Literal
 
 import pytest
 
-from pytest_hypomnesis._units import SIZE_FORMS, SizeError, format_bytes_iec, parse_size
+from pytest_hypomnesis._units import (
+    SIZE_FORMS,
+    SizeError,
+    format_bytes_iec,
+    parse_size,
+    short_repr,
+)
+from pytest_hypomnesis.plugin.options import MAX_DEVICE_INDEX
 from pytest_hypomnesis.record import BudgetRecord, SpanRecord, vram_total_bytes
 
 __all__ = [
@@ -62,7 +69,9 @@ class Budget:
 
 
 def _call_text(mark: pytest.Mark) -> str:
-    parts = [repr(a) for a in mark.args] + [f"{k}={v!r}" for k, v in mark.kwargs.items()]
+    # short_repr: repr(10**5000) itself raises, and a 400-digit limit is not a readable line.
+    parts = [short_repr(a) for a in mark.args]
+    parts += [f"{k}={short_repr(v)}" for k, v in mark.kwargs.items()]
     return f"{mark.name}({', '.join(parts)})"
 
 
@@ -91,12 +100,15 @@ def _parse_mark(mark: pytest.Mark, nodeid: str) -> Budget:
         raise bad(f"unknown keyword {unknown[0]!r}")
     absolute = kwargs.get("absolute", False)
     if not isinstance(absolute, bool):
-        raise bad(f"absolute must be True or False, not {absolute!r}")
+        raise bad(f"absolute must be True or False, not {short_repr(absolute)}")
     device = kwargs.get("device")
     if device is not None and (
-        isinstance(device, bool) or not isinstance(device, int) or device < 0
+        isinstance(device, bool)
+        or not isinstance(device, int)
+        or device < 0
+        or device > MAX_DEVICE_INDEX
     ):
-        raise bad(f"device must be a GPU index (0, 1, ...) or None, not {device!r}")
+        raise bad(f"device must be a GPU index (0, 1, ...) or None, not {short_repr(device)}")
     try:
         limit_bytes = parse_size(limit)
     except SizeError as exc:

@@ -8,12 +8,13 @@ default to ``None`` so an absent flag lets the ini value through. A bad value is
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
-from pytest_hypomnesis._units import SizeError, parse_duration_s, parse_size
+from pytest_hypomnesis._units import SizeError, clip, parse_duration_s, parse_size
 
 if TYPE_CHECKING:
     from pytest_hypomnesis.report.compare import Threshold
@@ -24,6 +25,18 @@ DEFAULT_TOP = 10
 MAX_INTERVAL_S = 60.0
 DEFAULT_INTERVAL_S = 0.010
 _SCOPES = ("call", "test")
+# Bounds for counts typed by users: beyond these a value is a typo, and a 5000-digit one
+# would exceed Python's int-parsing limit.
+MAX_TOP = 2**31 - 1
+MAX_DEVICE_INDEX = 2**32 - 2  # NVML indices are unsigned ints; 2^32-1 is its "none"
+MAX_VERBOSITY = 99
+_BOOL_FORMS = "true/false, yes/no, on/off, 1/0"
+_BOOL_WORDS = {
+    **dict.fromkeys(("y", "yes", "t", "true", "on", "1"), True),
+    **dict.fromkeys(("n", "no", "f", "false", "off", "0"), False),
+}
+_WHOLE_RE = re.compile(r"[0-9]+", re.ASCII)
+_VERBOSITY_RE = re.compile(r"-?[0-9]+", re.ASCII)
 
 # (option suffix, ini type, help). The flag is "--hypomnesis" + suffix; the ini key is the
 # same with "_" for "-". Kept in one table so the ini twins cannot drift from the flags.
@@ -122,19 +135,55 @@ def add_options(parser: pytest.Parser) -> None:
     )
 
 
+def _getini(config: pytest.Config, dest: str) -> Any:
+    """``config.getini`` with pytest's own conversion errors (``invalid truth value
+    'maybe'``, which names neither key nor valid forms) turned into our one line."""
+    try:
+        return config.getini(dest)
+    except (ValueError, TypeError, pytest.UsageError) as exc:
+        text = str(exc)
+        truth = re.search(r"invalid truth value (.*)$", text)
+        if truth is not None:
+            raise pytest.UsageError(
+                f"ini {dest}={truth.group(1).strip(chr(39))}: expected a boolean: {_BOOL_FORMS}"
+            ) from None
+        raise pytest.UsageError(f"ini {dest}: {text}") from None
+
+
 def _raw(config: pytest.Config, dest: str) -> tuple[Any, str]:
     """The value and where it came from, for messages: the flag wins over the ini key."""
     value = config.getoption(dest)
     if value is not None:
         return value, "--" + dest.replace("_", "-")
-    ini = config.getini(dest)
+    ini = _getini(config, dest)
     if ini is None or ini == "":
         return None, ""
     return ini, f"ini {dest}"
 
 
+def _bool(config: pytest.Config, dest: str) -> bool:
+    value, origin = _raw(config, dest)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    flag = _BOOL_WORDS.get(str(value).strip().lower())
+    if flag is None:
+        raise _usage(origin, value, f"expected a boolean: {_BOOL_FORMS}")
+    return flag
+
+
+def _whole(text: str, maximum: int) -> int | None:
+    """A whole number of at most ``maximum``, or None; never ``int()`` on 5000 digits."""
+    if _WHOLE_RE.fullmatch(text) is None:
+        return None
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(maximum)):
+        return None
+    number = int(digits)
+    return number if number <= maximum else None
+
+
 def _usage(origin: str, value: object, problem: str) -> pytest.UsageError:
-    return pytest.UsageError(f"{origin}={value}: {problem}")
+    return pytest.UsageError(f"{origin}={clip(str(value))}: {problem}")
 
 
 def _size(config: pytest.Config, dest: str) -> int | None:
@@ -148,10 +197,15 @@ def _size(config: pytest.Config, dest: str) -> int | None:
 
 
 def _devices(value: str, origin: str) -> tuple[int, ...]:
-    parts = [p.strip() for p in str(value).split(",")]
-    if not parts or not all(p.isascii() and p.isdigit() for p in parts):
-        raise _usage(origin, value, "expected a GPU index or a comma-separated list, e.g. 0 or 0,1")
-    return tuple(dict.fromkeys(int(p) for p in parts))
+    indices = [_whole(p.strip(), MAX_DEVICE_INDEX) for p in str(value).split(",")]
+    if not indices or any(i is None for i in indices):
+        raise _usage(
+            origin,
+            value,
+            "expected a GPU index or a comma-separated list, e.g. 0 or 0,1 "
+            f"(indices up to {MAX_DEVICE_INDEX})",
+        )
+    return tuple(dict.fromkeys(i for i in indices if i is not None))
 
 
 def _path(config: pytest.Config, dest: str, *, writable: bool) -> str | None:
@@ -160,6 +214,8 @@ def _path(config: pytest.Config, dest: str, *, writable: bool) -> str | None:
     value, origin = _raw(config, dest)
     if value is None:
         return None
+    if not str(value).strip():
+        raise _usage(origin, value, "expected a file path, e.g. report.json")
     path = os.path.abspath(os.path.join(str(config.invocation_params.dir), str(value)))
     if writable:
         parent = os.path.dirname(path)
@@ -187,10 +243,9 @@ def _thresholds(config: pytest.Config, compare_path: str | None) -> tuple[Thresh
 
 def resolve(config: pytest.Config) -> Settings:
     """Read and validate every option; raises ``pytest.UsageError`` on a bad value."""
-    enabled, _ = _raw(config, "hypomnesis")
-    strict, _ = _raw(config, "hypomnesis_strict")
-
-    timeline, _ = _raw(config, "hypomnesis_timeline")
+    enabled = _bool(config, "hypomnesis")
+    strict = _bool(config, "hypomnesis_strict")
+    timeline = _bool(config, "hypomnesis_timeline")
     json_path = _path(config, "hypomnesis_json", writable=True)
     html_path = _path(config, "hypomnesis_html", writable=True)
     compare_path = _path(config, "hypomnesis_compare", writable=False)
@@ -199,9 +254,13 @@ def resolve(config: pytest.Config) -> Settings:
     top_value, top_origin = _raw(config, "hypomnesis_top")
     if top_value is not None:
         text = str(top_value).strip()
-        if not (text.isascii() and text.isdigit()):
-            raise _usage(top_origin, top_value, "expected a whole number of rows (0 = all)")
-        top = int(text)
+        parsed_top = _whole(text, MAX_TOP)
+        if parsed_top is None:
+            problem = "expected a whole number of rows (0 = all)"
+            if _WHOLE_RE.fullmatch(text):
+                problem = f"too many rows: at most {MAX_TOP} (0 = all)"
+            raise _usage(top_origin, top_value, problem)
+        top = parsed_top
 
     scope = "call"
     scope_value, scope_origin = _raw(config, "hypomnesis_scope")
@@ -221,12 +280,20 @@ def resolve(config: pytest.Config) -> Settings:
             # A sampler that sleeps for hours samples nothing; thread waits also overflow.
             raise _usage(interval_origin, interval_value, "must be at most 60s")
 
-    verbosity_value = config.getini("verbosity_hypomnesis")
+    verbosity_value = _getini(config, "verbosity_hypomnesis")
     if verbosity_value not in (None, "", "auto"):
+        # pytest reads this key with int() after the run: anything int() refuses ("--1",
+        # 5000 digits) must be refused here, before any test runs.
         text = str(verbosity_value).strip()
-        if not text.lstrip("-").isascii() or not text.lstrip("-").isdigit():
+        if (
+            _VERBOSITY_RE.fullmatch(text) is None
+            or len(text.lstrip("-").lstrip("0")) > len(str(MAX_VERBOSITY))
+            or abs(int(text)) > MAX_VERBOSITY
+        ):
             raise _usage(
-                "ini verbosity_hypomnesis", verbosity_value, "expected 'auto' or a whole number"
+                "ini verbosity_hypomnesis",
+                verbosity_value,
+                f"expected 'auto' or a whole number from -{MAX_VERBOSITY} to {MAX_VERBOSITY}",
             )
 
     devices = None
@@ -235,7 +302,7 @@ def resolve(config: pytest.Config) -> Settings:
         devices = _devices(device_value, device_origin)
 
     return Settings(
-        enabled=bool(enabled),
+        enabled=enabled,
         json_path=json_path,
         top=top,
         scope=scope,
@@ -243,9 +310,9 @@ def resolve(config: pytest.Config) -> Settings:
         max_ram_bytes=_size(config, "hypomnesis_max_ram"),
         max_vram_bytes=_size(config, "hypomnesis_max_vram"),
         devices=devices,
-        strict=bool(strict),
+        strict=strict,
         compare_path=compare_path,
         thresholds=_thresholds(config, compare_path),
         html_path=html_path,
-        timeline=bool(timeline),
+        timeline=timeline,
     )

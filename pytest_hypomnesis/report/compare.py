@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any, Literal, cast
 
 from pytest_hypomnesis._units import SIZE_FORMS, SizeError, format_bytes_iec, parse_size
@@ -93,7 +94,8 @@ class Threshold:
         if self.size_bytes is not None:
             return growth > self.size_bytes
         assert self.percent is not None
-        return growth > noise_floor_bytes and growth * 100 > before_bytes * self.percent
+        # Fraction: a Decimal product rounds to 28 digits and would lose bytes.
+        return growth > noise_floor_bytes and growth * 100 > before_bytes * Fraction(self.percent)
 
 
 def parse_fail_exprs(text: str) -> list[Threshold]:
