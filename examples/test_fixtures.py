@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 import pytest_hypomnesis as hmn
-from pytest_hypomnesis.plugin.fixtures import MeasuredBlock
+from pytest_hypomnesis import MeasuredBlock
 
 
 def test_snapshot(memory_snapshot: Callable[..., hmn.Snapshot]) -> None:

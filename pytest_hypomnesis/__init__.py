@@ -46,7 +46,7 @@ _EXPORTS: dict[str, str] = {
     "DEFAULT_DEDICATED_THRESHOLD_PCT": "probe.spill",
     "DEFAULT_SHARED_GROWTH_BYTES": "probe.spill",
     "HypomnesisWarning": "plugin.budgets",
-    "MeasuredBlock": "plugin.fixtures",
+    "MeasuredBlock": "plugin.block",
     "SpillTracker": "probe.spill",
     "is_spill_measurable": "probe.spill",
 }
@@ -122,11 +122,11 @@ if TYPE_CHECKING:  # the same table, spelled out for type checkers
     from pytest_hypomnesis.model import (
         SpillReport as SpillReport,
     )
+    from pytest_hypomnesis.plugin.block import (
+        MeasuredBlock as MeasuredBlock,
+    )
     from pytest_hypomnesis.plugin.budgets import (
         HypomnesisWarning as HypomnesisWarning,
-    )
-    from pytest_hypomnesis.plugin.fixtures import (
-        MeasuredBlock as MeasuredBlock,
     )
     from pytest_hypomnesis.probe.chain import (
         device_count as device_count,

@@ -49,3 +49,47 @@ def test_marker_on_a_deselected_test_only_does_not_register(pytester: pytest.Pyt
     result = pytester.runpytest_subprocess("-k", "light")
     result.assert_outcomes(passed=1, deselected=1)
     result.stdout.fnmatch_lines(["runtest hooks registered: [[]False[]]"])
+
+
+# What pytest loads for this plugin in every run: the hooks and the modules they need to
+# add options, register markers and define fixtures. Nothing that measures or reports.
+OFF_MODULES = {
+    "pytest_hypomnesis",
+    "pytest_hypomnesis.plugin",
+    "pytest_hypomnesis.plugin.hooks",
+    "pytest_hypomnesis.plugin.fixtures",
+    "pytest_hypomnesis.plugin.markers",
+    "pytest_hypomnesis.plugin.options",
+    "pytest_hypomnesis._units",
+}
+
+IMPORTS_CONFTEST = """
+import sys
+
+def pytest_unconfigure(config):
+    # After every session-end hook (terminal summary, sessionfinish) has run.
+    ours = sorted(m for m in sys.modules if m.split(".")[0] == "pytest_hypomnesis")
+    with open("imported.txt", "w") as fh:
+        fh.write("\\n".join(ours))
+"""
+
+
+def test_a_session_without_the_flag_imports_only_the_hooks(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(IMPORTS_CONFTEST)
+    pytester.makepyfile(test_off="def test_a():\n    pass\n\ndef test_b():\n    assert 0\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    imported = set((pytester.path / "imported.txt").read_text().split())
+    assert imported == OFF_MODULES, sorted(imported - OFF_MODULES)
+
+
+def test_the_flag_imports_no_gate_or_html_module_it_does_not_use(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(IMPORTS_CONFTEST)
+    pytester.makepyfile(test_off="def test_a():\n    pass\n")
+    result = pytester.runpytest_subprocess("--hypomnesis", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    imported = set((pytester.path / "imported.txt").read_text().split())
+    assert "pytest_hypomnesis.plugin.engine" in imported
+    assert not imported & {"pytest_hypomnesis.report.compare", "pytest_hypomnesis.report.html"}

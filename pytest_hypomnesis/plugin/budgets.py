@@ -16,6 +16,7 @@ from pytest_hypomnesis._units import (
     parse_size,
     short_repr,
 )
+from pytest_hypomnesis.plugin.markers import MARKERS
 from pytest_hypomnesis.plugin.options import MAX_DEVICE_INDEX
 from pytest_hypomnesis.record import BudgetRecord, SpanRecord, vram_total_bytes
 
@@ -29,19 +30,6 @@ __all__ = [
 ]
 
 Kind = Literal["max_ram", "max_vram"]
-
-# Marker help, registered in pytest_configure; also the "valid forms" in error messages.
-MARKERS: dict[str, str] = {
-    "max_ram": (
-        "max_ram(limit, *, absolute=False): fail the test when its RSS increase (with "
-        "absolute=True: its RSS peak) exceeds limit, e.g. '512MiB'"
-    ),
-    "max_vram": (
-        "max_vram(limit, *, device=None, absolute=False): fail the test when its per-process "
-        "VRAM increase (absolute=True: peak), summed over the watched GPUs or on `device`, "
-        "exceeds limit, e.g. '2GiB'"
-    ),
-}
 
 _FORMS: dict[str, str] = {
     "max_ram": 'max_ram("512MiB"), max_ram(536870912), max_ram("1.5 GB", absolute=True)',

@@ -1,27 +1,23 @@
 """The plugin's fixtures: ``memory_snapshot``, ``memory_report``, ``gpu_device_info_builder``,
-``fake_gpu``. They work with or without ``--hypomnesis``."""
+``fake_gpu``. They work with or without ``--hypomnesis``.
+
+pytest imports this module in every run, measured or not: it defines the fixtures and
+nothing else, and each fixture imports what it uses when a test asks for it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_hypomnesis.model import Snapshot
-from pytest_hypomnesis.plugin.engine import Engine, Span
-from pytest_hypomnesis.probe import chain
-from pytest_hypomnesis.probe.fake import FakeGpu
-from pytest_hypomnesis.record import (
-    SpanRecord,
-    vram_increase_bytes,
-    vram_peak_bytes,
-)
-from pytest_hypomnesis.testing import GpuDeviceInfoBuilder
+if TYPE_CHECKING:
+    from pytest_hypomnesis.model import Snapshot
+    from pytest_hypomnesis.plugin.block import MeasuredBlock
+    from pytest_hypomnesis.probe.fake import FakeGpu
+    from pytest_hypomnesis.testing import GpuDeviceInfoBuilder
 
 __all__ = [
-    "ENGINE_KEY",
     "MeasuredBlock",
     "fake_gpu",
     "gpu_device_info_builder",
@@ -29,107 +25,21 @@ __all__ = [
     "memory_snapshot",
 ]
 
-ENGINE_KEY = pytest.StashKey[Engine]()
 
+def __getattr__(name: str) -> Any:
+    # ``MeasuredBlock`` was defined here; it lives in plugin.block, loaded on first use.
+    if name == "MeasuredBlock":
+        from pytest_hypomnesis.plugin.block import MeasuredBlock
 
-@dataclass(frozen=True, slots=True)
-class RamFigures:
-    """``r.ram`` of a ``memory_report()`` block: attribute access to the record's ``ram``."""
-
-    start_bytes: int | None
-    peak_bytes: int | None
-    end_bytes: int | None
-    increase_bytes: int | None
-    method: str
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceFigures:
-    """``r.vram[i]`` of a ``memory_report()`` block: one device of the record's ``vram``."""
-
-    start_bytes: int | None
-    peak_bytes: int | None
-    end_bytes: int | None
-    increase_bytes: int | None
-    device_used_peak_bytes: int | None
-    samples: int
-
-
-class MeasuredBlock:
-    """What ``with memory_report() as r:`` measured; read it after the block.
-
-    ``r.ram`` (start/peak/end/increase bytes), ``r.vram`` (per device index), and the
-    shortcuts ``r.ram_peak_bytes``, ``r.ram_increase_bytes``, ``r.vram_peak_bytes``,
-    ``r.vram_increase_bytes`` (summed over devices; ``None`` without a GPU).
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._span: Span | None = None
-        self._result: SpanRecord | None = None
-
-    def __enter__(self) -> MeasuredBlock:
-        if self._span is not None:
-            raise RuntimeError("a memory_report() block can be entered only once")
-        self._span = self._engine.begin()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._span is not None
-        self._result = self._engine.end(self._span)
-
-    @property
-    def record(self) -> SpanRecord:
-        """The block's figures as a test record holds them (``ram``, ``vram``, ...)."""
-        if self._result is None:
-            raise RuntimeError("memory_report(): read the result after the `with` block")
-        return self._result
-
-    @property
-    def ram(self) -> RamFigures:
-        return RamFigures(**self.record["ram"])
-
-    @property
-    def vram(self) -> dict[int, DeviceFigures]:
-        return {int(i): DeviceFigures(**d) for i, d in self.record["vram"]["devices"].items()}
-
-    @property
-    def duration_s(self) -> float:
-        return self.record["duration_s"]
-
-    @property
-    def ram_peak_bytes(self) -> int | None:
-        return self.record["ram"]["peak_bytes"]
-
-    @property
-    def ram_increase_bytes(self) -> int | None:
-        return self.record["ram"]["increase_bytes"]
-
-    @property
-    def vram_peak_bytes(self) -> int | None:
-        return vram_peak_bytes(self.record)
-
-    @property
-    def vram_increase_bytes(self) -> int | None:
-        return vram_increase_bytes(self.record)
-
-    def __repr__(self) -> str:
-        if self._result is None:
-            return "<MeasuredBlock (not finished)>"
-        return (
-            f"<MeasuredBlock ram_increase_bytes={self.ram_increase_bytes} "
-            f"vram_increase_bytes={self.vram_increase_bytes}>"
-        )
+        return MeasuredBlock
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @pytest.fixture
 def memory_snapshot() -> Callable[..., Snapshot]:
     """A callable: ``memory_snapshot(index=0)`` returns a fresh ``Snapshot``."""
+
+    from pytest_hypomnesis.probe import chain
 
     def take(index: int = 0) -> Snapshot:
         return chain.snapshot_now(index)
@@ -140,13 +50,18 @@ def memory_snapshot() -> Callable[..., Snapshot]:
 @pytest.fixture
 def memory_report(request: pytest.FixtureRequest) -> Callable[[], MeasuredBlock]:
     """A factory: ``with memory_report() as r:`` measures the block; ``r`` holds the result."""
-    engine = request.config.stash[ENGINE_KEY]
+    from pytest_hypomnesis.plugin.block import MeasuredBlock
+    from pytest_hypomnesis.plugin.hooks import PLUGIN_KEY
+
+    engine = request.config.stash[PLUGIN_KEY].engine
     return lambda: MeasuredBlock(engine)
 
 
 @pytest.fixture
 def gpu_device_info_builder() -> GpuDeviceInfoBuilder:
     """A fresh ``GpuDeviceInfoBuilder`` (every field 0 or ``None`` until set)."""
+    from pytest_hypomnesis.testing import GpuDeviceInfoBuilder
+
     return GpuDeviceInfoBuilder()
 
 
@@ -154,6 +69,9 @@ def gpu_device_info_builder() -> GpuDeviceInfoBuilder:
 def fake_gpu() -> Iterator[FakeGpu]:
     """A ``FakeGpu`` (no devices yet) that the probe layer, the CLI functions and the
     budgets answer from for this test; the previous state comes back afterwards."""
+    from pytest_hypomnesis.probe import chain
+    from pytest_hypomnesis.probe.fake import FakeGpu
+
     fake = FakeGpu()
     previous = chain.set_fake(fake)
     try:

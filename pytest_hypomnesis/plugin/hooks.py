@@ -8,45 +8,32 @@ without pytest-xdist. Budgets are judged where the test ran, at the end of its c
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_hypomnesis.plugin.budgets import (
-    MARKERS,
-    Budget,
-    BudgetError,
-    HypomnesisWarning,
-    budgets_for,
-    judge,
-)
-from pytest_hypomnesis.plugin.engine import Engine, Span
+# Only what every run needs: pytest imports this module whether or not anything is
+# measured, so the engine, the budget parser and the report modules load when used.
 from pytest_hypomnesis.plugin.fixtures import (
-    ENGINE_KEY,
     fake_gpu,
     gpu_device_info_builder,
     memory_report,
     memory_snapshot,
 )
+from pytest_hypomnesis.plugin.markers import MARKERS, has_budget_marker
 from pytest_hypomnesis.plugin.options import Settings, add_options, resolve
-from pytest_hypomnesis.record import (
-    BudgetRecord,
-    MeasuredTestRecord,
-    SpanRecord,
-    measured_test_record,
-    over_budget,
-)
 
 if TYPE_CHECKING:
-    from _pytest.nodes import Node
-
+    from pytest_hypomnesis.plugin.budgets import Budget
+    from pytest_hypomnesis.plugin.engine import Engine, Span
+    from pytest_hypomnesis.record import BudgetRecord, MeasuredTestRecord, SpanRecord
     from pytest_hypomnesis.report.compare import Comparison
 
 __all__ = [
     "HypomnesisPlugin",
-    "HypomnesisWarning",
     "fake_gpu",
     "gpu_device_info_builder",
     "memory_report",
@@ -104,9 +91,7 @@ def pytest_configure(config: pytest.Config) -> None:
             baseline = load_baseline(settings.compare_path)
         except BaselineError as exc:
             raise pytest.UsageError(str(exc)) from None
-    engine = Engine(interval_s=settings.interval_s, devices=settings.devices)
-    config.stash[ENGINE_KEY] = engine
-    plugin = HypomnesisPlugin(config, settings, engine)
+    plugin = HypomnesisPlugin(config, settings)
     plugin.baseline = baseline
     config.stash[PLUGIN_KEY] = plugin
     config.pluginmanager.register(plugin, "hypomnesis-session")
@@ -115,26 +100,13 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     plugin = config.stash.get(PLUGIN_KEY, None)
     if plugin is not None:
-        plugin.engine.close()
+        engine = plugin.__dict__.get("engine")  # made on first use, if ever
+        if engine is not None:
+            engine.close()
         for hooks in plugin._registered_hooks:
             config.pluginmanager.unregister(hooks)
         config.pluginmanager.unregister(plugin)
         del config.stash[PLUGIN_KEY]
-
-
-def _has_budget_marker(item: pytest.Item) -> bool:
-    # One walk over the node chain for all markers, rather than one per marker name; the
-    # same marks, closest first, as item.iter_markers() without its nested generators.
-    node: Node | None = item
-    while node is not None:
-        for mark in node.own_markers:
-            if mark.name in _BUDGET_MARKERS:
-                return True
-        node = node.parent
-    return False
-
-
-_BUDGET_MARKERS = frozenset(MARKERS)
 
 
 def _outcome(report: pytest.TestReport) -> str:
@@ -147,10 +119,9 @@ class HypomnesisPlugin:
     """One session's state: settings, the measurement engine, and (on the controller)
     the collected test records."""
 
-    def __init__(self, config: pytest.Config, settings: Settings, engine: Engine) -> None:
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
         self.settings = settings
-        self.engine = engine
         workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
         self.is_worker = workerinput is not None
         self.worker = str(workerinput["workerid"]) if workerinput else "master"
@@ -166,6 +137,14 @@ class HypomnesisPlugin:
         self._junit = bool(config.getoption("xmlpath", None))
         self._registered_hooks: list[object] = []
 
+    @functools.cached_property
+    def engine(self) -> Engine:
+        """This process's measurement engine, made on first use: a session that measures
+        nothing never imports it. Afterwards a plain attribute read."""
+        from pytest_hypomnesis.plugin.engine import Engine
+
+        return Engine(interval_s=self.settings.interval_s, devices=self.settings.devices)
+
     # -- the worker side: measure and judge (hooks live in _RuntestHooks) ----------------
 
     def _finish_call(self, item: pytest.Item, state: _TestState) -> None:
@@ -180,6 +159,8 @@ class HypomnesisPlugin:
         budgets = state.budgets
         if not budgets:
             return
+        from pytest_hypomnesis.plugin.budgets import judge
+
         verdicts = judge(budgets, figures, scope=self.settings.scope, strict=self.settings.strict)
         state.verdicts = verdicts
         for budget, verdict in zip(budgets, verdicts, strict=True):
@@ -195,6 +176,8 @@ class HypomnesisPlugin:
             text = f"{message} (--hypomnesis-max-vram; said once per session)"
         else:
             text = f"{message} ({item.nodeid})"
+        from pytest_hypomnesis.plugin.budgets import HypomnesisWarning
+
         # Attributed to the test's own file and line, not to this module.
         path, lineno, _ = item.location
         warnings.warn_explicit(
@@ -236,6 +219,8 @@ class HypomnesisPlugin:
     def _record(
         self, item: pytest.Item, span: SpanRecord, outcome: str, verdicts: list[BudgetRecord]
     ) -> MeasuredTestRecord:
+        from pytest_hypomnesis.record import measured_test_record
+
         return measured_test_record(
             span,
             nodeid=item.nodeid,
@@ -252,7 +237,7 @@ class HypomnesisPlugin:
             s.measure_all
             or s.max_ram_bytes is not None
             or s.max_vram_bytes is not None
-            or any(_has_budget_marker(item) for item in items)
+            or any(has_budget_marker(item) for item in items)
         ):
             self.enable_runtest_hooks()
 
@@ -276,8 +261,11 @@ class HypomnesisPlugin:
         if report.when != "call" or not report.failed:
             return None
         record = getattr(report, ATTR, None)
-        if isinstance(record, dict) and over_budget(record):
-            return "failed", "M", ("OVER BUDGET", {"red": True})
+        if isinstance(record, dict):
+            from pytest_hypomnesis.record import over_budget
+
+            if over_budget(record):
+                return "failed", "M", ("OVER BUDGET", {"red": True})
         return None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -303,6 +291,10 @@ class HypomnesisPlugin:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.is_worker:
             return
+        if not (
+            self.settings.enabled or self.json_error or self.comparison or self.report_problems
+        ):
+            return  # nothing to print: do not import the report modules
         from pytest_hypomnesis.report import terminal
 
         terminal.summary(self, terminalreporter)
@@ -322,9 +314,11 @@ class _RuntestHooks:
         # before any fixture is set up, so a bad marker fails the test with the other
         # plugins' per-test state whole, and a scope=test span still covers the fixtures.
         s = self.plugin.settings
-        if s.max_ram_bytes is None and s.max_vram_bytes is None and not _has_budget_marker(item):
+        if s.max_ram_bytes is None and s.max_vram_bytes is None and not has_budget_marker(item):
             budgets: list[Budget] = []  # the common case, without parsing anything
         else:
+            from pytest_hypomnesis.plugin.budgets import BudgetError, budgets_for
+
             message: str | None = None
             try:
                 budgets = budgets_for(

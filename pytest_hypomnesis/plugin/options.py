@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
@@ -68,23 +67,61 @@ _OPTIONS: tuple[tuple[str, Literal["bool", "string"], str], ...] = (
 _METAVARS = {"-compare": "BASE.json", "-compare-fail": "EXPR", "-html": "PATH"}
 
 
-@dataclass(frozen=True, slots=True)
 class Settings:
-    """The resolved options of one session."""
+    """The resolved options of one session (read-only by convention). A plain slotted
+    class, not a dataclass: this module loads in every pytest run, and building a
+    dataclass at import costs more than the whole of what a run without the flag needs."""
 
-    enabled: bool = False
-    json_path: str | None = None
-    top: int = DEFAULT_TOP
-    scope: str = "call"
-    interval_s: float = DEFAULT_INTERVAL_S
-    max_ram_bytes: int | None = None
-    max_vram_bytes: int | None = None
-    devices: tuple[int, ...] | None = None
-    strict: bool = False
-    compare_path: str | None = None
-    thresholds: tuple[Threshold, ...] = ()
-    html_path: str | None = None
-    timeline: bool = False
+    __slots__ = (
+        "compare_path",
+        "devices",
+        "enabled",
+        "html_path",
+        "interval_s",
+        "json_path",
+        "max_ram_bytes",
+        "max_vram_bytes",
+        "scope",
+        "strict",
+        "thresholds",
+        "timeline",
+        "top",
+    )
+
+    def __init__(
+        self,
+        *,
+        enabled: bool = False,
+        json_path: str | None = None,
+        top: int = DEFAULT_TOP,
+        scope: str = "call",
+        interval_s: float = DEFAULT_INTERVAL_S,
+        max_ram_bytes: int | None = None,
+        max_vram_bytes: int | None = None,
+        devices: tuple[int, ...] | None = None,
+        strict: bool = False,
+        compare_path: str | None = None,
+        thresholds: tuple[Threshold, ...] = (),
+        html_path: str | None = None,
+        timeline: bool = False,
+    ) -> None:
+        self.enabled = enabled
+        self.json_path = json_path
+        self.top = top
+        self.scope = scope
+        self.interval_s = interval_s
+        self.max_ram_bytes = max_ram_bytes
+        self.max_vram_bytes = max_vram_bytes
+        self.devices = devices
+        self.strict = strict
+        self.compare_path = compare_path
+        self.thresholds = thresholds
+        self.html_path = html_path
+        self.timeline = timeline
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"Settings({fields})"
 
     @property
     def measure_all(self) -> bool:

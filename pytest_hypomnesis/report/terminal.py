@@ -19,8 +19,6 @@ from pytest_hypomnesis.record import (
     over_budget,
     vram_increase_bytes,
 )
-from pytest_hypomnesis.report.compare import CompareError, compare, format_comparison
-from pytest_hypomnesis.report.html import render_html, write_html_atomic
 from pytest_hypomnesis.report.schema import build_report, write_report_atomic
 from pytest_hypomnesis.report.table import header_line, summary_lines
 
@@ -108,6 +106,9 @@ def write_json(plugin: HypomnesisPlugin, session: pytest.Session) -> str | None:
 
 def _write_html(plugin: HypomnesisPlugin, data: dict[str, Any]) -> bool:
     """Write the HTML report; on failure add a summary line and return False."""
+    from pytest_hypomnesis.report.compare import CompareError
+    from pytest_hypomnesis.report.html import render_html, write_html_atomic
+
     path = plugin.settings.html_path
     assert path is not None
     try:
@@ -140,6 +141,9 @@ def finish_session(plugin: HypomnesisPlugin, session: pytest.Session) -> None:
         plugin.json_error = write_json(plugin, session)
         failed = plugin.json_error is not None
     if plugin.baseline is not None:
+        # The gate's and the HTML page's modules load only for a run that asks for them.
+        from pytest_hypomnesis.report.compare import CompareError, compare
+
         try:
             plugin.comparison = compare(plugin.baseline, data, settings.thresholds)
         except CompareError as exc:
@@ -194,6 +198,8 @@ def _comparison(
         return
     if not section_open and verbosity > -2:
         tr.write_sep("=", "hypomnesis")
+    from pytest_hypomnesis.report.compare import format_comparison
+
     lines = format_comparison(comparison, max_listed=None if verbosity >= 1 else 20)
     warned = 1 + len(comparison.warnings)
     regressed = warned + len(comparison.regressions)
