@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -272,22 +271,6 @@ def _alive(pid: int) -> bool:
 # --- public API fallthrough with NVML unavailable ------------------------------------------
 
 
-@pytest.fixture
-def no_nvml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    from pytest_hypomnesis.probe import chain, nvml
-
-    monkeypatch.setenv("HYPOMNESIS_NVML_LIBRARY", str(tmp_path / "no-such-libnvidia-ml.so"))
-    reset = getattr(nvml, "_reset_for_tests", None)
-    if reset is not None:
-        reset()
-    monkeypatch.setattr(chain, "platform", lambda: "linux")
-    previous = chain.set_fake(None)
-    yield
-    chain.set_fake(previous)
-    if reset is not None:
-        reset()
-
-
 @posix_only
 @pytest.mark.usefixtures("no_nvml")
 def test_public_device_info_falls_through_to_smi(fake_smi: FakeSmi) -> None:
@@ -303,11 +286,15 @@ def test_public_device_info_falls_through_to_smi(fake_smi: FakeSmi) -> None:
 
 @posix_only
 @pytest.mark.usefixtures("no_nvml")
-def test_public_free_saturates_when_used_exceeds_total(fake_smi: FakeSmi) -> None:
+def test_public_used_above_total_is_unknown_not_free_0(fake_smi: FakeSmi) -> None:
+    # The crate prints "free 0 MiB / 10 MiB"; figures no device can have are no reading.
     fake_smi.set_gpu("20, 10, \n")
-    info = hmn.device_info(0)
-    assert info.free_bytes == 0
-    assert info.driver_version is None
+    with pytest.raises(hmn.NoGpuSourceError) as info:
+        hmn.device_info(0)
+    assert (
+        "nvidia-smi: impossible device figures: used 20 MiB exceeds total 10 MiB"
+        in info.value.reasons
+    )
 
 
 @posix_only

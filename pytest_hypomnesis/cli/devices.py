@@ -9,6 +9,12 @@ from typing import TextIO
 from pytest_hypomnesis._errors import HypomnesisError
 from pytest_hypomnesis._format import compact_json
 from pytest_hypomnesis._units import MIB
+from pytest_hypomnesis.cli._failures import (
+    SOURCE_FAILED,
+    failure_text,
+    nothing_installed,
+    reasons_text,
+)
 from pytest_hypomnesis.model import GpuDeviceInfo, Snapshot
 from pytest_hypomnesis.probe import chain
 
@@ -51,11 +57,58 @@ def format_summary_json(snapshots: Sequence[Snapshot]) -> tuple[str, str | None]
     return compact_json([d.to_dict() for d in devices]), note
 
 
+def _unreadable_lines(snapshots: Sequence[Snapshot]) -> list[str]:
+    """``hmn: GPU i not readable: <reasons>`` for every snapshot without device figures."""
+    lines = []
+    for index, snap in enumerate(snapshots):
+        if snap.gpu_device is not None:
+            continue
+        try:
+            chain.device_info(index)
+        except HypomnesisError as exc:
+            why = failure_text(exc)
+        else:  # it answered on the second try: say what failed the first time
+            why = snap.gpu_unavailable_reason or "no GPU backend answered"
+        lines.append(f"hmn: GPU {index} not readable: {why}")
+    return lines
+
+
+def _uncounted(
+    json_mode: bool, count_reasons: Sequence[str], out: TextIO, err: TextIO
+) -> int | None:
+    """Nothing could count the GPUs. ``None`` when nothing is installed (the crate's "no
+    visible GPUs" stands); otherwise GPU 0 if a fallback reads it, and the failure."""
+    try:
+        first = chain.device_info(0)
+    except HypomnesisError as exc:
+        reasons = list(dict.fromkeys([*count_reasons, *getattr(exc, "reasons", ())]))
+        if nothing_installed(reasons):
+            return None
+        out.flush()
+        err.write(f"hmn: could not read any GPU: {reasons_text(reasons)}\n")
+        return SOURCE_FAILED
+    if json_mode:
+        out.write(compact_json([first.to_dict()]) + "\n")
+    else:
+        out.write(format_device_line(first) + "\n")
+    out.flush()
+    err.write(
+        f"hmn: could not count the GPUs ({reasons_text(count_reasons)}); only GPU 0 is shown\n"
+    )
+    return SOURCE_FAILED
+
+
 def run(json_mode: bool, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        snapshots = chain.snapshot_all()
+        chain.process_rss()  # the crate's Snapshot::all reads it first and exits 1 on failure
+        count, count_reasons = chain.counted_devices()
+        if count is None:
+            code = _uncounted(json_mode, count_reasons, out, err)
+            if code is not None:
+                return code
+        snapshots = [] if count is None else chain.snapshot_all()
     except HypomnesisError as exc:
         # Only an RSS failure gets here; the crate exits 1 for it.
         err.write(f"hmn: {exc}\n")
@@ -68,4 +121,9 @@ def run(json_mode: bool, out: TextIO | None = None, err: TextIO | None = None) -
             err.write(note + "\n")
     else:
         out.write("".join(line + "\n" for line in format_summary_lines(snapshots)))
+    unreadable = _unreadable_lines(snapshots)
+    if unreadable:
+        out.flush()
+        err.write("".join(line + "\n" for line in unreadable))
+        return SOURCE_FAILED
     return 0

@@ -11,14 +11,22 @@ from typing import Any, TextIO
 from pytest_hypomnesis._errors import DeviceIndexOutOfRangeError, HypomnesisError
 from pytest_hypomnesis._format import compact_json, format_vram, render_table
 from pytest_hypomnesis.cli._args import device_arg, pid_arg
+from pytest_hypomnesis.cli._failures import (
+    SOURCE_FAILED,
+    failure_text,
+    nothing_installed,
+    reasons_text,
+)
 from pytest_hypomnesis.model import GpuProcessEntry
 from pytest_hypomnesis.probe import chain
 
 __all__ = [
     "SORT_KEYS",
+    "Collected",
     "PsRow",
     "add_parser",
     "collect_rows",
+    "failure_lines",
     "format_ps_json",
     "format_ps_summary",
     "format_ps_table",
@@ -150,38 +158,77 @@ def out_of_range_message(exc: DeviceIndexOutOfRangeError) -> str:
     return f"device index {exc.index} out of range (have {exc.count} {noun})"
 
 
-def collect_rows(
-    device_filter: int | None, pid_filter: int | None
-) -> tuple[list[PsRow], DeviceIndexOutOfRangeError | None]:
-    """Rows of every requested device, unsorted. A device whose listing fails is skipped,
-    as in the crate; an explicit ``--device`` that does not exist is returned as an error."""
+@dataclass
+class Collected:
+    """What the listing found: rows of the devices that answered, the devices that did not
+    (``(index, reason)``), and why the devices could not be counted, if they could not."""
+
+    rows: list[PsRow]
+    failed: list[tuple[int, str]]
+    uncounted: str | None = None
+    missing: DeviceIndexOutOfRangeError | None = None
+
+
+def _indices(device_filter: int | None) -> tuple[list[int], str | None, tuple[str, ...]]:
     if device_filter is not None:
-        indices = [device_filter]
-    else:
-        try:
-            indices = list(range(chain.device_count()))
-        except HypomnesisError:
-            indices = []
-    rows: list[PsRow] = []
+        return [device_filter], None, ()
+    count, reasons = chain.counted_devices()
+    if count is not None:
+        return list(range(count)), None, ()
+    # Nothing could count: GPU 0 may still be listed by a fallback (nvidia-smi).
+    return [0], reasons_text(reasons), reasons
+
+
+def collect_rows(device_filter: int | None, pid_filter: int | None) -> Collected:
+    """Rows of every requested device, unsorted. The crate skips a device whose listing
+    fails and reads a failed count as no devices; here both are kept as failures, so the
+    output never states a count that was not measured. An explicit ``--device`` that does
+    not exist is ``missing``."""
+    indices, uncounted, count_reasons = _indices(device_filter)
+    found = Collected([], [], uncounted)
     for index in indices:
-        try:
-            device_name = chain.device_info(index).name
-        except HypomnesisError:
-            device_name = None
         try:
             entries = chain.gpu_processes(index)
         except DeviceIndexOutOfRangeError as exc:
             if device_filter is not None:
-                return [], exc
+                found.missing = exc
+                return found
+            found.failed.append((index, failure_text(exc)))
             continue
+        except HypomnesisError as exc:
+            reasons = list(dict.fromkeys([*count_reasons, *getattr(exc, "reasons", ())]))
+            if uncounted is not None and nothing_installed(reasons):
+                # No driver library and no nvidia-smi: no GPU, so no GPU processes.
+                found.uncounted = None
+                continue
+            found.failed.append((index, failure_text(exc)))
+            continue
+        try:
+            device_name = chain.device_info(index).name
         except HypomnesisError:
-            continue
-        rows.extend(
+            device_name = None
+        found.rows.extend(
             PsRow.from_entry(e, index, device_name)
             for e in entries
             if pid_filter is None or e.pid == pid_filter
         )
-    return rows, None
+    return found
+
+
+def failure_lines(found: Collected) -> list[str]:
+    """The stderr lines after the summary that say what the listing is missing."""
+    lines = []
+    if found.uncounted is not None and not found.failed:
+        lines.append(f"could not count the GPUs ({found.uncounted}); only GPU 0 was listed")
+    elif found.uncounted is not None:
+        lines.append(f"could not count the GPUs ({found.uncounted})")
+    lines.extend(
+        f"GPU {index}: could not list processes ({why}); not included above"
+        if found.rows
+        else f"GPU {index}: could not list processes ({why})"
+        for index, why in found.failed
+    )
+    return lines
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -191,7 +238,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "List processes holding GPU memory, biggest first. On Linux (NVML) the list is "
             "compute-only: processes with a CUDA context. A one-line summary goes to stderr. "
-            "Exit status 0."
+            "Exit status 0; 1 when a device could not be listed or the GPUs could not be "
+            "counted (what failed is said on stderr)."
         ),
     )
     parser.add_argument("--pid", type=pid_arg, metavar="PID", help="keep only this PID")
@@ -225,15 +273,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    rows, missing = collect_rows(args.device, args.pid)
-    if missing is not None:
-        err.write(f"hmn: {out_of_range_message(missing)}\n")
+    found = collect_rows(args.device, args.pid)
+    if found.missing is not None:
+        err.write(f"hmn: {out_of_range_message(found.missing)}\n")
         return 2
-    rows = sort_rows(rows, args.sort)
+    problems = failure_lines(found)
+    if found.failed and not found.rows:
+        # Every device failed: an empty table and "0 GPU processes found" would be a claim.
+        err.write("".join(f"hmn: {line}\n" for line in problems))
+        return SOURCE_FAILED
+    rows = sort_rows(found.rows, args.sort)
     if args.json:
         out.write(format_ps_json(rows) + "\n")
     else:
         out.write("".join(line + "\n" for line in format_ps_table(rows)))
     out.flush()
     err.write(f"hmn: {format_ps_summary(rows, args.pid, args.device)}\n")
+    if problems:
+        err.write("".join(f"hmn: {line}\n" for line in problems))
+        return SOURCE_FAILED
     return 0

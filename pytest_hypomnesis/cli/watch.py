@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from pytest_hypomnesis._errors import HypomnesisError
 from pytest_hypomnesis.cli._args import device_arg, duration_ms_arg, pid_arg, positive_int_arg
 from pytest_hypomnesis.cli._durations import format_secs
+from pytest_hypomnesis.cli._failures import failure_text
 from pytest_hypomnesis.cli._watchstate import (
     HEADER_LINE,
     Selection,
@@ -97,7 +98,7 @@ def watch(config: WatchConfig, io: WatchIO) -> int:
     try:
         first_rows = io.sample(device)
     except HypomnesisError as exc:
-        _say(io.err, [f"hmn: watch failed to query device {device}: {exc}"])
+        _say(io.err, [f"hmn: watch failed to query device {device}: {failure_text(exc)}"])
         return 2
     selection = config.selection
     watched = selection.select(first_rows)
@@ -178,7 +179,8 @@ def watch(config: WatchConfig, io: WatchIO) -> int:
             _say(
                 io.err,
                 [
-                    f"hmn watch: sample failed at +{format_secs(elapsed_s)} ({exc}); "
+                    f"hmn watch: sample failed at +{format_secs(elapsed_s)} "
+                    f"({failure_text(exc)}); "
                     "skipping interval"
                 ],
             )

@@ -28,6 +28,7 @@ from pytest_hypomnesis.probe.readings import SmiDeviceReading, VramReading
 
 __all__ = [
     "VramReading",
+    "counted_devices",
     "current_fake",
     "device_count",
     "device_info",
@@ -118,13 +119,20 @@ def _bounds_error(index: int, reasons: list[str]) -> Exception:
 def device_count() -> int:
     """Visible GPUs: macOS Apple GPU → NVML → (Windows) DXGI NVIDIA adapters; 0 when
     nothing can count (the crate raises ``NoGpuSource`` there). Never ``nvidia-smi``."""
+    count, _ = counted_devices()
+    return 0 if count is None else count
+
+
+def counted_devices() -> tuple[int | None, tuple[str, ...]]:
+    """``device_count``'s answer, ``None`` when nothing could count, with the reasons of the
+    backends that failed (for the CLI, which must not read a failure as "no GPUs")."""
     if _fake is not None:
-        return _fake.device_count()
+        return _fake.device_count(), ()
     if _apple_gpu():
-        return 1
+        return 1, ()
     reasons: list[str] = []
     count = _count_for_bounds(reasons)
-    return 0 if count is None else count
+    return count, tuple(reasons)
 
 
 def device_info(index: int = 0) -> GpuDeviceInfo:

@@ -34,6 +34,7 @@ __all__ = [
     "NvmlMigDevice",
     "device_count",
     "device_query",
+    "impossible_device_figures",
     "inventory",
     "list_processes",
     "process_used_bytes",
@@ -361,6 +362,9 @@ def device_query(index: int) -> NvmlDeviceReading:
         driver = _best_effort(
             nv, "nvmlSystemGetDriverVersion", lambda: _lossy(nv.nvmlSystemGetDriverVersion)
         )
+    problem = impossible_device_figures(int(memory.total), int(memory.free), int(memory.used))
+    if problem is not None:
+        raise BackendFailure("NVML", f"GPU {index}: {problem}")
     reading = NvmlDeviceReading(
         name=name,
         total_bytes=int(memory.total),
@@ -475,6 +479,25 @@ def generation() -> int:
     with _lock:
         _ensure()
         return _generation
+
+
+def impossible_device_figures(total: int, free: int, used: int) -> str | None:
+    """Why NVML's device memory figures cannot be a reading (``None`` when they can): the
+    2^64-1 not-available sentinel, or used or free above total. Treated like the
+    per-process sentinels: unknown, with this reason, never passed through."""
+    if NOT_AVAILABLE in (total, free, used):
+        return "device memory not available (NVML returned 2^64-1)"
+    if used > total:
+        return f"impossible device figures: used {used} B exceeds total {total} B"
+    if free > total:
+        return f"impossible device figures: free {free} B exceeds total {total} B"
+    return None
+
+
+def _sane_used(memory: Any) -> int | None:
+    """The device used figure of a v1 memory struct, ``None`` when it is impossible."""
+    total, free, used = int(memory.total), int(memory.free), int(memory.used)
+    return None if impossible_device_figures(total, free, used) else used
 
 
 def _reserved(nv: Any, handle: Any) -> int | None:
@@ -650,7 +673,7 @@ class _SelfReader:
                 rows: list[tuple[int, int | None]] | None = _raw_processes(nv, self.handle)
             except BackendFailure:
                 rows = None
-        total, device_used = int(memory.total), int(memory.used)
+        total, device_used = int(memory.total), _sane_used(memory)
         own: int | None = None
         if rows is not None:
             pid = os.getpid()
@@ -666,7 +689,7 @@ class _SelfReader:
         ret = memory_fn(self.handle, byref(self._memory))
         if ret != _SUCCESS:
             raise _failure(nv.NVMLError(ret), f"nvmlDeviceGetMemoryInfo({self.index})")
-        total, device_used = int(self._memory.total), int(self._memory.used)
+        total, device_used = int(self._memory.total), _sane_used(self._memory)
         self._count.value = self._capacity
         ret = process_fn(self.handle, byref(self._count), self._rows)
         if ret == _ERROR_INSUFFICIENT_SIZE:

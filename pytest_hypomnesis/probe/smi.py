@@ -247,10 +247,30 @@ def parse_listing_output(stdout: str) -> list[tuple[int, str | None, int]]:
 
 
 def device_query(index: int) -> SmiDeviceReading:
-    """Device-wide used/total/driver of GPU ``index``. Raises ``BackendFailure``."""
-    return parse_device_output(_run(device_command(index)))
+    """Device-wide used/total/driver of GPU ``index``. Raises ``BackendFailure``, also for
+    figures no device can have (used above total, a value past 2^64-1 bytes), which the
+    crate would print as readings."""
+    reading = parse_device_output(_run(device_command(index)))
+    if reading.used_bytes >= U64_MAX or reading.total_bytes >= U64_MAX:
+        raise BackendFailure(BACKEND, "device memory figure out of range (past 2^64-1 bytes)")
+    if reading.used_bytes > reading.total_bytes:
+        raise BackendFailure(
+            BACKEND,
+            f"impossible device figures: used {reading.used_bytes // MIB} MiB exceeds total "
+            f"{reading.total_bytes // MIB} MiB",
+        )
+    return reading
 
 
 def list_processes(index: int) -> list[tuple[int, str | None, int]]:
-    """Compute processes on GPU ``index``; ``[]`` when the tool answers with no rows."""
-    return parse_listing_output(_run(listing_command(index)))
+    """Compute processes on GPU ``index``; ``[]`` when the tool answers with no rows.
+    Output of which no line parses is a failure, not an empty listing."""
+    stdout = _run(listing_command(index))
+    rows = parse_listing_output(stdout)
+    lines = [line.strip() for line in stdout.splitlines() if line.strip()]
+    if not rows and lines:
+        if all(line.rpartition(",")[2].strip().startswith("[") for line in lines):
+            # WDDM prints "[N/A]" (or "[Not Supported]") where the figure would be.
+            raise BackendFailure(BACKEND, f"per-process memory not available: {lines[0]!r}")
+        raise _unparsable(lines[0])
+    return rows

@@ -19,6 +19,8 @@ API of the ``FakeSmi`` object the fixture yields:
 - Defaults: gpu ``"1024, 16311, 610.88\\n"``; apps ``""`` (no compute processes).
 - ``calls()``: the argument lists (without the executable) of every invocation so far.
 - ``remove()``: deletes the executable (the "not found on PATH" case).
+- ``no_nvml`` fixture: NVML points at a library that does not exist (and the probe chain
+  behaves as on Linux with no fake GPU), so nvidia-smi is the only answer in this process.
 - ``bin_dir`` (``Path``), ``executable`` (``Path``), ``env`` (``os.environ`` copy with
   ``bin_dir`` first on ``PATH``, for subprocesses such as CLI tests).
 """
@@ -36,7 +38,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["FakeSmi", "fake_smi"]
+__all__ = ["FakeSmi", "fake_smi", "no_nvml"]
 
 _SCRIPT = r"""
 import json, os, subprocess, sys, time
@@ -203,3 +205,19 @@ def fake_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSm
     finally:
         fake._kill_grandchildren()
         _reset_smi_cache()
+
+
+@pytest.fixture
+def no_nvml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    from pytest_hypomnesis.probe import chain, nvml
+
+    monkeypatch.setenv("HYPOMNESIS_NVML_LIBRARY", str(tmp_path / "no-such-libnvidia-ml.so"))
+    reset = getattr(nvml, "_reset_for_tests", None)
+    if reset is not None:
+        reset()
+    monkeypatch.setattr(chain, "platform", lambda: "linux")
+    previous = chain.set_fake(None)
+    yield
+    chain.set_fake(previous)
+    if reset is not None:
+        reset()
