@@ -41,6 +41,9 @@ __all__ = ["Engine", "Span"]
 Reader = Callable[[], VramReading]
 
 _IDLE_INTERVALS_BEFORE_PARKING = 10
+# Bound once: a test that mocks time.perf_counter (freezegun, monkeypatch) must not make a
+# span last a negative time, which a report then could not hold.
+_clock = time.perf_counter
 
 
 @dataclass
@@ -220,7 +223,7 @@ class Engine:
                 continue
         sampled_peak = not self.ram.exact
         rss = process_rss() if sampled_peak or self._timeline_spans else None
-        now = time.perf_counter()
+        now = _clock()
         with self._lock:
             spans = [only] if only is not None else list(self._open)
             for span in spans:
@@ -281,7 +284,7 @@ class Engine:
             self.ram.reset()
             rss = process_rss()
             span = Span(
-                t0=time.perf_counter(),
+                t0=_clock(),
                 ram_start_bytes=rss,
                 ram_peak_bytes=rss,
                 started=True,
@@ -300,7 +303,7 @@ class Engine:
                     self._fold_torch(cuda)
         self.ram.reset()
         rss = process_rss()
-        span = Span(t0=time.perf_counter(), ram_start_bytes=rss, ram_peak_bytes=rss)
+        span = Span(t0=_clock(), ram_start_bytes=rss, ram_peak_bytes=rss)
         if cuda is not None:
             try:
                 for device in range(cuda.device_count()):
@@ -348,7 +351,7 @@ class Engine:
         """Duration, RAM peak and RSS now; with ``final`` the peak is kept on the span."""
         rss = process_rss()
         peak_now = self.ram.peak_bytes()
-        duration_s = time.perf_counter() - span.t0
+        duration_s = max(0.0, _clock() - span.t0)
         with self._lock:
             ram_peak = rss
             earlier = span.ram_peak_bytes

@@ -31,6 +31,7 @@ from typing import Any, Literal, cast
 
 from pytest_hypomnesis._units import SIZE_FORMS, SizeError, format_bytes_iec, parse_size
 from pytest_hypomnesis.record import VramRecord, vram_total_bytes
+from pytest_hypomnesis.report.printable import printable
 from pytest_hypomnesis.report.schema import SCHEMA, ReportError, load_report
 
 __all__ = [
@@ -386,7 +387,8 @@ def format_comparison(comparison: Comparison, *, max_listed: int | None = 20) ->
     lines.extend(f"warning: {w}" for w in comparison.warnings)
     for reg in comparison.regressions:
         lines.append(
-            f"{reg.nodeid}  {reg.change.metric} {format_change(reg.change)} > {reg.threshold.text}"
+            f"{printable(reg.nodeid)}  {reg.change.metric} {format_change(reg.change)} "
+            f"> {reg.threshold.text}"
         )
     lines.extend(_listing("only in the baseline", comparison.only_in_base, max_listed))
     lines.extend(_listing("only in this run", comparison.only_in_new, max_listed))

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from pytest_hypomnesis._units import MAX_SIZE_BYTES, clip
 from pytest_hypomnesis.plugin.timeline import parse_timeline
 from pytest_hypomnesis.record import MeasuredTestRecord
 from pytest_hypomnesis.report.atomicfile import write_text_atomic
@@ -37,8 +38,10 @@ class ReportError(Exception):
 # ---------------------------------------------------------------------------------------
 # Validation. Each check names the JSON path of the offending field.
 
-_INT = "an integer"
-_OPT_INT = "an integer or null"
+# Every integer a report holds is a byte count, an index or a count: never above 2^64-1
+# (a 5000-digit one would also break every formatter downstream).
+_INT = "an integer from 0 to 2^64-1"
+_OPT_INT = "an integer from 0 to 2^64-1, or null"
 
 
 def _fail(where: str, message: str) -> ReportError:
@@ -85,8 +88,20 @@ def _int_field(obj: dict[str, Any], key: str, where: str, *, optional: bool) -> 
     value = _field(obj, key, where)
     if value is None and optional:
         return
-    if not _is_int(value) or value < 0:
+    if not _is_int(value) or value < 0 or value > MAX_SIZE_BYTES:
         _wrong(obj, key, where, expect=_OPT_INT if optional else _INT)
+
+
+def _present_int(obj: dict[str, Any], key: str, where: str) -> None:
+    """An optional key (older or foreign reports may lack it) that, when there, is an
+    integer or null."""
+    if key in obj:
+        _int_field(obj, key, where, optional=True)
+
+
+def _present_str(obj: dict[str, Any], key: str, where: str) -> None:
+    if key in obj:
+        _str_field(obj, key, where, optional=True)
 
 
 def _str_field(obj: dict[str, Any], key: str, where: str, *, optional: bool = False) -> None:
@@ -127,8 +142,8 @@ def validate_test_record(record: object, where: str = "test") -> MeasuredTestRec
     devices = _check_obj(_field(vram, "devices", vwhere), f"{vwhere}.devices")
     for key, device in devices.items():
         dwhere = f"{vwhere}.devices[{key!r}]"
-        if not key.isdigit():
-            raise _fail(f"{vwhere}.devices", f"device key {key!r} is not a device index")
+        if not (key.isascii() and key.isdigit()) or len(key) > 10:
+            raise _fail(f"{vwhere}.devices", f"device key {clip(repr(key))} is not a device index")
         dev = _check_obj(device, dwhere)
         _span_fields(dev, dwhere)
         _int_field(dev, "device_used_peak_bytes", dwhere, optional=True)
@@ -183,7 +198,33 @@ def validate_report(data: object) -> dict[str, Any]:
     if not isinstance(_field(report, "devices", "top level"), list):
         _wrong(report, "devices", "top level", expect="a list")
     for i, device in enumerate(report["devices"]):
-        _check_obj(device, f"devices[{i}]")
+        # Every field the header, the HTML report and the gate read, so a wrong type is
+        # this one line at load time, not a crash after every test ran.
+        dwhere = f"devices[{i}]"
+        dev = _check_obj(device, dwhere)
+        _int_field(dev, "index", dwhere, optional=False)
+        for key in ("total_bytes", "free_bytes", "used_bytes", "reserved_bytes"):
+            _present_int(dev, key, dwhere)
+        for key in ("name", "driver_version"):
+            _present_str(dev, key, dwhere)
+    _present_str(report["machine"], "gpu_unavailable_reason", "machine")
+    settings = report["settings"]
+    _present_str(settings, "scope", "settings")
+    interval = settings.get("interval_s")
+    if interval is not None and (
+        isinstance(interval, bool)
+        or not isinstance(interval, (int, float))
+        or not math.isfinite(interval)
+        or interval <= 0
+    ):
+        _wrong(settings, "interval_s", "settings", expect="a positive number or null")
+    watched = settings.get("devices")
+    if watched is not None:
+        if not isinstance(watched, list):
+            _wrong(settings, "devices", "settings", expect="a list of GPU indices or null")
+        for j, index in enumerate(watched):
+            if not _is_int(index) or index < 0 or index > MAX_SIZE_BYTES:
+                raise _fail(f"settings.devices[{j}]", f"expected {_INT}, got {_kind(index)}")
     tests = _field(report, "tests", "top level")
     if not isinstance(tests, list):
         _wrong(report, "tests", "top level", expect="a list")
@@ -211,6 +252,11 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ReportError(
             f"{name}: not valid JSON (truncated or corrupt?): {exc.msg} at line {exc.lineno}"
         ) from None
+    except RecursionError:
+        raise ReportError(f"{name}: not a JSON report: nested too deeply") from None
+    except ValueError as exc:
+        # int() refuses more than sys.get_int_max_str_digits() digits (4300 by default).
+        raise ReportError(f"{name}: not a JSON report: {exc}") from None
     try:
         return validate_report(data)
     except ReportError as exc:

@@ -19,6 +19,7 @@ from pytest_hypomnesis.record import (
     vram_increase_bytes,
     vram_peak_bytes,
 )
+from pytest_hypomnesis.report.printable import printable
 
 __all__ = [
     "budget_cell",
@@ -85,6 +86,8 @@ _COLUMNS: tuple[_Column, ...] = (
 def _render(
     header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]
 ) -> list[str]:
+    # Cells come from report files (hmn report): escaped before their widths are taken.
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
@@ -200,4 +203,4 @@ def header_line(report: Mapping[str, Any]) -> str:
         reason = report.get("machine", {}).get("gpu_unavailable_reason")
         where = "no GPU on this machine" if sources else "no GPU"
         parts.append(f"{where} ({reason})" if reason else where)
-    return "hypomnesis: " + "; ".join(parts)
+    return printable("hypomnesis: " + "; ".join(parts))
