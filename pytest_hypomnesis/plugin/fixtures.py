@@ -7,13 +7,14 @@ nothing else, and each fixture imports what it uses when a test asks for it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
 if TYPE_CHECKING:
     from pytest_hypomnesis.model import Snapshot
     from pytest_hypomnesis.plugin.block import MeasuredBlock
+    from pytest_hypomnesis.plugin.hooks import HypomnesisPlugin
     from pytest_hypomnesis.probe.fake import FakeGpu
     from pytest_hypomnesis.testing import GpuDeviceInfoBuilder
 
@@ -51,9 +52,11 @@ def memory_snapshot() -> Callable[..., Snapshot]:
 def memory_report(request: pytest.FixtureRequest) -> Callable[[], MeasuredBlock]:
     """A factory: ``with memory_report() as r:`` measures the block; ``r`` holds the result."""
     from pytest_hypomnesis.plugin.block import MeasuredBlock
-    from pytest_hypomnesis.plugin.hooks import PLUGIN_KEY
 
-    engine = request.config.stash[PLUGIN_KEY].engine
+    # The session plugin by its registered name: importing plugin.hooks (which imports
+    # this module for the fixture definitions) would make an import cycle.
+    plugin = cast("HypomnesisPlugin", request.config.pluginmanager.get_plugin("hypomnesis-session"))
+    engine = plugin.engine
     return lambda: MeasuredBlock(engine)
 
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from pytest_hypomnesis.plugin.budgets import Budget
     from pytest_hypomnesis.plugin.engine import Engine, Span
     from pytest_hypomnesis.record import BudgetRecord, MeasuredTestRecord, SpanRecord
-    from pytest_hypomnesis.report.compare import Comparison
+    from pytest_hypomnesis.report.session import SessionReport
 
 __all__ = [
     "HypomnesisPlugin",
@@ -126,12 +126,9 @@ class HypomnesisPlugin:
         self.is_worker = workerinput is not None
         self.worker = str(workerinput["workerid"]) if workerinput else "master"
         self.records: dict[str, MeasuredTestRecord] = {}
-        self.json_error: str | None = None
-        self.report_cache: dict[str, Any] | None = None
         self.baseline: dict[str, Any] | None = None
-        self.comparison: Comparison | None = None
-        self.report_problems: list[str] = []
-        """Lines for the summary: an HTML report not written, a comparison not made."""
+        self.session_report: SessionReport | None = None
+        """Built once at session end, on the controller; the terminal section prints it."""
         self._warned: set[str] = set()
         # junitxml reads properties from the teardown report; without it, add nothing.
         self._junit = bool(config.getoption("xmlpath", None))
@@ -282,22 +279,34 @@ class HypomnesisPlugin:
         # Runs inside the terminal reporter's wrapper, before its summary: the gate's
         # verdict is known when the summary prints, and a failed gate sets
         # session.exitstatus, which is what pytest exits with.
-        if self.is_worker or not self.settings.needs_report:
+        if self.is_worker or not self.settings.measure_all:
             return
-        from pytest_hypomnesis.report import terminal  # the report and gate: session end only
+        # The report modules load at session end only.
+        from pytest_hypomnesis.report.session import build_session_report
 
-        terminal.finish_session(self, session)
+        report = build_session_report(
+            self.settings,
+            list(self.records.values()),
+            baseline=self.baseline,
+            gpu_reason=lambda: self.engine.unavailable_reason(),
+            pytest_version=pytest.__version__,
+        )
+        self.session_report = report
+        # A failed gate, or a report asked for and not written, fails an otherwise
+        # passing run; a failing run stays so.
+        if report.failed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if self.is_worker:
+        report = self.session_report
+        if self.is_worker or report is None:
             return
-        if not (
-            self.settings.enabled or self.json_error or self.comparison or self.report_problems
-        ):
-            return  # nothing to print: do not import the report modules
+        if not (self.settings.enabled or report.json_error or report.comparison or report.problems):
+            return  # nothing to print: do not import the terminal module
         from pytest_hypomnesis.report import terminal
 
-        terminal.summary(self, terminalreporter)
+        verbosity = self.config.get_verbosity("hypomnesis")
+        terminal.summary(report, self.settings, terminalreporter, verbosity)
 
 
 class _RuntestHooks:

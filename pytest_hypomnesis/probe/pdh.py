@@ -25,7 +25,7 @@ from pytest_hypomnesis._errors import BackendFailure, PdhError
 from pytest_hypomnesis._platform import debug
 from pytest_hypomnesis.model import GpuProcessEntry, GpuQuerySource
 from pytest_hypomnesis.probe import dxgi, winnames
-from pytest_hypomnesis.probe.spill import SpillSample
+from pytest_hypomnesis.probe.readings import SpillSample
 
 __all__ = [
     "ADAPTER_OBJECT",

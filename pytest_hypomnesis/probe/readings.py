@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from pytest_hypomnesis.model import GpuQuerySource
 
-__all__ = ["NvmlDeviceReading", "SmiDeviceReading", "VramReading"]
+__all__ = ["NvmlDeviceReading", "SmiDeviceReading", "SpillSample", "VramReading"]
+
+
+class SpillSample(NamedTuple):
+    """One adapter reading: dedicated-resident, shared-resident and capacity (0 = unknown)."""
+
+    dedicated_bytes: int
+    shared_bytes: int
+    limit_bytes: int
 
 
 @dataclass(frozen=True, slots=True)

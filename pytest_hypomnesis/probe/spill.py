@@ -16,10 +16,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from pytest_hypomnesis._platform import IS_WINDOWS, debug
 from pytest_hypomnesis.model import SpillEpisode, SpillReport
+from pytest_hypomnesis.probe.readings import SpillSample
 
 __all__ = [
     "DEFAULT_DEDICATED_THRESHOLD_PCT",
@@ -39,14 +40,6 @@ DEFAULT_SHARED_GROWTH_BYTES = 268435456
 spill; shared memory has a benign idle baseline of roughly 100-163 MiB of staging heaps."""
 
 U64_MAX = 2**64 - 1
-
-
-class SpillSample(NamedTuple):
-    """One adapter reading: dedicated-resident, shared-resident and capacity (0 = unknown)."""
-
-    dedicated_bytes: int
-    shared_bytes: int
-    limit_bytes: int
 
 
 class SpillSource(Protocol):

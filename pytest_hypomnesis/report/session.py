@@ -1,0 +1,184 @@
+"""The session report: built once, on the controller, in ``pytest_sessionfinish``.
+
+It owns what the session's end produces: the JSON report's data, the JSON and HTML files
+written, the comparison with a baseline, and the lines that say what could not be done.
+The terminal section (``report/terminal.py``) only prints it; nothing else changes it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from pytest_hypomnesis.probe import chain
+from pytest_hypomnesis.record import MeasuredTestRecord
+from pytest_hypomnesis.report.schema import build_report, write_report_atomic
+
+if TYPE_CHECKING:
+    from pytest_hypomnesis.plugin.options import Settings
+    from pytest_hypomnesis.report.compare import Comparison
+
+__all__ = ["SessionReport", "build_session_report"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionReport:
+    """What one session's end produced. ``failed``: a gate that failed, or a report asked
+    for and not written (a CI job must not go green without its artifact)."""
+
+    data: dict[str, Any]
+    """The JSON report (``schema``, ``created``, ..., ``tests``), written or not."""
+    json_error: str | None
+    """Why the JSON report was not written; ``None`` when written or not asked for."""
+    comparison: Comparison | None
+    problems: tuple[str, ...]
+    """Lines for the summary: an HTML report not written, a comparison not made."""
+    failed: bool
+
+    @property
+    def tests(self) -> list[MeasuredTestRecord]:
+        tests: list[MeasuredTestRecord] = self.data["tests"]
+        return tests
+
+
+def _devices(settings: Settings) -> list[dict[str, Any]]:
+    try:
+        count = chain.device_count()
+        indices = range(count) if settings.devices is None else settings.devices
+        return [chain.device_info(i).to_dict() for i in indices if i < count]
+    except Exception:  # the report is best-effort about devices; never fail the session
+        return []
+
+
+def _ram_total_bytes() -> int | None:
+    if sys.platform != "win32":  # spelled out for mypy's platform checks
+        try:
+            # sysconf where it exists: importing psutil only for this cost ~15 ms per run.
+            return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            pass
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except Exception:
+        return None
+
+
+def _machine(devices: list[dict[str, Any]], gpu_reason: Callable[[], str | None]) -> dict[str, Any]:
+    reason = None
+    if not devices:
+        try:
+            reason = gpu_reason()
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+    return {
+        "hostname": platform.node(),
+        "system": platform.system(),
+        "release": platform.release(),
+        "arch": platform.machine(),
+        "python_implementation": platform.python_implementation(),
+        "cpu_count": os.cpu_count(),
+        "ram_total_bytes": _ram_total_bytes(),
+        "gpu_unavailable_reason": reason,
+    }
+
+
+def _report_data(
+    settings: Settings,
+    tests: Sequence[MeasuredTestRecord],
+    gpu_reason: Callable[[], str | None],
+    pytest_version: str,
+) -> dict[str, Any]:
+    from pytest_hypomnesis import __version__
+
+    devices = _devices(settings)
+    return build_report(
+        created=datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+        versions={
+            "plugin": __version__,
+            "pytest": pytest_version,
+            "python": platform.python_version(),
+        },
+        machine=_machine(devices, gpu_reason),
+        settings=settings.to_dict(),
+        devices=devices,
+        tests=tests,
+    )
+
+
+def _write_json(path: str, data: Mapping[str, Any]) -> str | None:
+    """An error line instead of raising: a session hook must not."""
+    try:
+        write_report_atomic(path, data)
+    except (OSError, TypeError, ValueError) as exc:
+        return f"hypomnesis: could not write the JSON report to {path}: {exc}"
+    return None
+
+
+def _write_html(
+    path: str,
+    data: dict[str, Any],
+    baseline: Mapping[str, Any] | None,
+    comparison: Comparison | None,
+) -> str | None:
+    """An error line for the summary instead of raising."""
+    from pytest_hypomnesis.report.compare import CompareError
+    from pytest_hypomnesis.report.html import render_html, write_html_atomic
+
+    try:
+        page = render_html(data, baseline=baseline, comparison=comparison)
+    except CompareError as exc:
+        return f"hypomnesis: warning: HTML report not written to {path}: {exc}"
+    try:
+        write_html_atomic(path, page)
+    except OSError as exc:
+        return f"hypomnesis: could not write the HTML report to {path}: {exc}"
+    return None
+
+
+def build_session_report(
+    settings: Settings,
+    tests: Sequence[MeasuredTestRecord],
+    *,
+    baseline: Mapping[str, Any] | None,
+    gpu_reason: Callable[[], str | None],
+    pytest_version: str,
+) -> SessionReport:
+    """Build the report once, write the JSON, compare with the baseline, write the HTML.
+    Never raises for a report problem; ``gpu_reason`` says why no GPU was measured."""
+    data = _report_data(settings, tests, gpu_reason, pytest_version)
+    problems: list[str] = []
+    failed = False
+    json_error = None
+    if settings.json_path is not None:
+        json_error = _write_json(settings.json_path, data)
+        failed = json_error is not None
+    comparison = None
+    if baseline is not None:
+        # The gate's and the HTML page's modules load only for a run that asks for them.
+        from pytest_hypomnesis.report.compare import CompareError, compare
+
+        try:
+            comparison = compare(baseline, data, settings.thresholds)
+        except CompareError as exc:
+            problems.append(f"hypomnesis: warning: cannot compare with the baseline: {exc}")
+        if comparison is not None and comparison.failed:
+            failed = True
+    if settings.html_path is not None:
+        problem = _write_html(settings.html_path, data, baseline, comparison)
+        if problem is not None:
+            problems.append(problem)
+            failed = True
+    return SessionReport(
+        data=data,
+        json_error=json_error,
+        comparison=comparison,
+        problems=tuple(problems),
+        failed=failed,
+    )
