@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pytest_hypomnesis._errors import NoGpuSourceError
-from pytest_hypomnesis.cli import ps
+from pytest_hypomnesis.cli import build_parser, ps
 from pytest_hypomnesis.model import GpuProcessEntry
 from pytest_hypomnesis.probe import chain, nvml, smi
 from tests.helpers.fakenvml import GIB, NOT_AVAILABLE, FakeNvml, FakeNvmlDevice, FakeProcess
@@ -130,7 +130,7 @@ def test_ps_keeps_the_devices_that_answered_and_names_the_one_that_did_not(
     monkeypatch.setattr(chain, "gpu_processes", listing)
     monkeypatch.setattr(chain, "device_info", lambda i: (_ for _ in ()).throw(NoGpuSourceError()))
     out, err = io.StringIO(), io.StringIO()
-    args = ps.add_parser(_subparsers()).parse_args([])
+    args = build_parser().parse_args(["ps"])
     assert ps.run(args, out, err) == 1
     assert (
         out.getvalue() == "PID  NAME  VRAM     SHARED  DEVICE\n7    a     1.0 GiB  0 MiB   GPU 0 \n"
@@ -140,12 +140,6 @@ def test_ps_keeps_the_devices_that_answered_and_names_the_one_that_did_not(
         "hmn: GPU 1: could not list processes (NVML: GPU is lost; nvidia-smi: not found on "
         "PATH); not included above\n"
     )
-
-
-def _subparsers() -> object:
-    from pytest_hypomnesis.cli._args import HmnArgumentParser
-
-    return HmnArgumentParser(prog="hmn").add_subparsers()
 
 
 @needs_hmn

@@ -400,3 +400,30 @@ def test_report_without_tests(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     code, out, _ = hmn(capsys, "report", str(path))
     assert code == 0
     assert out.splitlines()[-1] == f"hypomnesis: no measured tests in {path}"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["help"], ["ps", "--help"], ["help", "watch"]])
+def test_long_help_has_the_platform_limits_and_the_security_note(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    code, out, _ = hmn(capsys, *argv)
+    assert code == 0
+    for platform in ("Linux", "Windows", "macOS"):
+        assert f"  {platform}  " in out
+    assert "compute processes only" in out  # Linux NVML listing limit
+    assert "Apple Silicon only" in out
+    assert "security:" in out
+    assert "`[protected]` or `?`" in out
+    assert "Running elevated" in out
+    if argv in (["--help"], ["help"]):
+        assert "exit status:" in out
+
+
+def test_help_of_a_command_without_its_arguments_built_still_lists_every_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `hmn` builds only the running command's arguments; the command list is complete.
+    code, out, _ = hmn(capsys, "--help")
+    assert code == 0
+    for command in ("ps", "watch", "spill", "report", "help"):
+        assert f"\n    {command} " in out

@@ -12,7 +12,6 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pytest_hypomnesis.cli import devices, ps, report, spill, watch
 from pytest_hypomnesis.cli._args import (
     JSON_BEFORE_SUBCOMMAND,
     HmnArgumentParser,
@@ -20,45 +19,9 @@ from pytest_hypomnesis.cli._args import (
     attach_negative_values,
     split_spill_command,
 )
+from pytest_hypomnesis.cli._parsers import build_parser, command_named
 
 __all__ = ["build_parser", "main"]
-
-_DESCRIPTION = (
-    "GPU memory CLI of pytest-hypomnesis, a port of the hypomnesis crate's hmn. With no "
-    "command: one line per visible GPU with free / total VRAM, reserved memory and driver."
-)
-
-
-def _version() -> str:
-    from pytest_hypomnesis import __version__
-
-    return f"hmn {__version__}"
-
-
-def build_parser() -> HmnArgumentParser:
-    parser = HmnArgumentParser(prog="hmn", description=_DESCRIPTION)
-    parser.add_argument("-V", "--version", action="version", version=_version())
-    parser.add_argument(
-        "--json",
-        dest="top_json",
-        action="store_true",
-        help=(
-            "print the device summary as a JSON array (index, name, total_bytes, free_bytes, "
-            "used_bytes, reserved_bytes, driver_version); subcommands have their own --json"
-        ),
-    )
-    subparsers = parser.add_subparsers(
-        dest="command", metavar="COMMAND", help="what to do (default: the device summary)"
-    )
-    ps.add_parser(subparsers)
-    watch.add_parser(subparsers)
-    spill.add_parser(subparsers)
-    report.add_parser(subparsers)
-    help_parser = subparsers.add_parser(
-        "help", help="show help for hmn or one of its commands", description="Show help."
-    )
-    help_parser.add_argument("topic", nargs="?", metavar="COMMAND", help="command to describe")
-    return parser
 
 
 def _print_help(parser: HmnArgumentParser, topic: str | None) -> int:
@@ -74,20 +37,28 @@ def _print_help(parser: HmnArgumentParser, topic: str | None) -> int:
 
 def _dispatch(argv: Sequence[str]) -> int:
     own_args, command = split_spill_command(argv)
-    parser = build_parser()
+    named = command_named(own_args)
+    parser = build_parser(set() if named is None else {named})
     try:
         args = parser.parse_args(attach_negative_values(own_args))
     except SystemExit as done:  # --help / --version
         return done.code if isinstance(done.code, int) else 0
     if args.top_json and args.command is not None:
         raise UsageError(JSON_BEFORE_SUBCOMMAND)
+    # Each command's module is imported only to run it: `hmn ps` loads no report code.
     if args.command is None:
+        from pytest_hypomnesis.cli import devices
+
         return devices.run(args.top_json)
     if args.command == "help":
         return _print_help(parser, args.topic)
     if args.command == "ps":
+        from pytest_hypomnesis.cli import ps
+
         return ps.run(args)
     if args.command == "watch":
+        from pytest_hypomnesis.cli import watch
+
         return watch.run(args)
     if args.command == "spill":
         if command is None:
@@ -96,8 +67,12 @@ def _dispatch(argv: Sequence[str]) -> int:
             command = command[1:]
         if not command:
             raise UsageError("spill needs a command to run: hmn spill [OPTIONS] -- COMMAND...")
+        from pytest_hypomnesis.cli import spill
+
         return spill.run(args, command)
     if args.command == "report":
+        from pytest_hypomnesis.cli import report
+
         return report.run(args)
     raise UsageError(f"unknown command {args.command!r}")  # pragma: no cover
 

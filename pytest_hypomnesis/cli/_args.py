@@ -7,12 +7,15 @@ only assembles them and turns bad input into a ``UsageError``.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from pytest_hypomnesis.cli._durations import DurationError, parse_duration_ms
 
 __all__ = [
+    "SORT_KEYS",
     "U32_MAX",
     "HmnArgumentParser",
     "UsageError",
@@ -20,12 +23,16 @@ __all__ = [
     "device_arg",
     "duration_ms_arg",
     "interval_ms_arg",
+    "non_negative_int_arg",
     "pid_arg",
     "positive_int_arg",
     "split_spill_command",
 ]
 
 U32_MAX = 2**32 - 1
+
+# ``hmn ps --sort``; the crate's aliases: "vram" and "committed" both mean dedicated (used).
+SORT_KEYS = ("dedicated", "vram", "committed", "shared", "total")
 
 JSON_BEFORE_SUBCOMMAND = (
     "--json before a subcommand is ignored, not applied — each subcommand has its own "
@@ -66,6 +73,35 @@ class _StoreTrueOnce(_OnceMixin, argparse._StoreTrueAction):
     pass
 
 
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns`` without importing shutil (with bz2, lzma and
+    fnmatch), which argparse's formatter would do on every ``add_argument``."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    stdout = sys.__stdout__
+    try:
+        return os.get_terminal_size(stdout.fileno()).columns or 80 if stdout else 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+class HmnHelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, except that text with line breaks (the long help's
+    ``platforms:`` / ``security:`` sections) is kept as written."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24) -> None:
+        super().__init__(prog, indent_increment, max_help_position, _terminal_columns() - 2)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 class HmnArgumentParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors are one line, not a usage dump, that takes each
     option at most once and only spelled out in full (``--dev`` is not ``--device``), as
@@ -76,6 +112,7 @@ class HmnArgumentParser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HmnHelpFormatter)
         super().__init__(*args, **kwargs)
         self.seen_dests: set[str] = set()
         self.register("action", None, _StoreOnce)
@@ -148,6 +185,14 @@ def positive_int_arg(text: str) -> int:
     if value == 0:
         raise argparse.ArgumentTypeError(f"invalid count {text!r}: must be at least 1")
     return value
+
+
+def non_negative_int_arg(text: str) -> int:
+    """A count that may be 0 (``hmn report --top``: 0 = all)."""
+    stripped = text.strip()
+    if not stripped.isascii() or not stripped.isdigit():
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: not a whole number")
+    return int(stripped)
 
 
 def interval_ms_arg(text: str) -> int:

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 from pytest_hypomnesis._errors import DeviceIndexOutOfRangeError, HypomnesisError
 from pytest_hypomnesis._format import compact_json, format_vram, render_table
-from pytest_hypomnesis.cli._args import device_arg, pid_arg
+from pytest_hypomnesis.cli._args import SORT_KEYS
 from pytest_hypomnesis.cli._failures import (
     SOURCE_FAILED,
     failure_text,
@@ -24,7 +24,6 @@ __all__ = [
     "SORT_KEYS",
     "Collected",
     "PsRow",
-    "add_parser",
     "collect_rows",
     "failure_lines",
     "format_ps_json",
@@ -37,8 +36,6 @@ __all__ = [
     "sort_rows",
 ]
 
-# The crate's aliases: "vram" and "committed" both mean the dedicated (used) figure.
-SORT_KEYS = ("dedicated", "vram", "committed", "shared", "total")
 _U64_MAX = 2**64 - 1
 
 
@@ -229,45 +226,6 @@ def failure_lines(found: Collected) -> list[str]:
         for index, why in found.failed
     )
     return lines
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "ps",
-        help="list processes holding GPU memory",
-        description=(
-            "List processes holding GPU memory, biggest first. On Linux (NVML) the list is "
-            "compute-only: processes with a CUDA context. A one-line summary goes to stderr. "
-            "Exit status 0; 1 when a device could not be listed or the GPUs could not be "
-            "counted (what failed is said on stderr)."
-        ),
-    )
-    parser.add_argument("--pid", type=pid_arg, metavar="PID", help="keep only this PID")
-    parser.add_argument(
-        "--device",
-        type=device_arg,
-        metavar="INDEX",
-        help="list only this GPU index (default: every visible device)",
-    )
-    parser.add_argument(
-        "--sort",
-        choices=SORT_KEYS,
-        default="dedicated",
-        metavar="KEY",
-        help=(
-            "order rows by dedicated VRAM (default; aliases vram, committed), shared "
-            "memory, or total = dedicated + shared; ties by name, then PID"
-        ),
-    )
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help=(
-            "print a JSON array: pid, name, used_bytes, shared_used_bytes, device_index, "
-            "device_name"
-        ),
-    )
-    return parser
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:

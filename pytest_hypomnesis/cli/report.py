@@ -19,14 +19,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
-from pytest_hypomnesis.cli._args import UsageError
+from pytest_hypomnesis.cli._args import UsageError, non_negative_int_arg
 
 if TYPE_CHECKING:
     from pytest_hypomnesis.record import MeasuredTestRecord
 
 __all__ = [
     "LoadedReport",
-    "add_parser",
     "load_all",
     "merged",
     "non_negative_int_arg",
@@ -41,57 +40,6 @@ class LoadedReport:
 
     source: str
     data: dict[str, Any]
-
-
-def non_negative_int_arg(text: str) -> int:
-    stripped = text.strip()
-    if not stripped.isascii() or not stripped.isdigit():
-        raise argparse.ArgumentTypeError(f"invalid count {text!r}: not a whole number")
-    return int(stripped)
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "report",
-        help="print the plugin's summary table from JSON reports",
-        description=(
-            "Print the pytest plugin's summary table from one or more --hypomnesis-json "
-            "reports. Several files merge into one table with a source column."
-        ),
-    )
-    parser.add_argument(
-        "files", nargs="+", metavar="FILE.json", help="reports written by --hypomnesis-json"
-    )
-    parser.add_argument(
-        "--top",
-        type=non_negative_int_arg,
-        default=10,
-        metavar="N",
-        help="rows to show, heaviest first (default 10; 0 = all)",
-    )
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="add the RAM start/end, outcome and worker columns",
-    )
-    parser.add_argument(
-        "--compare",
-        metavar="BASE.json",
-        help="compare with this baseline report; the comparison follows the table",
-    )
-    parser.add_argument(
-        "--fail",
-        metavar="EXPR",
-        help=(
-            "with --compare: exit 1 when a test grew past EXPR[,EXPR...], EXPR METRIC:N%% or "
-            "METRIC:SIZE, METRIC one of ram, ram_peak, vram, vram_peak (e.g. ram:10%%,vram:64MiB)"
-        ),
-    )
-    parser.add_argument(
-        "--html", metavar="PATH", help="write the self-contained HTML report to PATH"
-    )
-    return parser
 
 
 def load_all(paths: Sequence[str]) -> list[LoadedReport]:

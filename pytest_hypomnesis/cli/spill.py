@@ -13,18 +13,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TextIO
+from typing import Protocol, TextIO
 
 from pytest_hypomnesis._errors import HypomnesisError
 from pytest_hypomnesis._format import compact_json, format_vram
-from pytest_hypomnesis.cli._args import device_arg, interval_ms_arg
 from pytest_hypomnesis.cli._durations import format_secs
 from pytest_hypomnesis.model import SpillReport
 from pytest_hypomnesis.probe import chain
 
 __all__ = [
     "Tracker",
-    "add_parser",
     "exit_code_for",
     "format_spill_report",
     "make_tracker",
@@ -123,43 +121,6 @@ def run_command(
     if tracker is not None:
         tracker.observe(elapsed_label(clock() - start))
     return child.returncode
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "spill",
-        help="run a command and report WDDM spill",
-        usage="hmn spill [-h] [--interval MS] [--device INDEX] [--json] -- COMMAND...",
-        description=(
-            "Run COMMAND (stdin/stdout/stderr inherited) while sampling WDDM spill: resident "
-            "shared-memory growth under dedicated-VRAM saturation. Prints a report to stderr "
-            "when it exits and exits with its exit code (1 when it has none in 0..255). Spill "
-            "is measurable only on Windows; elsewhere the command still runs and the report "
-            "says so."
-        ),
-    )
-    parser.add_argument(
-        "--interval",
-        type=interval_ms_arg,
-        default=100,
-        metavar="MS",
-        help="sampling period in whole milliseconds, at least 1 (default 100)",
-    )
-    parser.add_argument(
-        "--device", type=device_arg, metavar="INDEX", help="GPU index to observe (default 0)"
-    )
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help="also print the spill report as one JSON object on stdout",
-    )
-    parser.add_argument(
-        "command_args",
-        nargs=argparse.REMAINDER,
-        metavar="COMMAND",
-        help="the command to run, after --",
-    )
-    return parser
 
 
 def _device_missing(device: int) -> str | None:

@@ -15,10 +15,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TextIO
 
 from pytest_hypomnesis._errors import HypomnesisError
-from pytest_hypomnesis.cli._args import device_arg, duration_ms_arg, pid_arg, positive_int_arg
 from pytest_hypomnesis.cli._durations import format_secs
 from pytest_hypomnesis.cli._failures import failure_text
 from pytest_hypomnesis.cli._watchstate import (
@@ -34,7 +33,7 @@ from pytest_hypomnesis.cli.spill import Tracker, make_tracker
 from pytest_hypomnesis.model import GpuProcessEntry
 from pytest_hypomnesis.probe import chain
 
-__all__ = ["SLEEP_CHUNK_MS", "WatchConfig", "WatchIO", "add_parser", "run", "watch"]
+__all__ = ["SLEEP_CHUNK_MS", "WatchConfig", "WatchIO", "run", "watch"]
 
 # Ctrl-C is noticed within this long even when --interval is minutes.
 SLEEP_CHUNK_MS = 200
@@ -219,59 +218,6 @@ def _sigint_flag() -> Iterator[Callable[[], bool]]:
         yield lambda: bool(hit)
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "watch",
-        help="sample per-PID VRAM and spill on a timer",
-        description=(
-            "Attach to running PIDs (or the top --top processes by committed VRAM) and print "
-            "one row per PID per interval with deltas, until --duration or Ctrl-C; then a "
-            "closing summary. Exit 0 = no spill observed, 1 = spilled, 2 = hard error."
-        ),
-    )
-    parser.add_argument(
-        "pids",
-        nargs="*",
-        type=pid_arg,
-        metavar="PID",
-        help="PIDs to watch (duplicates dropped); none = auto-select the top --top",
-    )
-    parser.add_argument(
-        "--interval",
-        type=duration_ms_arg,
-        default=5000,
-        metavar="DURATION",
-        help="sampling period: 500ms, 5s, 2m, 1h or bare seconds (default 5s)",
-    )
-    parser.add_argument(
-        "--duration",
-        type=duration_ms_arg,
-        metavar="DURATION",
-        help="stop after this long, same syntax as --interval (default: until Ctrl-C)",
-    )
-    parser.add_argument(
-        "--top",
-        type=positive_int_arg,
-        default=5,
-        metavar="N",
-        help="how many processes auto-selection watches, by committed VRAM (default 5)",
-    )
-    parser.add_argument(
-        "--follow-new",
-        action="store_true",
-        help="re-select the top --top every interval instead of once at attach",
-    )
-    parser.add_argument(
-        "--device", type=device_arg, default=0, metavar="INDEX", help="GPU index (default 0)"
-    )
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help='print JSON Lines: one "sample" object per PID per interval, then a "summary"',
-    )
-    return parser
 
 
 def run(args: argparse.Namespace, io: WatchIO | None = None) -> int:

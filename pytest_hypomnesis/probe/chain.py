@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pytest_hypomnesis._errors import BackendFailure, DeviceIndexOutOfRangeError, NoGpuSourceError
 from pytest_hypomnesis._platform import debug
@@ -23,8 +23,10 @@ from pytest_hypomnesis.model import (
     Snapshot,
 )
 from pytest_hypomnesis.probe import rss as _rss
-from pytest_hypomnesis.probe.fake import FakeGpu
 from pytest_hypomnesis.probe.readings import SmiDeviceReading, VramReading
+
+if TYPE_CHECKING:  # only the fake_gpu fixture and tests make one; `hmn` need not import it
+    from pytest_hypomnesis.probe.fake import FakeGpu
 
 __all__ = [
     "VramReading",

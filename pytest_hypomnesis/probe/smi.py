@@ -12,16 +12,17 @@ import contextlib
 import math
 import os
 import re
-import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from pytest_hypomnesis._errors import BackendFailure
 from pytest_hypomnesis._platform import debug
 from pytest_hypomnesis.probe.readings import SmiDeviceReading
+
+if TYPE_CHECKING:
+    import subprocess
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -72,11 +73,25 @@ def _reset_for_tests() -> None:
         _hung_reason = None
 
 
+def _which(name: str) -> str | None:
+    """``shutil.which`` without importing shutil (and with it bz2, lzma, fnmatch) on POSIX,
+    where ``hmn ps`` on a machine without a GPU looks nvidia-smi up and finds nothing."""
+    if sys.platform == "win32":
+        import shutil
+
+        return shutil.which(name)
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(folder or os.curdir, name)
+        if os.access(candidate, os.F_OK | os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return None
+
+
 def _executable() -> str:
     global _path
     with _path_lock:
         if _path is _UNRESOLVED:
-            _path = shutil.which("nvidia-smi")
+            _path = _which("nvidia-smi")
             debug(BACKEND, f"resolved executable: {_path}")
         found = _path
     if not isinstance(found, str):
@@ -118,6 +133,8 @@ def listing_command(index: int) -> list[str]:
 
 
 def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    import signal
+
     if sys.platform == "win32":
         proc.kill()
         return
@@ -137,6 +154,8 @@ def _run(args: list[str]) -> str:
     """
     global _hung_until, _hung_reason
     exe = _executable()
+    import subprocess  # only once there is something to run
+
     if _hung_reason is not None and time.monotonic() < _hung_until:
         # A wedged driver makes every call hang; paying the full timeout on each one would
         # turn every snapshot (and every measured test) into a multi-second stall.
