@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -394,3 +395,31 @@ def test_plain_span_record_has_the_measurement_record_shape(
     peak, start = ram["peak_bytes"], ram["start_bytes"]
     assert peak is not None and start is not None
     assert ram["increase_bytes"] == max(peak - start, 0)
+
+
+def test_vram_reader_polls_process_gpu_info_without_a_fast_reader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No kept-handle reader (NVML's fails) but a per-process answer: the chain polls
+    ``process_gpu_info``; a device-wide answer only (nvidia-smi) gives no reader."""
+    from pytest_hypomnesis.probe import nvml, smi
+
+    def no_handle(index: int) -> Any:
+        raise BackendFailure("NVML", "Not Supported")
+
+    used = [5 * MIB]
+    monkeypatch.setattr(chain, "platform", lambda: "linux")
+    monkeypatch.setattr(nvml, "self_reader", no_handle)
+    monkeypatch.setattr(nvml, "process_used_bytes", lambda index, pid: used[0])
+    reader = chain.vram_reader(0)
+    assert reader is not None
+    assert reader() == chain.VramReading(5 * MIB, None, hmn.GpuQuerySource.NVML)
+    used[0] = 6 * MIB
+    assert reader().process_used_bytes == 6 * MIB
+
+    def no_rows(index: int, pid: int) -> int:
+        raise BackendFailure("NVML", "Driver Not Loaded")
+
+    monkeypatch.setattr(nvml, "process_used_bytes", no_rows)
+    monkeypatch.setattr(smi, "device_query", lambda index: SmiDeviceReading(GIB, 8 * GIB, None))
+    assert chain.vram_reader(0) is None

@@ -228,7 +228,7 @@ def test_probe_is_false_off_windows() -> None:
 
 
 def test_windows_tracker_uses_pdh(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_hypomnesis.probe import pdh, spill
+    from pytest_hypomnesis.probe import chain, pdh
 
     opened: list[int] = []
 
@@ -236,7 +236,7 @@ def test_windows_tracker_uses_pdh(monkeypatch: pytest.MonkeyPatch) -> None:
         opened.append(index)
         return Script([HOT])
 
-    monkeypatch.setattr(spill, "IS_WINDOWS", True)
+    monkeypatch.setattr(chain, "platform", lambda: "win32")
     monkeypatch.setattr(pdh, "open_adapter_query", fake_open)
     monkeypatch.setattr(pdh, "adapter_counter_set_available", lambda: True)
     tracker = SpillTracker(2)
@@ -252,12 +252,12 @@ def test_windows_tracker_uses_pdh(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_windows_tracker_hard_error_propagates(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_hypomnesis.probe import pdh, spill
+    from pytest_hypomnesis.probe import chain, pdh
 
     def fail(index: int) -> None:
         raise hmn.PdhError(f"no NVIDIA adapter at device_index {index} via DXGI walk")
 
-    monkeypatch.setattr(spill, "IS_WINDOWS", True)
+    monkeypatch.setattr(chain, "platform", lambda: "win32")
     monkeypatch.setattr(pdh, "open_adapter_query", fail)
     with pytest.raises(hmn.PdhError, match="device_index 4"):
         SpillTracker(4)

@@ -137,7 +137,7 @@ class Engine:
         reason = None
         count = chain.device_count()
         for index in self._watched(count):
-            reader = chain.vram_reader(index) or _per_process_fallback(index)
+            reader = chain.vram_reader(index)
             if reader is not None:
                 readers.append((index, reader))
         if not readers:
@@ -425,21 +425,3 @@ def _torch_peaks(cuda: Any) -> dict[int, int]:
         return {d: int(cuda.max_memory_allocated(d)) for d in range(cuda.device_count())}
     except Exception:
         return {}
-
-
-def _per_process_fallback(index: int) -> Reader | None:
-    """A reader over the probe chain when it answers per process (DXGI, Metal) but
-    ``vram_reader`` has no fast path; ``None`` when the answer is device-wide only
-    (``nvidia-smi``), which cannot say what this process used."""
-    try:
-        first = chain.process_gpu_info(index)
-    except Exception:
-        return None
-    if not first.is_per_process:
-        return None
-
-    def read() -> VramReading:
-        info = chain.process_gpu_info(index)
-        return VramReading(info.used_bytes if info.is_per_process else None, None, info.source)
-
-    return read

@@ -1,9 +1,14 @@
-"""The one place that chooses among backends: the crate's fallback chains (parity doc §4).
+"""The one place that chooses among GPU backends: the crate's fallback chains (parity §4).
 
-Each backend function returns a value or raises ``BackendFailure``; the chain keeps the
-first answer and remembers why the others failed, so an unavailable reading can say why.
-A fake GPU installed by ``set_fake`` (the ``fake_gpu`` fixture) answers before any real
-backend, for the library, the CLI functions and the plugin's budgets alike.
+Every question about a GPU goes to one ``GpuSource``: the fake GPU installed by ``set_fake``
+(the ``fake_gpu`` fixture), or else the real backends in their fallback order
+(``_RealGpus``). Both answer in the public model types. Each real backend function returns
+a value or raises ``BackendFailure``; the chain keeps the first answer and remembers why the
+others failed, so an unavailable reading can say why.
+
+The OS a chain runs on is ``platform()`` (a function, so tests can play another OS); a
+backend module tests ``sys.platform`` itself only where mypy must see the check to accept
+its ctypes calls, and import-time switches use ``_platform.IS_*``.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from pytest_hypomnesis._errors import BackendFailure, DeviceIndexOutOfRangeError, NoGpuSourceError
 from pytest_hypomnesis._platform import debug
@@ -23,12 +28,13 @@ from pytest_hypomnesis.model import (
     Snapshot,
 )
 from pytest_hypomnesis.probe import rss as _rss
-from pytest_hypomnesis.probe.readings import SmiDeviceReading, VramReading
+from pytest_hypomnesis.probe.readings import SmiDeviceReading, SpillSource, VramReading
 
 if TYPE_CHECKING:  # only the fake_gpu fixture and tests make one; `hmn` need not import it
     from pytest_hypomnesis.probe.fake import FakeGpu
 
 __all__ = [
+    "GpuSource",
     "VramReading",
     "counted_devices",
     "current_fake",
@@ -41,12 +47,44 @@ __all__ = [
     "set_fake",
     "snapshot_all",
     "snapshot_now",
+    "spill_counters_available",
+    "spill_source",
     "vram_reader",
 ]
 
 T = TypeVar("T")
 
+Reader = Callable[[], VramReading]
+
+
+class GpuSource(Protocol):
+    """What answers the probe's questions about GPUs, in the public model types. Raises
+    ``DeviceIndexOutOfRangeError`` or ``NoGpuSourceError`` (with the reasons) when nothing
+    can answer for ``index``."""
+
+    def device_count(self) -> int: ...
+
+    def device_info(self, index: int) -> GpuDeviceInfo: ...
+
+    def process_gpu_info(self, index: int, pid: int | None) -> ProcessGpuInfo: ...
+
+    def gpu_processes(self, index: int) -> list[GpuProcessEntry]: ...
+
+    def snapshot(self, ram_bytes: int, index: int) -> Snapshot:
+        """RAM given, best-effort GPU figures; never raises."""
+        ...
+
+    def vram_reader(self, index: int) -> Reader | None:
+        """A cheap repeatable reader of this process's VRAM, or ``None`` when nothing
+        per-process can be read on ``index``."""
+        ...
+
+
 _fake: FakeGpu | None = None
+
+
+def _source() -> GpuSource:
+    return _REAL if _fake is None else _fake
 
 
 def platform() -> str:
@@ -121,8 +159,7 @@ def _bounds_error(index: int, reasons: list[str]) -> Exception:
 def device_count() -> int:
     """Visible GPUs: macOS Apple GPU → NVML → (Windows) DXGI NVIDIA adapters; 0 when
     nothing can count (the crate raises ``NoGpuSource`` there). Never ``nvidia-smi``."""
-    count, _ = counted_devices()
-    return 0 if count is None else count
+    return _source().device_count()
 
 
 def counted_devices() -> tuple[int | None, tuple[str, ...]]:
@@ -130,6 +167,10 @@ def counted_devices() -> tuple[int | None, tuple[str, ...]]:
     backends that failed (for the CLI, which must not read a failure as "no GPUs")."""
     if _fake is not None:
         return _fake.device_count(), ()
+    return _real_counted_devices()
+
+
+def _real_counted_devices() -> tuple[int | None, tuple[str, ...]]:
     if _apple_gpu():
         return 1, ()
     reasons: list[str] = []
@@ -139,12 +180,7 @@ def counted_devices() -> tuple[int | None, tuple[str, ...]]:
 
 def device_info(index: int = 0) -> GpuDeviceInfo:
     """Device-wide memory of GPU ``index``: Metal → NVML (+DXGI name) → DXGI → nvidia-smi."""
-    if _fake is not None:
-        return _fake.device_info(index)
-    info, reasons = _device_info(index)
-    if info is None:
-        raise _bounds_error(index, reasons)
-    return info
+    return _source().device_info(index)
 
 
 def _device_info(
@@ -206,12 +242,7 @@ def _device_info(
 def process_gpu_info(index: int = 0, pid: int | None = None) -> ProcessGpuInfo:
     """GPU memory of ``pid`` (default: this process) on GPU ``index``:
     Metal → DXGI → NVML → nvidia-smi device-wide (``is_per_process=False``)."""
-    if _fake is not None:
-        return _fake.process_gpu_info(index, pid)
-    info, reasons = _process_gpu_info(index, pid)
-    if info is None:
-        raise _bounds_error(index, reasons)
-    return info
+    return _source().process_gpu_info(index, pid)
 
 
 def _process_gpu_info(
@@ -260,8 +291,10 @@ def _process_gpu_info(
 def gpu_processes(index: int = 0) -> list[GpuProcessEntry]:
     """Every process holding memory on GPU ``index``, sorted by pid:
     Metal → (Linux) NVML → (Windows) PDH → nvidia-smi. An NVML answer of ``[]`` stands."""
-    if _fake is not None:
-        return _fake.gpu_processes(index)
+    return _source().gpu_processes(index)
+
+
+def _gpu_processes(index: int) -> list[GpuProcessEntry]:
     from pytest_hypomnesis.probe import nvml, procname, smi
 
     reasons: list[str] = []
@@ -325,13 +358,10 @@ def _once(fn: Callable[[], T]) -> Callable[[], T]:
 
 def snapshot_now(index: int = 0) -> Snapshot:
     """RSS (``RamError`` propagates) plus best-effort GPU figures; never raises otherwise."""
-    ram = process_rss()
-    return _snapshot(ram, index)
+    return _source().snapshot(process_rss(), index)
 
 
 def _snapshot(ram: int, index: int) -> Snapshot:
-    if _fake is not None:
-        return _fake.snapshot(ram, index)
     from pytest_hypomnesis.probe import smi
 
     # Both chains end in the same nvidia-smi device query: run it once per snapshot.
@@ -352,7 +382,8 @@ def snapshot_all() -> list[Snapshot]:
     """One shared RSS reading, one snapshot per visible GPU, then (Windows) non-NVIDIA adapters."""
     ram = process_rss()
     count = device_count()
-    snaps = [_snapshot(ram, i) for i in range(count)]
+    source = _source()
+    snaps = [source.snapshot(ram, i) for i in range(count)]
     if _fake is None and _is_windows():
         from pytest_hypomnesis.probe import dxgi
 
@@ -362,13 +393,20 @@ def snapshot_all() -> list[Snapshot]:
     return snaps
 
 
-def vram_reader(index: int) -> Callable[[], VramReading] | None:
+def vram_reader(index: int) -> Reader | None:
     """A cheap, repeatable reader of this process's VRAM on ``index`` for a sampler thread:
     a fake GPU's; Metal's ledger (macOS); DXGI's own-process usage (Windows, where NVML's
-    per-process rows are WDDM sentinels); else NVML's through a kept handle. ``None`` when
-    nothing per-process can be read repeatedly (the sampler then reads start and end only)."""
-    if _fake is not None:
-        return _fake.vram_reader(index)
+    per-process rows are WDDM sentinels); NVML's through a kept handle; else a poll of
+    ``process_gpu_info`` when that answers per process. ``None`` when nothing per-process
+    can be read (``nvidia-smi`` is device-wide only)."""
+    return _source().vram_reader(index)
+
+
+def _vram_reader(index: int) -> Reader | None:
+    return _fast_vram_reader(index) or _per_process_poll(index)
+
+
+def _fast_vram_reader(index: int) -> Reader | None:
     reasons: list[str] = []
     if _is_mac() and index == 0:
         from pytest_hypomnesis.probe import metal
@@ -394,3 +432,72 @@ def _polling_reader(read: Callable[[], int], source: GpuQuerySource) -> Callable
             return VramReading(None, None, None)
 
     return reader
+
+
+def spill_source(index: int) -> SpillSource | None:
+    """The spill sample source of GPU ``index``: Windows PDH adapter counters; ``None``
+    elsewhere or where the counters are missing. Raises ``PdhError`` on a hard failure."""
+    if not _is_windows():
+        return None
+    from pytest_hypomnesis.probe import pdh
+
+    return pdh.open_adapter_query(index)
+
+
+def spill_counters_available() -> bool:
+    """Whether Windows' ``GPU Adapter Memory`` counter set enumerates an instance."""
+    if not _is_windows():
+        return False
+    from pytest_hypomnesis.probe import pdh
+
+    return pdh.adapter_counter_set_available()
+
+
+def _per_process_poll(index: int) -> Reader | None:
+    """A reader over ``process_gpu_info`` when it answers per process but no fast reader
+    exists; ``None`` when the answer is device-wide only (``nvidia-smi``), which cannot
+    say what this process used."""
+    try:
+        first = process_gpu_info(index)
+    except Exception:
+        return None
+    if not first.is_per_process:
+        return None
+
+    def read() -> VramReading:
+        info = process_gpu_info(index)
+        return VramReading(info.used_bytes if info.is_per_process else None, None, info.source)
+
+    return read
+
+
+class _RealGpus:
+    """The real backends, each question answered by its fallback chain above."""
+
+    def device_count(self) -> int:
+        count, _ = _real_counted_devices()
+        return 0 if count is None else count
+
+    def device_info(self, index: int) -> GpuDeviceInfo:
+        info, reasons = _device_info(index)
+        if info is None:
+            raise _bounds_error(index, reasons)
+        return info
+
+    def process_gpu_info(self, index: int, pid: int | None) -> ProcessGpuInfo:
+        info, reasons = _process_gpu_info(index, pid)
+        if info is None:
+            raise _bounds_error(index, reasons)
+        return info
+
+    def gpu_processes(self, index: int) -> list[GpuProcessEntry]:
+        return _gpu_processes(index)
+
+    def snapshot(self, ram_bytes: int, index: int) -> Snapshot:
+        return _snapshot(ram_bytes, index)
+
+    def vram_reader(self, index: int) -> Reader | None:
+        return _vram_reader(index)
+
+
+_REAL: GpuSource = _RealGpus()

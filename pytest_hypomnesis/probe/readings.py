@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from pytest_hypomnesis.model import GpuQuerySource
 
-__all__ = ["NvmlDeviceReading", "SmiDeviceReading", "SpillSample", "VramReading"]
+__all__ = ["NvmlDeviceReading", "SmiDeviceReading", "SpillSample", "SpillSource", "VramReading"]
 
 
 class SpillSample(NamedTuple):
@@ -16,6 +16,15 @@ class SpillSample(NamedTuple):
     dedicated_bytes: int
     shared_bytes: int
     limit_bytes: int
+
+
+class SpillSource(Protocol):
+    """Where a spill tracker's samples come from. ``sample()`` returns ``None`` for a
+    failed read."""
+
+    def sample(self) -> SpillSample | None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,11 +16,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Protocol
 
-from pytest_hypomnesis._platform import IS_WINDOWS, debug
+from pytest_hypomnesis._platform import debug
 from pytest_hypomnesis.model import SpillEpisode, SpillReport
-from pytest_hypomnesis.probe.readings import SpillSample
+from pytest_hypomnesis.probe import chain
+from pytest_hypomnesis.probe.readings import SpillSample, SpillSource
 
 __all__ = [
     "DEFAULT_DEDICATED_THRESHOLD_PCT",
@@ -40,14 +40,6 @@ DEFAULT_SHARED_GROWTH_BYTES = 268435456
 spill; shared memory has a benign idle baseline of roughly 100-163 MiB of staging heaps."""
 
 U64_MAX = 2**64 - 1
-
-
-class SpillSource(Protocol):
-    """Where a tracker's samples come from. ``sample()`` returns ``None`` for a failed read."""
-
-    def sample(self) -> SpillSample | None: ...
-
-    def close(self) -> None: ...
 
 
 class _OpenEpisode:
@@ -143,12 +135,8 @@ class SpillFold:
 def is_spill_measurable() -> bool:
     """Whether spill can be measured here: Windows with the ``GPU Adapter Memory`` counter
     set enumerating at least one instance. Always false on Linux and macOS."""
-    if not IS_WINDOWS:
-        return False
-    from pytest_hypomnesis.probe import pdh
-
     try:
-        return pdh.adapter_counter_set_available()
+        return chain.spill_counters_available()
     except Exception as exc:  # a probe answers yes or no, never raises
         debug("spill", f"probe failed: {exc}")
         return False
@@ -176,10 +164,8 @@ class SpillTracker:
         self.device_index = device_index
         self._clock = clock
         self._fold = SpillFold()
-        if source is None and IS_WINDOWS:
-            from pytest_hypomnesis.probe import pdh
-
-            source = pdh.open_adapter_query(device_index)
+        if source is None:
+            source = chain.spill_source(device_index)
         self._source = source
         self._closed = False
 
