@@ -119,9 +119,11 @@ class _RequiredTestFields(TypedDict):
 
 class MeasuredTestRecord(_RequiredTestFields, total=False):
     """One measured test: the JSON report's per-test record. ``timeline`` is there only
-    with ``--hypomnesis-timeline``."""
+    with ``--hypomnesis-timeline``; ``admission_wait_s`` only with ``--hypomnesis-admit``
+    (seconds the test waited for VRAM before its setup)."""
 
     timeline: TimelineRecord
+    admission_wait_s: float
 
 
 DeviceFigure = Literal["start_bytes", "peak_bytes", "end_bytes", "increase_bytes"]

@@ -102,7 +102,7 @@ def _blocks() -> list[tuple[str, str]]:
 def test_doc_has_an_example_of_every_mode() -> None:
     commands = [c.split()[:2] for c, _ in _blocks()]
     firsts = {c[1] if len(c) > 1 and not c[1].startswith("-") else "" for c in commands}
-    assert {"", "ps", "watch", "spill", "report"} <= firsts
+    assert {"", "ps", "watch", "spill", "report", "plan"} <= firsts
     assert ["hmn", "--json"] in commands
 
 

@@ -74,6 +74,10 @@ def _dispatch(argv: Sequence[str]) -> int:
         from pytest_hypomnesis.cli import report
 
         return report.run(args)
+    if args.command == "plan":
+        from pytest_hypomnesis.cli import plan
+
+        return plan.run(args)
     raise UsageError(f"unknown command {args.command!r}")  # pragma: no cover
 
 

@@ -114,6 +114,7 @@ def build_parser(commands: Collection[str] | None = None) -> HmnArgumentParser:
     for name, add in (("ps", add_ps), ("watch", add_watch), ("spill", add_spill)):
         add(subparsers, commands is None or name in commands)
     add_report(subparsers, commands is None or "report" in commands)
+    add_plan(subparsers, commands is None or "plan" in commands)
     _help_parser(subparsers)
     return parser
 
@@ -298,4 +299,69 @@ def add_report(subparsers: Any, with_arguments: bool = True) -> argparse.Argumen
     parser.add_argument(
         "--html", metavar="PATH", help="write the self-contained HTML report to PATH"
     )
+    return parser
+
+
+def _size_arg(text: str) -> int:
+    from pytest_hypomnesis._units import SizeError, parse_size
+
+    try:
+        value = parse_size(text.strip())
+    except SizeError as exc:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: {exc}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: must be more than 0")
+    return value
+
+
+def _gpus_arg(text: str) -> int:
+    stripped = text.strip()
+    if not stripped.isascii() or not stripped.isdigit() or int(stripped) == 0:
+        raise argparse.ArgumentTypeError(f"invalid GPU count {text!r}: expected 1 or more")
+    return int(stripped)
+
+
+def _percent_arg(text: str) -> float:
+    stripped = text.strip()
+    try:
+        fraction = float(stripped[:-1]) / 100 if stripped.endswith("%") else -1.0
+    except ValueError:
+        fraction = -1.0
+    if not 0 <= fraction < 1:
+        raise argparse.ArgumentTypeError(f"invalid headroom {text!r}: expected 0% to 99%")
+    return fraction
+
+
+def add_plan(subparsers: Any, with_arguments: bool = True) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "plan",
+        help="suggest xdist workers per GPU from a JSON report, and predict the wall time",
+        description=(
+            "From a --hypomnesis-json report: each test's VRAM need (peak increase + 10%%; "
+            "unknown: the test runs alone) and duration give the suggested -n per GPU for "
+            "--hypomnesis-pin-gpus --hypomnesis-admit, and the predicted wall time serial "
+            "vs packed."
+        ),
+    )
+    if not with_arguments:
+        return parser
+    parser.add_argument("file", metavar="REPORT.json", help="a report from --hypomnesis-json")
+    parser.add_argument(
+        "--gpus", type=_gpus_arg, default=None, help="GPUs to plan for (default: the report's)"
+    )
+    parser.add_argument(
+        "--gpu-memory",
+        type=_size_arg,
+        default=None,
+        metavar="SIZE",
+        help="memory of each GPU, e.g. 24GiB (default: the report's first GPU)",
+    )
+    parser.add_argument(
+        "--headroom",
+        type=_percent_arg,
+        default=None,
+        metavar="PERCENT",
+        help="kept free on each GPU, as --hypomnesis-admit-headroom (default 5%%)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     return parser

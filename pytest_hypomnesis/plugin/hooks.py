@@ -27,6 +27,7 @@ from pytest_hypomnesis.plugin.markers import MARKERS, has_budget_marker
 from pytest_hypomnesis.plugin.options import Settings, add_options, resolve
 
 if TYPE_CHECKING:
+    from pytest_hypomnesis.parallel.plugin import ParallelState
     from pytest_hypomnesis.plugin.budgets import Budget
     from pytest_hypomnesis.plugin.engine import Engine, Span
     from pytest_hypomnesis.record import BudgetRecord, MeasuredTestRecord, SpanRecord
@@ -95,6 +96,11 @@ def pytest_configure(config: pytest.Config) -> None:
     plugin.baseline = baseline
     config.stash[PLUGIN_KEY] = plugin
     config.pluginmanager.register(plugin, "hypomnesis-session")
+    if settings.parallel:
+        # Pinning, admission, the needs scheduler: nothing of it is imported without them.
+        from pytest_hypomnesis.parallel.plugin import setup
+
+        plugin.parallel = setup(config, settings)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -133,6 +139,7 @@ class HypomnesisPlugin:
         # junitxml reads properties from the teardown report; without it, add nothing.
         self._junit = bool(config.getoption("xmlpath", None))
         self._registered_hooks: list[object] = []
+        self.parallel: ParallelState | None = None
 
     @functools.cached_property
     def engine(self) -> Engine:
@@ -218,7 +225,7 @@ class HypomnesisPlugin:
     ) -> MeasuredTestRecord:
         from pytest_hypomnesis.record import measured_test_record
 
-        return measured_test_record(
+        record = measured_test_record(
             span,
             nodeid=item.nodeid,
             outcome=outcome,
@@ -226,6 +233,13 @@ class HypomnesisPlugin:
             scope=self.settings.scope,
             budgets=verdicts,
         )
+        if self.settings.admit:
+            from pytest_hypomnesis.parallel.plugin import WAIT_KEY
+
+            wait_s = item.stash.get(WAIT_KEY, None)
+            if wait_s is not None:
+                record["admission_wait_s"] = round(wait_s, 6)
+        return record
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
@@ -298,15 +312,19 @@ class HypomnesisPlugin:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        report = self.session_report
-        if self.is_worker or report is None:
+        if self.is_worker:
             return
-        if not (self.settings.enabled or report.json_error or report.comparison or report.problems):
-            return  # nothing to print: do not import the terminal module
-        from pytest_hypomnesis.report import terminal
+        report = self.session_report
+        if report is not None and (
+            self.settings.enabled or report.json_error or report.comparison or report.problems
+        ):
+            from pytest_hypomnesis.report import terminal  # not imported with nothing to print
 
-        verbosity = self.config.get_verbosity("hypomnesis")
-        terminal.summary(report, self.settings, terminalreporter, verbosity)
+            verbosity = self.config.get_verbosity("hypomnesis")
+            terminal.summary(report, self.settings, terminalreporter, verbosity)
+        if self.parallel is not None:
+            for line in self.parallel.header:
+                terminalreporter.write_line(f"hypomnesis: {line}")
 
 
 class _RuntestHooks:

@@ -23,6 +23,8 @@ __all__ = ["DEFAULT_INTERVAL_S", "DEFAULT_TOP", "Settings", "add_options", "reso
 DEFAULT_TOP = 10
 MAX_INTERVAL_S = 60.0
 DEFAULT_INTERVAL_S = 0.010
+DEFAULT_HEADROOM = 0.05
+DEFAULT_ADMIT_TIMEOUT_S = 1800.0
 _SCOPES = ("call", "test")
 # Bounds for counts typed by users: beyond these a value is a typo, and a 5000-digit one
 # would exceed Python's int-parsing limit.
@@ -62,9 +64,49 @@ _OPTIONS: tuple[tuple[str, Literal["bool", "string"], str], ...] = (
     ),
     ("-html", "string", "write the self-contained HTML report to this path"),
     ("-timeline", "bool", "keep each measured test's memory series (at most 200 points)"),
+    (
+        "-pin-gpus",
+        "bool",
+        "under pytest-xdist, give each worker one GPU round-robin (CUDA_VISIBLE_DEVICES set to "
+        "its UUID, so cuda:0 is the worker's GPU)",
+    ),
+    (
+        "-admit",
+        "bool",
+        "VRAM admission: a test starts only when its need fits on its GPU (host-wide ledger)",
+    ),
+    (
+        "-admit-headroom",
+        "string",
+        f"share of each GPU's memory admission keeps free (default {DEFAULT_HEADROOM:.0%})",
+    ),
+    (
+        "-admit-timeout",
+        "string",
+        "fail a test that waited longer than this for VRAM, e.g. 10m (default 30m)",
+    ),
+    (
+        "-needs",
+        "string",
+        "an earlier --hypomnesis-json report: tests' VRAM needs and durations, for admission "
+        "and the largest-first xdist scheduler",
+    ),
+    (
+        "-ledger-dir",
+        "string",
+        "directory of the host-wide VRAM reservation ledger (default: the system temp dir)",
+    ),
 )
 
-_METAVARS = {"-compare": "BASE.json", "-compare-fail": "EXPR", "-html": "PATH"}
+_METAVARS = {
+    "-compare": "BASE.json",
+    "-compare-fail": "EXPR",
+    "-html": "PATH",
+    "-needs": "REPORT.json",
+    "-ledger-dir": "DIR",
+    "-admit-headroom": "PERCENT",
+    "-admit-timeout": "DURATION",
+}
 
 
 class Settings:
@@ -73,14 +115,20 @@ class Settings:
     dataclass at import costs more than the whole of what a run without the flag needs."""
 
     __slots__ = (
+        "admit",
+        "admit_headroom",
+        "admit_timeout_s",
         "compare_path",
         "devices",
         "enabled",
         "html_path",
         "interval_s",
         "json_path",
+        "ledger_dir",
         "max_ram_bytes",
         "max_vram_bytes",
+        "needs_path",
+        "pin_gpus",
         "scope",
         "strict",
         "thresholds",
@@ -104,6 +152,12 @@ class Settings:
         thresholds: tuple[Threshold, ...] = (),
         html_path: str | None = None,
         timeline: bool = False,
+        pin_gpus: bool = False,
+        admit: bool = False,
+        admit_headroom: float = DEFAULT_HEADROOM,
+        admit_timeout_s: float = DEFAULT_ADMIT_TIMEOUT_S,
+        needs_path: str | None = None,
+        ledger_dir: str | None = None,
     ) -> None:
         self.enabled = enabled
         self.json_path = json_path
@@ -118,16 +172,28 @@ class Settings:
         self.thresholds = thresholds
         self.html_path = html_path
         self.timeline = timeline
+        self.pin_gpus = pin_gpus
+        self.admit = admit
+        self.admit_headroom = admit_headroom
+        self.admit_timeout_s = admit_timeout_s
+        self.needs_path = needs_path
+        self.ledger_dir = ledger_dir
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
         return f"Settings({fields})"
 
     @property
+    def parallel(self) -> bool:
+        """Pinning, admission or the needs scheduler: the parallel-GPU hooks are wanted."""
+        return self.pin_gpus or self.admit or self.needs_path is not None
+
+    @property
     def measure_all(self) -> bool:
         """Every test is measured with ``--hypomnesis`` or a report to fill or compare."""
         return (
             self.enabled
+            or self.admit
             or self.json_path is not None
             or self.html_path is not None
             or self.compare_path is not None
@@ -261,6 +327,18 @@ def _path(config: pytest.Config, dest: str, *, writable: bool) -> str | None:
     return path
 
 
+def _percent(value: str, origin: str) -> float:
+    text = value.strip()
+    number = text[:-1].strip() if text.endswith("%") else None
+    try:
+        fraction = float(number) / 100 if number else -1.0
+    except ValueError:
+        fraction = -1.0
+    if not 0 <= fraction < 1:
+        raise _usage(origin, value, "expected a percentage from 0% to 99%, e.g. 5% or 12.5%")
+    return fraction
+
+
 def _thresholds(config: pytest.Config, compare_path: str | None) -> tuple[Threshold, ...]:
     value, origin = _raw(config, "hypomnesis_compare_fail")
     if value is None:
@@ -333,6 +411,24 @@ def resolve(config: pytest.Config) -> Settings:
                 f"expected 'auto' or a whole number from -{MAX_VERBOSITY} to {MAX_VERBOSITY}",
             )
 
+    pin_gpus = _bool(config, "hypomnesis_pin_gpus")
+    admit = _bool(config, "hypomnesis_admit")
+    headroom = DEFAULT_HEADROOM
+    headroom_value, headroom_origin = _raw(config, "hypomnesis_admit_headroom")
+    if headroom_value is not None:
+        headroom = _percent(str(headroom_value), headroom_origin)
+    admit_timeout_s = DEFAULT_ADMIT_TIMEOUT_S
+    timeout_value, timeout_origin = _raw(config, "hypomnesis_admit_timeout")
+    if timeout_value is not None:
+        try:
+            admit_timeout_s = parse_duration_s(str(timeout_value).strip())
+        except SizeError as exc:
+            raise _usage(timeout_origin, timeout_value, str(exc)) from None
+    ledger_dir = _path(config, "hypomnesis_ledger_dir", writable=False)
+    if ledger_dir is not None and not os.path.isdir(ledger_dir):
+        ledger_value, ledger_origin = _raw(config, "hypomnesis_ledger_dir")
+        raise _usage(ledger_origin, ledger_value, "not a directory")
+
     devices = None
     device_value, device_origin = _raw(config, "hypomnesis_device")
     if device_value is not None:
@@ -352,4 +448,10 @@ def resolve(config: pytest.Config) -> Settings:
         thresholds=_thresholds(config, compare_path),
         html_path=html_path,
         timeline=timeline,
+        pin_gpus=pin_gpus,
+        admit=admit,
+        admit_headroom=headroom,
+        admit_timeout_s=admit_timeout_s,
+        needs_path=_path(config, "hypomnesis_needs", writable=False),
+        ledger_dir=ledger_dir,
     )

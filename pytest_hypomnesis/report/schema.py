@@ -173,6 +173,15 @@ def validate_test_record(record: object, where: str = "test") -> MeasuredTestRec
             _wrong(b, "origin", bwhere, expect="'marker' or 'option'")
         _str_field(b, "message", bwhere, optional=True)
 
+    if "admission_wait_s" in rec:
+        wait = rec["admission_wait_s"]
+        if (
+            isinstance(wait, bool)
+            or not isinstance(wait, (int, float))
+            or not math.isfinite(wait)
+            or wait < 0
+        ):
+            _wrong(rec, "admission_wait_s", where, expect="a non-negative number")
     if rec.get("timeline") is not None:
         try:
             parse_timeline(rec["timeline"], f"{where}.timeline")

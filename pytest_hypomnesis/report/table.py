@@ -203,4 +203,7 @@ def header_line(report: Mapping[str, Any]) -> str:
         reason = report.get("machine", {}).get("gpu_unavailable_reason")
         where = "no GPU on this machine" if sources else "no GPU"
         parts.append(f"{where} ({reason})" if reason else where)
+    waits = [t["admission_wait_s"] for t in tests if "admission_wait_s" in t]
+    if waits:
+        parts.append(f"admission wait {sum(waits):.2f}s total over {len(waits)} tests")
     return printable("hypomnesis: " + "; ".join(parts))

@@ -1,0 +1,74 @@
+"""A test's VRAM need: its ``max_vram`` limit, else its measured peak from an earlier
+report plus 10%, else unknown (``None``: the test runs alone on its GPU)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_hypomnesis.plugin.budgets import Budget
+
+__all__ = ["MARGIN", "Need", "RecordedNeed", "need_of", "needs_from_report", "record_need"]
+
+MARGIN = 0.10
+"""Added to a measured peak: runs vary, and a need too small OOMs a neighbour."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedNeed:
+    """What an earlier run measured for one test: the need (``None``: unknown) and how
+    long it ran."""
+
+    need_bytes: int | None
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    need_bytes: int | None
+    source: str
+    """``max_vram``, ``report`` or the reason the need is unknown."""
+
+
+def record_need(record: Mapping[str, Any]) -> int | None:
+    """The measured peak VRAM increase of a report record over its devices, plus the
+    margin; ``None`` when any device's figure is unknown or no GPU was watched."""
+    vram = record.get("vram")
+    devices = vram.get("devices") if isinstance(vram, Mapping) else None
+    if not isinstance(devices, Mapping) or not devices:
+        return None
+    total = 0
+    for figures in devices.values():
+        increase = figures.get("increase_bytes") if isinstance(figures, Mapping) else None
+        if not isinstance(increase, int):
+            return None
+        total += increase
+    return math.ceil(total * (1 + MARGIN))
+
+
+def needs_from_report(report: Mapping[str, Any]) -> dict[str, RecordedNeed]:
+    """nodeid -> ``RecordedNeed`` for every test in a validated report."""
+    needs: dict[str, RecordedNeed] = {}
+    for record in report.get("tests", []):
+        needs[record["nodeid"]] = RecordedNeed(record_need(record), float(record["duration_s"]))
+    return needs
+
+
+def need_of(
+    nodeid: str, budgets: list[Budget], report_needs: Mapping[str, RecordedNeed] | None
+) -> Need:
+    """The need of one test on its GPU (``cuda:0``): the tightest ``max_vram`` limit
+    without ``device`` or with ``device=0``; else the report's figure; else unknown."""
+    limits = [b.limit_bytes for b in budgets if b.kind == "max_vram" and b.device in (None, 0)]
+    if limits:
+        return Need(min(limits), "max_vram")
+    if report_needs is None:
+        return Need(None, "no max_vram limit and no --hypomnesis-needs report")
+    known = report_needs.get(nodeid)
+    if known is None:
+        return Need(None, "not in the --hypomnesis-needs report")
+    if known.need_bytes is None:
+        return Need(None, "the --hypomnesis-needs report has no VRAM figure for it")
+    return Need(known.need_bytes, "report")

@@ -1,0 +1,220 @@
+"""The parallel-GPU hooks: pinning xdist workers to GPUs, VRAM admission, the needs
+scheduler. Registered by ``plugin.hooks`` only when one of their options is given."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from pytest_hypomnesis.parallel.gpus import VISIBLE_ENV, Gpu, GpuPoolError, visible_gpus
+from pytest_hypomnesis.parallel.needs import RecordedNeed, need_of, needs_from_report
+from pytest_hypomnesis.plugin.options import Settings
+
+__all__ = ["WAIT_KEY", "ParallelState", "setup"]
+
+WAIT_KEY = pytest.StashKey[float]()
+"""Seconds one test waited for admission; read by the record writer."""
+
+WORKERINPUT_KEY = "hypomnesis_gpu"
+
+
+class ParallelState:
+    """What the parallel hooks found: for the header, and the total admission wait."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.needs: dict[str, RecordedNeed] | None = None
+        self.header: list[str] = []
+        self.pinned: dict[str, Gpu] = {}
+        """Worker id -> its GPU, on the controller."""
+        self.admission: AdmissionHooks | None = None
+
+
+def _load_needs(path: str) -> dict[str, RecordedNeed]:
+    from pytest_hypomnesis.report.schema import ReportError, load_report
+
+    try:
+        return needs_from_report(load_report(path))
+    except ReportError as exc:
+        raise pytest.UsageError(f"--hypomnesis-needs: {exc}") from None
+
+
+def _xdist_controller(config: pytest.Config) -> bool:
+    return (
+        config.pluginmanager.hasplugin("xdist")
+        and not hasattr(config, "workerinput")
+        and bool(getattr(config.option, "numprocesses", None) or getattr(config.option, "tx", None))
+        and getattr(config.option, "dist", "no") != "no"
+    )
+
+
+def setup(config: pytest.Config, settings: Settings) -> ParallelState:
+    """Register the hooks this session's options ask for; raises ``pytest.UsageError``."""
+    state = ParallelState(config, settings)
+    if settings.needs_path is not None:
+        state.needs = _load_needs(settings.needs_path)
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        pinned = workerinput.get(WORKERINPUT_KEY)
+        if isinstance(pinned, dict) and settings.pin_gpus:
+            # execnet set it before the worker started; set it again in case a spec
+            # without our env (a remote --tx) started this worker.
+            os.environ[VISIBLE_ENV] = str(pinned["uuid"])
+    controller = _xdist_controller(config)
+    if controller:
+        if settings.pin_gpus:
+            config.pluginmanager.register(PinHooks(state), "hypomnesis-pin-gpus")
+        if state.needs is not None:
+            config.pluginmanager.register(SchedulerHooks(state), "hypomnesis-needs-scheduler")
+    else:
+        if settings.pin_gpus and workerinput is None:
+            state.header.append("--hypomnesis-pin-gpus: not under pytest-xdist, nothing pinned")
+        if settings.admit:
+            hooks = AdmissionHooks(state, workerinput)
+            state.admission = hooks
+            config.pluginmanager.register(hooks, "hypomnesis-admission")
+    return state
+
+
+class PinHooks:
+    """On the xdist controller: one GPU per worker, round-robin over the visible GPUs."""
+
+    def __init__(self, state: ParallelState) -> None:
+        self.state = state
+        self.pool: list[Gpu] | None = None
+        self.by_uuid: dict[str, Gpu] = {}
+
+    def pytest_xdist_setupnodes(self, config: pytest.Config, specs: list[Any]) -> None:
+        import execnet
+
+        try:
+            pool = visible_gpus()
+        except GpuPoolError as exc:
+            self.state.header.append(f"--hypomnesis-pin-gpus: nothing pinned: {exc}")
+            return
+        if not pool:
+            self.state.header.append(
+                f"--hypomnesis-pin-gpus: nothing pinned: {VISIBLE_ENV} names no GPU"
+            )
+            return
+        self.pool = pool
+        self.by_uuid = {g.uuid: g for g in pool}
+        for position, spec in enumerate(specs):
+            if VISIBLE_ENV in spec.env:  # the user's own --tx env wins
+                continue
+            gpu = pool[position % len(pool)]
+            specs[position] = execnet.XSpec(f"{spec}//env:{VISIBLE_ENV}={gpu.uuid}")
+        uuids = ", ".join(g.uuid for g in pool)
+        self.state.header.append(
+            f"pinned {len(specs)} worker(s) round-robin to {len(pool)} GPU(s): {uuids}"
+        )
+
+    def pytest_configure_node(self, node: Any) -> None:
+        uuid = node.gateway.spec.env.get(VISIBLE_ENV)
+        gpu = self.by_uuid.get(uuid) if isinstance(uuid, str) else None
+        if gpu is not None:
+            node.workerinput[WORKERINPUT_KEY] = {"uuid": gpu.uuid, "nvml_index": gpu.nvml_index}
+            self.state.pinned[str(node.gateway.id)] = gpu
+
+
+class SchedulerHooks:
+    """On the xdist controller: the largest-first scheduler for ``--dist load``."""
+
+    def __init__(self, state: ParallelState) -> None:
+        self.state = state
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        if config.getvalue("dist") != "load":
+            self.state.header.append(
+                f"--hypomnesis-needs: --dist {config.getvalue('dist')} keeps its own order"
+            )
+            return None
+        from pytest_hypomnesis.parallel.scheduler import NeedsScheduling
+
+        assert self.state.needs is not None
+        return NeedsScheduling(config, log, self.state.needs)
+
+
+class AdmissionHooks:
+    """Where tests run (a worker, or a run without xdist): wait for VRAM before setup,
+    release after teardown."""
+
+    def __init__(self, state: ParallelState, workerinput: dict[str, Any] | None) -> None:
+        self.state = state
+        self._workerinput = workerinput
+        self._admitter: Any = None
+        self._resolved = False
+        self.unavailable: str | None = None
+        self.total_wait_s = 0.0
+
+    def _resolve(self) -> None:
+        """The worker's GPU (``cuda:0``) and its ledger, on the first test."""
+        self._resolved = True
+        from pytest_hypomnesis.parallel.admitter import Admitter
+        from pytest_hypomnesis.parallel.gpus import read_device
+        from pytest_hypomnesis.parallel.ledger import Ledger, default_ledger_dir
+
+        settings = self.state.settings
+        pinned = (self._workerinput or {}).get(WORKERINPUT_KEY)
+        if isinstance(pinned, dict):
+            uuid, index = str(pinned["uuid"]), int(pinned["nvml_index"])
+        else:
+            try:
+                gpus = visible_gpus()
+            except GpuPoolError as exc:
+                self.unavailable = str(exc)
+                return
+            if not gpus:
+                self.unavailable = f"{VISIBLE_ENV} names no GPU"
+                return
+            uuid, index = gpus[0].uuid, gpus[0].nvml_index
+        ledger = Ledger(settings.ledger_dir or default_ledger_dir(), uuid)
+        self._admitter = Admitter(
+            ledger,
+            index,
+            headroom_fraction=settings.admit_headroom,
+            timeout_s=settings.admit_timeout_s,
+            read_device=read_device,
+        )
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+        if not self._resolved:
+            self._resolve()
+        admitter = self._admitter
+        if admitter is not None:
+            self._admit(item, admitter)
+        return (yield)
+
+    def _admit(self, item: pytest.Item, admitter: Any) -> None:
+        from pytest_hypomnesis.parallel.admitter import AdmissionFailed
+        from pytest_hypomnesis.plugin.budgets import BudgetError, budgets_for
+
+        settings = self.state.settings
+        try:
+            budgets = budgets_for(item, max_ram_bytes=None, max_vram_bytes=settings.max_vram_bytes)
+        except BudgetError:
+            return  # the budget hooks fail this test with the marker's message
+        need = need_of(item.nodeid, budgets, self.state.needs)
+        message: str | None = None
+        try:
+            waited = admitter.admit(item.nodeid, need.need_bytes)
+        except AdmissionFailed as exc:
+            message = f"hypomnesis admission: {item.nodeid}: {exc}"
+        if message is not None:
+            pytest.fail(message, pytrace=False)
+        item.stash[WAIT_KEY] = waited
+        self.total_wait_s += waited
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        try:
+            return (yield)
+        finally:
+            if self._admitter is not None:
+                self._admitter.release(item.nodeid)
