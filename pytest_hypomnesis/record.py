@@ -26,6 +26,7 @@ __all__ = [
     "TimelineRecord",
     "VramDeviceRecord",
     "VramRecord",
+    "budget_failed",
     "budget_status",
     "heaviness",
     "heaviness_key",
@@ -33,6 +34,7 @@ __all__ = [
     "measured_test_record",
     "over_budget",
     "ram_record",
+    "unchecked_failure",
     "vram_device_record",
     "vram_increase_bytes",
     "vram_peak_bytes",
@@ -120,8 +122,10 @@ class _RequiredTestFields(TypedDict):
 class MeasuredTestRecord(_RequiredTestFields, total=False):
     """One measured test: the JSON report's per-test record. ``timeline`` is there only
     with ``--hypomnesis-timeline``; ``admission_wait_s`` only with ``--hypomnesis-admit``
-    (seconds the test waited for VRAM before its setup)."""
+    (seconds the test waited for VRAM before its setup). ``budget_failed`` says whether a
+    budget is what failed the test (absent from reports written before it)."""
 
+    budget_failed: bool
     timeline: TimelineRecord
     admission_wait_s: float
 
@@ -190,6 +194,7 @@ def measured_test_record(
     worker: str,
     scope: str,
     budgets: list[BudgetRecord],
+    budget_failed: bool = False,
 ) -> MeasuredTestRecord:
     """One test's record from its span's figures; keys in the documented order."""
     record: MeasuredTestRecord = {
@@ -201,6 +206,7 @@ def measured_test_record(
         "ram": span["ram"],
         "vram": span["vram"],
         "budgets": budgets,
+        "budget_failed": budget_failed,
     }
     timeline = span["timeline"]
     if timeline is not None:
@@ -265,10 +271,38 @@ def budget_status(budget: BudgetRecord) -> BudgetStatus:
     return "passed" if passed else "failed"
 
 
-def over_budget(record: Mapping[str, object]) -> bool:
-    """Whether any budget of the record failed (strict mode's "not checked" included).
-    Takes any mapping: it also screens what arrives on a ``TestReport``."""
+def budget_failed(record: Mapping[str, object]) -> bool:
+    """Whether a budget is what failed the test: it passed on its own and a budget failed
+    it. Not a skipped, xfailed or xpassed test, nor one that failed on its own (an
+    assertion, a pytest-timeout, a strict XPASS) and also had a failing budget: pytest
+    counts those for their own reason. Takes any mapping: it also screens what arrives on
+    a ``TestReport``."""
     budgets = record.get("budgets")
     if not budgets or not isinstance(budgets, list):  # the common case: no budget
         return False
-    return any(isinstance(b, Mapping) and b.get("passed") is False for b in budgets)
+    flag = record.get("budget_failed")
+    if isinstance(flag, bool):
+        return flag
+    # A report written before the flag: the closest reading of it.
+    return record.get("outcome") == "failed" and any(
+        isinstance(b, Mapping) and b.get("passed") is False for b in budgets
+    )
+
+
+def over_budget(record: Mapping[str, object]) -> bool:
+    """A budget failed the test on a measured figure above its limit (see
+    ``budget_failed``); what "N over budget" counts and ``OVER BUDGET`` labels."""
+    if not budget_failed(record):
+        return False
+    budgets = record["budgets"]
+    assert isinstance(budgets, list)
+    return any(
+        isinstance(b, Mapping) and b.get("passed") is False and b.get("measured_bytes") is not None
+        for b in budgets
+    )
+
+
+def unchecked_failure(record: Mapping[str, object]) -> bool:
+    """A budget failed the test because it could not be checked (``--hypomnesis-strict``)
+    and none was over its limit: a failure of its own, not "over budget"."""
+    return budget_failed(record) and not over_budget(record)

@@ -22,3 +22,15 @@ def _reread_debug_switch() -> object:
     from pytest_hypomnesis import _platform
 
     _platform.refresh_debug()
+
+
+@pytest.fixture(autouse=True)
+def _inner_runs_in_file_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytest-randomly is a test dependency (the order-independence tests enable it with
+    ``-p randomly``); every other inner pytest run keeps its file order, which the
+    expected output lines follow."""
+    import os
+
+    addopts = os.environ.get("PYTEST_ADDOPTS", "")
+    if "no:randomly" not in addopts:
+        monkeypatch.setenv("PYTEST_ADDOPTS", f"{addopts} -p no:randomly".strip())

@@ -26,7 +26,7 @@ MIB = 1024**2
 def make_record(nodeid: str = "t.py::test_a", **over: Any) -> MeasuredTestRecord:
     record: MeasuredTestRecord = {
         "nodeid": nodeid,
-        "outcome": "passed",
+        "outcome": "failed",
         "worker": "master",
         "scope": "call",
         "duration_s": 0.25,
@@ -65,6 +65,7 @@ def make_record(nodeid: str = "t.py::test_a", **over: Any) -> MeasuredTestRecord
                 "> limit 1.00 GiB",
             }
         ],
+        "budget_failed": True,
     }
     record.update(over)  # type: ignore[typeddict-item]
     return record

@@ -83,15 +83,6 @@ def test_a_report_that_cannot_be_written_fails_the_run(pytester: pytest.Pytester
     result.stdout.fnmatch_lines(["*could not write the JSON report*"])
 
 
-def test_not_checked_warning_points_at_the_test(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        test_a="import pytest\n\n@pytest.mark.max_vram('1GiB')\ndef test_v():\n    pass\n"
-    )
-    result = pytester.runpytest()
-    result.assert_outcomes(passed=1, warnings=1)
-    result.stdout.fnmatch_lines(["*test_a.py:3: HypomnesisWarning: max_vram*not checked*"])
-
-
 @pytest.mark.parametrize("text", ["١٠MiB", "2\u00a0GiB", "2\tGiB"])
 def test_sizes_are_ascii_only(text: str) -> None:
     with pytest.raises(SizeError):

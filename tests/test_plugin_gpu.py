@@ -110,7 +110,7 @@ def test_fake_gpu_per_device_budget_and_device_option(pytester: pytest.Pytester)
     )
     # Watching GPU 0 only: the device-1 budget cannot be checked, the sum is GPU 0 alone.
     result = pytester.runpytest("--hypomnesis-device=0", "-rA")
-    result.assert_outcomes(passed=2, warnings=1)
+    result.assert_outcomes(passed=2, warnings=0)
     result.stdout.fnmatch_lines(["*max_vram: not checked: GPU 1 is not watched (watched: 0)*"])
 
 

@@ -69,6 +69,7 @@ def test_builder_gives_a_valid_record_with_the_documented_key_order() -> None:
         "ram",
         "vram",
         "budgets",
+        "budget_failed",
     ]
     assert record["ram"]["increase_bytes"] == 10 * MIB
     assert record["vram"]["devices"]["0"]["increase_bytes"] == GIB
@@ -190,5 +191,12 @@ def test_budget_status_and_over_budget(passed: bool | None, status: str, over: b
     assert budget_status(verdict) == status
     record = _record(_half_known_span())
     record["budgets"] = [verdict]
+    # Over budget only when the budget is what failed the test.
+    assert over_budget(record) is False
+    record["budget_failed"] = passed is False
     assert over_budget(record) is over
     assert over_budget({"budgets": None}) is False
+    # A report written before the flag: a failed test with a failing budget.
+    legacy: Any = {k: v for k, v in record.items() if k != "budget_failed"}
+    assert over_budget({**legacy, "outcome": "failed"}) is over
+    assert over_budget({**legacy, "outcome": "skipped"}) is False

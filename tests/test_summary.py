@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pytest_hypomnesis.record import MeasuredTestRecord
+from pytest_hypomnesis.record import MeasuredTestRecord, over_budget
 from pytest_hypomnesis.report.table import budget_cell, format_interval, header_line, summary_lines
 from tests.test_jsonreport import make_record, make_report
 
@@ -90,12 +90,23 @@ def test_budget_cell(
     budgets: list[tuple[str, int, int | None, bool | None, int | None]], expected: str
 ) -> None:
     record: Any = {
+        "outcome": "failed",
         "budgets": [
             {"kind": k, "limit_bytes": lim, "measured_bytes": m, "passed": p, "device": d}
             for k, lim, m, p, d in budgets
-        ]
+        ],
     }
     assert budget_cell(record) == expected
+
+
+@pytest.mark.parametrize("outcome", ["skipped", "xfailed", "xpassed", "failed"])
+def test_a_budget_that_did_not_fail_the_test_is_not_counted(outcome: str) -> None:
+    """Issue 11: a skipped (xfailed, xpassed, failed-on-its-own) test that was over budget
+    is not in "N over budget", and its cell does not say OVER."""
+    record = make_record("t.py::test_x", outcome=outcome, budget_failed=False)
+    assert not over_budget(record)
+    assert budget_cell(record) == "vram 200% (over)"
+    assert not any("over budget" in line for line in summary_lines([record], top=10))
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ without pytest-xdist. Budgets are judged where the test ran, at the end of its c
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +48,7 @@ class _TestState:
     open span, and what the call phase measured and recorded."""
 
     __slots__ = (
+        "budget_failure",
         "budgets",
         "call_outcome",
         "call_record",
@@ -60,6 +60,8 @@ class _TestState:
 
     def __init__(self, budgets: list[Budget]) -> None:
         self.budgets = budgets
+        self.budget_failure: BaseException | None = None
+        """The failure a budget raised in the call phase, while it is the test's failure."""
         self.span: Span | None = None
         self.verdicts: list[BudgetRecord] = []
         self.figures: SpanRecord | None = None
@@ -135,7 +137,8 @@ class HypomnesisPlugin:
         self.baseline: dict[str, Any] | None = None
         self.session_report: SessionReport | None = None
         """Built once at session end, on the controller; the terminal section prints it."""
-        self._warned: set[str] = set()
+        self.unchecked_budgets = False
+        """A record arrived with a budget that could not be checked: the summary says so."""
         # junitxml reads properties from the teardown report; without it, add nothing.
         self._junit = bool(config.getoption("xmlpath", None))
         self._registered_hooks: list[object] = []
@@ -166,30 +169,19 @@ class HypomnesisPlugin:
         from pytest_hypomnesis.plugin.budgets import judge
 
         verdicts = judge(budgets, figures, scope=self.settings.scope, strict=self.settings.strict)
+        # A budget that could not be checked is said in the record (passed None, with the
+        # reason), the summary's budget cell and once in its header, never as a warning:
+        # a warning raised inside a test's phases becomes that test's error under
+        # `filterwarnings = error`, with the test's own failure chained below it.
         state.verdicts = verdicts
-        for budget, verdict in zip(budgets, verdicts, strict=True):
-            if verdict["passed"] is None and verdict["message"]:
-                self._warn_not_checked(budget, verdict["message"], item)
 
-    def _warn_not_checked(self, budget: Budget, message: str, item: pytest.Item) -> None:
-        # A suite-wide default would warn for every test: say it once per reason.
-        if budget.origin == "option":
-            if message in self._warned:
-                return
-            self._warned.add(message)
-            text = f"{message} (--hypomnesis-max-vram; said once per session)"
-        else:
-            text = f"{message} ({item.nodeid})"
-        from pytest_hypomnesis.plugin.budgets import HypomnesisWarning
-
-        # Attributed to the test's own file and line, not to this module.
-        path, lineno, _ = item.location
-        warnings.warn_explicit(
-            HypomnesisWarning(text),
-            category=HypomnesisWarning,
-            filename=str(item.config.rootpath / path),
-            lineno=(lineno or 0) + 1,
-        )
+    def _budget_failure(self, item: pytest.Item, state: _TestState) -> str | None:
+        """The lines that fail a test which passed on its own; ``None`` when no budget
+        failed or the test is expected to fail (xfail: budgets are not enforced)."""
+        lines = [v["message"] for v in state.verdicts if v["passed"] is False and v["message"]]
+        if not lines or _expected_to_fail(item):
+            return None
+        return "\n".join(lines)
 
     def _add_junit_properties(
         self, state: _TestState, report: pytest.TestReport, final: MeasuredTestRecord | None
@@ -202,26 +194,22 @@ class HypomnesisPlugin:
 
             report.user_properties.extend(junit_properties(record))
 
-    def _apply_budgets(
-        self, item: pytest.Item, report: pytest.TestReport, verdicts: list[BudgetRecord]
-    ) -> None:
+    @staticmethod
+    def _add_budget_section(report: pytest.TestReport, verdicts: list[BudgetRecord]) -> None:
+        """A test that failed on its own (an assertion, a pytest-timeout, a strict XPASS)
+        keeps its failure; the budget lines go in a section below it."""
         lines = [v["message"] for v in verdicts if v["passed"] is False and v["message"]]
-        if not lines or hasattr(report, "wasxfail") or report.outcome == "skipped":
+        if not lines or not report.failed or report.longrepr is None:
             return
         text = "\n".join(lines)
-        if report.outcome == "failed" and report.longrepr is not None:
-            # Keep the test's own failure; the budget line goes in a section below it.
-            add = getattr(report.longrepr, "addsection", None)
-            if add is not None:
-                add("hypomnesis", text)
-            else:
-                report.longrepr = f"{report.longrepr}\n{text}"
-            return
-        report.outcome = "failed"
-        report.longrepr = _budget_longrepr(item, text)
+        add = getattr(report.longrepr, "addsection", None)
+        if add is not None:
+            add("hypomnesis", text)
+        else:
+            report.longrepr = f"{report.longrepr}\n{text}"
 
     def _record(
-        self, item: pytest.Item, span: SpanRecord, outcome: str, verdicts: list[BudgetRecord]
+        self, item: pytest.Item, span: SpanRecord, outcome: str, state: _TestState
     ) -> MeasuredTestRecord:
         from pytest_hypomnesis.record import measured_test_record
 
@@ -231,7 +219,8 @@ class HypomnesisPlugin:
             outcome=outcome,
             worker=self.worker,
             scope=self.settings.scope,
-            budgets=verdicts,
+            budgets=state.verdicts,
+            budget_failed=state.budget_failure is not None,
         )
         if self.settings.admit:
             from pytest_hypomnesis.parallel.plugin import WAIT_KEY
@@ -273,10 +262,12 @@ class HypomnesisPlugin:
             return None
         record = getattr(report, ATTR, None)
         if isinstance(record, dict):
-            from pytest_hypomnesis.record import over_budget
+            from pytest_hypomnesis.record import budget_failed, over_budget
 
-            if over_budget(record):
-                return "failed", "M", ("OVER BUDGET", {"red": True})
+            if budget_failed(record):
+                if over_budget(record):
+                    return "failed", "M", ("OVER BUDGET", {"red": True})
+                return "failed", "M", ("BUDGET NOT CHECKED", {"red": True})
         return None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -287,6 +278,11 @@ class HypomnesisPlugin:
             # With scope=test the teardown record (teardown included) replaces the
             # call-phase one.
             self.records[report.nodeid] = record  # type: ignore[assignment]
+            budgets = record.get("budgets")
+            if budgets and not self.unchecked_budgets:
+                self.unchecked_budgets = any(
+                    isinstance(b, dict) and b.get("passed") is None for b in budgets
+                )
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -315,6 +311,12 @@ class HypomnesisPlugin:
         if self.is_worker:
             return
         report = self.session_report
+        if report is None and self.unchecked_budgets:
+            # No summary asked for, but a budget could not be checked: said once.
+            from pytest_hypomnesis.report import terminal
+
+            verbosity = self.config.get_verbosity("hypomnesis")
+            terminal.not_checked(list(self.records.values()), terminalreporter, verbosity)
         if report is not None and (
             self.settings.enabled or report.json_error or report.comparison or report.problems
         ):
@@ -371,9 +373,21 @@ class _RuntestHooks:
         if plugin.settings.scope == "call":
             state.span = plugin.engine.begin(timeline=plugin.settings.timeline)
         try:
-            return (yield)
-        finally:
+            result = yield
+        except BaseException:
             plugin._finish_call(item, state)
+            raise
+        plugin._finish_call(item, state)
+        text = plugin._budget_failure(item, state)
+        if text is None:
+            return result
+        # The budget fails the call itself, as a test's own failure would: every other
+        # plugin sees a failed call with its exception (pytest-rerunfailures matches
+        # `--rerun-except max_ram` against it; skipping, junitxml and xdist see pytest's
+        # usual failure), not a report rewritten afterwards.
+        failure = pytest.fail.Exception(text, pytrace=False)
+        state.budget_failure = failure
+        raise failure
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(
@@ -391,9 +405,16 @@ class _RuntestHooks:
                 state.figures = None
                 verdicts = state.verdicts
                 if verdicts:
-                    plugin._apply_budgets(item, report, verdicts)
+                    failure = state.budget_failure
+                    if failure is not None and not (
+                        report.failed and call.excinfo is not None and call.excinfo.value is failure
+                    ):
+                        # Another failure took its place (a unittest case's own).
+                        state.budget_failure = None
+                    if state.budget_failure is None:
+                        plugin._add_budget_section(report, verdicts)
                 outcome = _outcome(report)
-                record = plugin._record(item, span_figures, outcome, verdicts)
+                record = plugin._record(item, span_figures, outcome, state)
                 state.call_outcome = outcome
                 setattr(report, ATTR, record)
                 if plugin._junit:
@@ -425,16 +446,16 @@ class _ScopeTestHooks:
                 state.span = None
                 span_figures = self.plugin.engine.end(span)
                 if state.call_outcome is not None:
-                    state.final = self.plugin._record(
-                        item, span_figures, state.call_outcome, state.verdicts
-                    )
+                    state.final = self.plugin._record(item, span_figures, state.call_outcome, state)
 
 
-def _budget_longrepr(item: pytest.Item, text: str) -> Any:
-    """A failure representation with a crash line, so the short test summary shows the
-    budget line and pytest-xdist can serialise it like any test failure."""
+def _expected_to_fail(item: pytest.Item) -> bool:
+    """Whether pytest will treat this test's failure as expected (an xfail that applies,
+    as pytest's skipping plugin evaluated it for the call), unless ``--runxfail``."""
+    if item.config.getoption("runxfail", False):
+        return False
     try:
-        pytest.fail(text, pytrace=False)
-    except pytest.fail.Exception:
-        excinfo = pytest.ExceptionInfo[BaseException].from_current()
-    return item.repr_failure(excinfo)
+        from _pytest.skipping import xfailed_key
+    except ImportError:  # pragma: no cover - a pytest without it: the markers' presence
+        return any(True for _ in item.iter_markers("xfail"))
+    return item.stash.get(xfailed_key, None) is not None

@@ -182,6 +182,8 @@ def validate_test_record(record: object, where: str = "test") -> MeasuredTestRec
             or wait < 0
         ):
             _wrong(rec, "admission_wait_s", where, expect="a non-negative number")
+    if "budget_failed" in rec and not isinstance(rec["budget_failed"], bool):
+        _wrong(rec, "budget_failed", where, expect="a boolean")
     if rec.get("timeline") is not None:
         try:
             parse_timeline(rec["timeline"], f"{where}.timeline")

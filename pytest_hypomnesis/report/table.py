@@ -14,8 +14,10 @@ from pytest_hypomnesis._units import format_bytes_iec
 from pytest_hypomnesis.record import (
     DeviceFigure,
     MeasuredTestRecord,
+    budget_failed,
     heaviness,
     over_budget,
+    unchecked_failure,
     vram_increase_bytes,
     vram_peak_bytes,
 )
@@ -25,6 +27,7 @@ __all__ = [
     "budget_cell",
     "format_interval",
     "header_line",
+    "not_checked_lines",
     "summary_lines",
 ]
 
@@ -36,8 +39,11 @@ _RAM_METHODS = {
 
 
 def budget_cell(record: MeasuredTestRecord) -> str:
-    """``ram 45%``, ``vram[0] 130% OVER``, ``vram n/c`` (not checked), joined; ``-`` if none."""
+    """``ram 45%``, ``vram[0] 130% OVER``, ``vram n/c`` (not checked), joined; ``-`` if none.
+    A budget over its limit on a test it did not fail (skipped, xfailed, xpassed, or failed
+    on its own) reads ``ram 130% (over)``: the verdict is kept, not counted."""
     parts: list[str] = []
+    enforced = budget_failed(record)
     for budget in record["budgets"]:
         label = "ram" if budget["kind"] == "max_ram" else "vram"
         if budget["device"] is not None:
@@ -48,8 +54,24 @@ def budget_cell(record: MeasuredTestRecord) -> str:
             parts.append(f"{label} n/c" + (" FAIL" if passed is False else ""))
             continue
         share = f" {measured * 100 / limit:.0f}%" if limit > 0 else ""
-        parts.append(f"{label}{share}{'' if passed else ' OVER'}")
+        mark = "" if passed else (" OVER" if enforced else " (over)")
+        parts.append(f"{label}{share}{mark}")
     return ", ".join(parts) if parts else "-"
+
+
+def not_checked_lines(tests: Sequence[MeasuredTestRecord]) -> list[str]:
+    """One line per reason a budget could not be checked (the verdict's message), with the
+    number of tests: said once for the run, not once per test."""
+    counts: dict[str, int] = {}
+    for test in tests:
+        for budget in test["budgets"]:
+            message = budget["message"]
+            if budget["passed"] is None and message:
+                counts[message] = counts.get(message, 0) + 1
+    return [
+        f"hypomnesis: {message} ({n} test{'s' if n != 1 else ''}; --hypomnesis-strict fails them)"
+        for message, n in counts.items()
+    ]
 
 
 def _duration(record: MeasuredTestRecord) -> str:
@@ -136,6 +158,9 @@ def summary_lines(
     failed = sum(1 for t in tests if over_budget(t))
     if failed:
         notes.append(f"{failed} over budget")
+    unchecked = sum(1 for t in tests if unchecked_failure(t))
+    if unchecked:
+        notes.append(f"{unchecked} failed: budget not checked (--hypomnesis-strict)")
     if notes:
         lines.append("; ".join(notes))
     return lines

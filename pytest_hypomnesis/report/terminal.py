@@ -13,13 +13,13 @@ from pytest_hypomnesis.record import (
     over_budget,
     vram_increase_bytes,
 )
-from pytest_hypomnesis.report.table import header_line, summary_lines
+from pytest_hypomnesis.report.table import header_line, not_checked_lines, summary_lines
 
 if TYPE_CHECKING:
     from pytest_hypomnesis.plugin.options import Settings
     from pytest_hypomnesis.report.session import SessionReport
 
-__all__ = ["summary"]
+__all__ = ["not_checked", "summary"]
 
 
 def _one_line(tests: list[MeasuredTestRecord]) -> str:
@@ -44,6 +44,8 @@ def _table(
     tr.write_sep("=", "hypomnesis")
     if verbosity >= 0:
         tr.write_line(header_line(report.data))
+    for line in not_checked_lines(tests):
+        tr.write_line(line, yellow=True)
     if not tests:
         tr.write_line("no test was measured")
     for line in summary_lines(tests, top=settings.top, verbose=verbosity >= 1):
@@ -86,3 +88,14 @@ def summary(
     _comparison(report, tr, verbosity, section_open=enabled and verbosity > -2)
     for line in report.problems:
         tr.write_line(line, yellow=True, bold=True)
+
+
+def not_checked(
+    records: list[MeasuredTestRecord], tr: pytest.TerminalReporter, verbosity: int
+) -> None:
+    """Without the summary (a budget on a run without ``--hypomnesis``): only the lines
+    saying which budgets could not be checked, once each."""
+    if verbosity <= -2:
+        return
+    for line in not_checked_lines(records):
+        tr.write_line(line, yellow=True)

@@ -19,5 +19,6 @@ def inner_pytester_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatc
     gc.collect()
     monkeypatch.setenv(
         "PYTEST_ADDOPTS",
-        "-p no:cacheprovider -W default -W ignore::pytest.PytestAssertRewriteWarning",
+        "-p no:cacheprovider -p no:randomly -W default"
+        " -W ignore::pytest.PytestAssertRewriteWarning",
     )
