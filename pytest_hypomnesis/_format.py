@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pytest_hypomnesis._units import GIB, MIB
+from pytest_hypomnesis._iec import GIB, MIB
 
 __all__ = [
     "compact_json",

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
+from pytest_hypomnesis._iec import GIB, MIB
+
 __all__ = [
     "GIB",
     "MAX_SIZE_BYTES",
@@ -23,8 +25,6 @@ __all__ = [
     "short_repr",
 ]
 
-MIB = 1024 * 1024
-GIB = 1024 * MIB
 # The most bytes a machine can hold (a 64-bit size): larger budgets are typos, and would
 # overflow the float formatting every message goes through.
 MAX_SIZE_BYTES = 2**64 - 1

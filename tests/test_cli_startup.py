@@ -38,6 +38,12 @@ NEVER_FOR_PS = {
     "psutil",
     "shutil",
     "subprocess",
+    # Nothing to build without a GPU: no records, so no dataclasses; no size parsing.
+    "dataclasses",
+    "pytest_hypomnesis.model",
+    "pytest_hypomnesis.probe.readings",
+    "fractions",
+    "decimal",
 }
 
 

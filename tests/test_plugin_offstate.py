@@ -61,6 +61,7 @@ OFF_MODULES = {
     "pytest_hypomnesis.plugin.markers",
     "pytest_hypomnesis.plugin.options",
     "pytest_hypomnesis._units",
+    "pytest_hypomnesis._iec",  # the IEC constants _units re-exports
 }
 
 IMPORTS_CONFTEST = """

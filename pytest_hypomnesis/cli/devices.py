@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from pytest_hypomnesis._errors import HypomnesisError
 from pytest_hypomnesis._format import compact_json
-from pytest_hypomnesis._units import MIB
+from pytest_hypomnesis._iec import MIB
 from pytest_hypomnesis.cli._failures import (
     SOURCE_FAILED,
     failure_text,
     nothing_installed,
     reasons_text,
 )
-from pytest_hypomnesis.model import GpuDeviceInfo, Snapshot
 from pytest_hypomnesis.probe import chain
+
+if TYPE_CHECKING:
+    from pytest_hypomnesis.model import GpuDeviceInfo, Snapshot
 
 __all__ = ["format_device_line", "format_summary_json", "format_summary_lines", "run"]
 

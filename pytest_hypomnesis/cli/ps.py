@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from pytest_hypomnesis._errors import DeviceIndexOutOfRangeError, HypomnesisError
 from pytest_hypomnesis._format import compact_json, format_vram, render_table
@@ -17,8 +16,10 @@ from pytest_hypomnesis.cli._failures import (
     nothing_installed,
     reasons_text,
 )
-from pytest_hypomnesis.model import GpuProcessEntry
 from pytest_hypomnesis.probe import chain
+
+if TYPE_CHECKING:
+    from pytest_hypomnesis.model import GpuProcessEntry
 
 __all__ = [
     "SORT_KEYS",
@@ -39,9 +40,10 @@ __all__ = [
 _U64_MAX = 2**64 - 1
 
 
-@dataclass(frozen=True, slots=True)
-class PsRow:
-    """One ``hmn ps`` row: a listing entry plus the device it was found on."""
+class PsRow(NamedTuple):
+    """One ``hmn ps`` row: a listing entry plus the device it was found on. (A named
+    tuple, not a dataclass: ``hmn ps`` without a GPU should not pay for importing
+    ``dataclasses``.)"""
 
     pid: int
     name: str | None
@@ -155,15 +157,17 @@ def out_of_range_message(exc: DeviceIndexOutOfRangeError) -> str:
     return f"device index {exc.index} out of range (have {exc.count} {noun})"
 
 
-@dataclass
 class Collected:
     """What the listing found: rows of the devices that answered, the devices that did not
     (``(index, reason)``), and why the devices could not be counted, if they could not."""
 
-    rows: list[PsRow]
-    failed: list[tuple[int, str]]
-    uncounted: str | None = None
-    missing: DeviceIndexOutOfRangeError | None = None
+    __slots__ = ("failed", "missing", "rows", "uncounted")
+
+    def __init__(self, uncounted: str | None) -> None:
+        self.rows: list[PsRow] = []
+        self.failed: list[tuple[int, str]] = []
+        self.uncounted = uncounted
+        self.missing: DeviceIndexOutOfRangeError | None = None
 
 
 def _indices(device_filter: int | None) -> tuple[list[int], str | None, tuple[str, ...]]:
@@ -182,7 +186,7 @@ def collect_rows(device_filter: int | None, pid_filter: int | None) -> Collected
     output never states a count that was not measured. An explicit ``--device`` that does
     not exist is ``missing``."""
     indices, uncounted, count_reasons = _indices(device_filter)
-    found = Collected([], [], uncounted)
+    found = Collected(uncounted)
     for index in indices:
         try:
             entries = chain.gpu_processes(index)

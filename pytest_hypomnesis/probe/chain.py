@@ -20,18 +20,30 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from pytest_hypomnesis._errors import BackendFailure, DeviceIndexOutOfRangeError, NoGpuSourceError
 from pytest_hypomnesis._platform import debug
-from pytest_hypomnesis.model import (
-    GpuDeviceInfo,
-    GpuProcessEntry,
-    GpuQuerySource,
-    ProcessGpuInfo,
-    Snapshot,
-)
 from pytest_hypomnesis.probe import rss as _rss
-from pytest_hypomnesis.probe.readings import SmiDeviceReading, SpillSource, VramReading
 
-if TYPE_CHECKING:  # only the fake_gpu fixture and tests make one; `hmn` need not import it
+if TYPE_CHECKING:
+    from pytest_hypomnesis.model import (
+        GpuDeviceInfo,
+        GpuProcessEntry,
+        GpuQuerySource,
+        ProcessGpuInfo,
+        Snapshot,
+    )
     from pytest_hypomnesis.probe.fake import FakeGpu
+    from pytest_hypomnesis.probe.readings import SmiDeviceReading, SpillSource, VramReading
+
+# The records (dataclasses) are imported where a result is built, not here: `hmn ps` on a
+# machine without a GPU finds nothing to build and so never pays for `dataclasses`.
+
+
+def __getattr__(name: str) -> Any:
+    if name == "VramReading":
+        from pytest_hypomnesis.probe.readings import VramReading
+
+        return VramReading
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "GpuSource",
@@ -54,7 +66,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-Reader = Callable[[], VramReading]
+Reader = Callable[[], "VramReading"]
 
 
 class GpuSource(Protocol):
@@ -204,6 +216,8 @@ def _device_info(
             dxgi_name = _try(reasons, "DXGI", lambda: dxgi.adapter_name(index))
             if dxgi_name is not None:
                 name = dxgi_name
+        from pytest_hypomnesis.model import GpuDeviceInfo
+
         return (
             GpuDeviceInfo(
                 index=index,
@@ -224,6 +238,8 @@ def _device_info(
             return found, reasons
     smi_reading = _try(reasons, "nvidia-smi", smi_query or (lambda: smi.device_query(index)))
     if smi_reading is not None:
+        from pytest_hypomnesis.model import GpuDeviceInfo
+
         return (
             GpuDeviceInfo(
                 index=index,
@@ -258,6 +274,8 @@ def _process_gpu_info(
 
         used = _try(reasons, "Metal", lambda: metal.process_footprint(target))
         if used is not None:
+            from pytest_hypomnesis.model import GpuQuerySource, ProcessGpuInfo
+
             return ProcessGpuInfo(
                 used_bytes=used, is_per_process=True, source=GpuQuerySource.METAL
             ), reasons
@@ -267,16 +285,22 @@ def _process_gpu_info(
 
         used = _try(reasons, "DXGI", lambda: dxgi.self_usage(index))
         if used is not None:
+            from pytest_hypomnesis.model import GpuQuerySource, ProcessGpuInfo
+
             return ProcessGpuInfo(
                 used_bytes=used, is_per_process=True, source=GpuQuerySource.DXGI
             ), reasons
     used = _try(reasons, "NVML", lambda: nvml.process_used_bytes(index, target))
     if used is not None:
+        from pytest_hypomnesis.model import GpuQuerySource, ProcessGpuInfo
+
         return ProcessGpuInfo(
             used_bytes=used, is_per_process=True, source=GpuQuerySource.NVML
         ), reasons
     smi_reading = _try(reasons, "nvidia-smi", smi_query or (lambda: smi.device_query(index)))
     if smi_reading is not None:
+        from pytest_hypomnesis.model import GpuQuerySource, ProcessGpuInfo
+
         return (
             ProcessGpuInfo(
                 used_bytes=smi_reading.used_bytes,
@@ -306,6 +330,8 @@ def _gpu_processes(index: int) -> list[GpuProcessEntry]:
     if rows is None and platform().startswith("linux"):
         listing = _try(reasons, "NVML", lambda: nvml.list_processes(index))
         if listing is not None:
+            from pytest_hypomnesis.model import GpuProcessEntry, GpuQuerySource
+
             rows = [
                 GpuProcessEntry(
                     pid=p,
@@ -323,6 +349,8 @@ def _gpu_processes(index: int) -> list[GpuProcessEntry]:
     if rows is None:
         smi_rows = _try(reasons, "nvidia-smi", lambda: smi.list_processes(index))
         if smi_rows is not None:
+            from pytest_hypomnesis.model import GpuProcessEntry, GpuQuerySource
+
             rows = [
                 GpuProcessEntry(
                     pid=p,
@@ -375,6 +403,8 @@ def _snapshot(ram: int, index: int) -> Snapshot:
             if r not in seen:
                 seen.append(r)
         reason = "; ".join(seen) or "no GPU backend answered"
+    from pytest_hypomnesis.model import Snapshot
+
     return Snapshot(ram_bytes=ram, gpu=gpu, gpu_device=device, gpu_unavailable_reason=reason)
 
 
@@ -413,11 +443,15 @@ def _fast_vram_reader(index: int) -> Reader | None:
 
         pid = os.getpid()
         if _try(reasons, "Metal", lambda: metal.process_footprint(pid)) is not None:
+            from pytest_hypomnesis.model import GpuQuerySource
+
             return _polling_reader(lambda: metal.process_footprint(pid), GpuQuerySource.METAL)
     if _is_windows():
         from pytest_hypomnesis.probe import dxgi
 
         if _try(reasons, "DXGI", lambda: dxgi.self_usage(index)) is not None:
+            from pytest_hypomnesis.model import GpuQuerySource
+
             return _polling_reader(lambda: dxgi.self_usage(index), GpuQuerySource.DXGI)
     from pytest_hypomnesis.probe import nvml
 
@@ -425,6 +459,8 @@ def _fast_vram_reader(index: int) -> Reader | None:
 
 
 def _polling_reader(read: Callable[[], int], source: GpuQuerySource) -> Callable[[], VramReading]:
+    from pytest_hypomnesis.probe.readings import VramReading
+
     def reader() -> VramReading:
         try:
             return VramReading(read(), None, source)
@@ -463,6 +499,8 @@ def _per_process_poll(index: int) -> Reader | None:
         return None
     if not first.is_per_process:
         return None
+
+    from pytest_hypomnesis.probe.readings import VramReading
 
     def read() -> VramReading:
         info = process_gpu_info(index)

@@ -21,13 +21,31 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_hypomnesis._errors import BackendFailure
 from pytest_hypomnesis._platform import debug
-from pytest_hypomnesis.model import GpuQuerySource
-from pytest_hypomnesis.probe.readings import NvmlDeviceReading, VramReading
+
+if TYPE_CHECKING:
+    from pytest_hypomnesis.probe.readings import (
+        NvmlDeviceReading,
+        NvmlGpu,
+        NvmlMigDevice,
+        VramReading,
+    )
+
+# The reading records are dataclasses, imported where one is built: a machine without
+# NVML fails before that, and `hmn ps` there never loads `dataclasses`.
+_RECORDS = frozenset({"NvmlGpu", "NvmlMigDevice"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RECORDS:
+        from pytest_hypomnesis.probe import readings
+
+        return getattr(readings, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "NvmlGpu",
@@ -365,6 +383,8 @@ def device_query(index: int) -> NvmlDeviceReading:
     problem = impossible_device_figures(int(memory.total), int(memory.free), int(memory.used))
     if problem is not None:
         raise BackendFailure("NVML", f"GPU {index}: {problem}")
+    from pytest_hypomnesis.probe.readings import NvmlDeviceReading
+
     reading = NvmlDeviceReading(
         name=name,
         total_bytes=int(memory.total),
@@ -379,29 +399,6 @@ def device_query(index: int) -> NvmlDeviceReading:
         f"used={reading.used_bytes} reserved={reserved} name={name!r} driver={driver!r}",
     )
     return reading
-
-
-@dataclass(frozen=True, slots=True)
-class NvmlMigDevice:
-    """One MIG device of a GPU in MIG mode, as NVML lists it."""
-
-    uuid: str
-    mig_index: int  # for nvmlDeviceGetMigDeviceHandleByIndex(parent, mig_index)
-    gpu_instance_id: int | None
-    compute_instance_id: int | None
-    name: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class NvmlGpu:
-    """One physical GPU: its NVML index and what identifies it across APIs."""
-
-    nvml_index: int
-    uuid: str | None
-    pci_bus_id: str | None  # NVML's busId, e.g. ``00000000:01:00.0``
-    name: str | None
-    mig_enabled: bool
-    mig_devices: tuple[NvmlMigDevice, ...] = ()
 
 
 def _uuid_and_name(nv: Any, handle: Any) -> tuple[str | None, str | None]:
@@ -424,6 +421,8 @@ def _mig_device(nv: Any, mig: Any, mig_index: int) -> NvmlMigDevice | None:
     ci = _best_effort(
         nv, "nvmlDeviceGetComputeInstanceId", lambda: int(nv.nvmlDeviceGetComputeInstanceId(mig))
     )
+    from pytest_hypomnesis.probe.readings import NvmlMigDevice
+
     return NvmlMigDevice(uuid, mig_index, gi, ci, name)
 
 
@@ -457,6 +456,8 @@ def _gpu(nv: Any, index: int) -> NvmlGpu:
     uuid, name = _uuid_and_name(nv, handle)
     mig_enabled, migs = _mig_devices(nv, handle, index)
     bus_id = None if pci is None else _text(pci.busId)
+    from pytest_hypomnesis.probe.readings import NvmlGpu
+
     return NvmlGpu(index, uuid, bus_id, name, mig_enabled, migs)
 
 
@@ -623,6 +624,11 @@ class _SelfReader:
     """
 
     def __init__(self, index: int) -> None:
+        from pytest_hypomnesis.model import GpuQuerySource
+        from pytest_hypomnesis.probe.readings import VramReading
+
+        self._reading = VramReading
+        self._source = GpuQuerySource.NVML
         self.index = index
         self._fast: tuple[Any, Any, Any] | None = None
         with _lock:
@@ -657,7 +663,7 @@ class _SelfReader:
             return self._read()
         except Exception as exc:  # a sampler must keep going; the gap shows as None
             debug("NVML", f"self reader on device {self.index} failed: {exc}")
-            return VramReading(None, None, None)
+            return self._reading(None, None, None)
 
     def _read(self) -> VramReading:
         with _lock:
@@ -680,7 +686,7 @@ class _SelfReader:
             # Absent from a successful listing: no CUDA context, so really 0 bytes.
             found = next((used for row_pid, used in rows if row_pid == pid), 0)
             own = found if _usable(found, total) else None
-        return VramReading(own, device_used, GpuQuerySource.NVML)
+        return self._reading(own, device_used, self._source)
 
     def _read_fast(self, nv: Any) -> VramReading:
         """The same reading as the wrapper path, with ``_lock`` held."""
@@ -700,7 +706,7 @@ class _SelfReader:
             ret = process_fn(self.handle, byref(self._count), self._rows)
         if ret != _SUCCESS:
             _note_error(nv.NVMLError(ret), f"{_PROCESS_QUERIES[0]}({self.index})")
-            return VramReading(None, device_used, GpuQuerySource.NVML)
+            return self._reading(None, device_used, self._source)
         pid = os.getpid()
         found = 0  # absent from a successful listing: no CUDA context, so really 0 bytes
         for row in self._rows[: self._count.value]:
@@ -708,7 +714,7 @@ class _SelfReader:
                 found = int(row.usedGpuMemory)
                 break
         own = found if _usable(found, total) else None
-        return VramReading(own, device_used, GpuQuerySource.NVML)
+        return self._reading(own, device_used, self._source)
 
 
 def self_reader(index: int) -> Callable[[], VramReading]:

@@ -7,7 +7,15 @@ from typing import NamedTuple, Protocol
 
 from pytest_hypomnesis.model import GpuQuerySource
 
-__all__ = ["NvmlDeviceReading", "SmiDeviceReading", "SpillSample", "SpillSource", "VramReading"]
+__all__ = [
+    "NvmlDeviceReading",
+    "NvmlGpu",
+    "NvmlMigDevice",
+    "SmiDeviceReading",
+    "SpillSample",
+    "SpillSource",
+    "VramReading",
+]
 
 
 class SpillSample(NamedTuple):
@@ -58,3 +66,26 @@ class VramReading:
     process_used_bytes: int | None
     device_used_bytes: int | None
     source: GpuQuerySource | None
+
+
+@dataclass(frozen=True, slots=True)
+class NvmlMigDevice:
+    """One MIG device of a GPU in MIG mode, as NVML lists it."""
+
+    uuid: str
+    mig_index: int  # for nvmlDeviceGetMigDeviceHandleByIndex(parent, mig_index)
+    gpu_instance_id: int | None
+    compute_instance_id: int | None
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NvmlGpu:
+    """One physical GPU: its NVML index and what identifies it across APIs."""
+
+    nvml_index: int
+    uuid: str | None
+    pci_bus_id: str | None  # NVML's busId, e.g. ``00000000:01:00.0``
+    name: str | None
+    mig_enabled: bool
+    mig_devices: tuple[NvmlMigDevice, ...] = ()

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 
 from pytest_hypomnesis._errors import BackendFailure
 from pytest_hypomnesis._platform import debug
-from pytest_hypomnesis.probe.readings import SmiDeviceReading
 
 if TYPE_CHECKING:
     import subprocess
+
+    from pytest_hypomnesis.probe.readings import SmiDeviceReading
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -231,6 +232,8 @@ def parse_device_output(stdout: str) -> SmiDeviceReading:
     if used is None or total is None:
         raise _unparsable(first)
     driver = fields[2] if len(fields) > 2 and fields[2] else None
+    from pytest_hypomnesis.probe.readings import SmiDeviceReading
+
     return SmiDeviceReading(
         used_bytes=_mib_to_bytes(used),
         total_bytes=_mib_to_bytes(total),
