@@ -279,3 +279,30 @@ def test_watch_with_a_garbage_listing_is_a_hard_error_not_zero_rows(
     assert "0 MiB" not in result.stdout
     assert result.stderr.startswith("hmn: watch failed to query device 0: ")
     assert reason in result.stderr
+
+
+@needs_hmn
+@pytest.mark.parametrize(
+    ("function", "code", "reason"),
+    [
+        ("nvmlDeviceGetMemoryInfo", "GPU_IS_LOST", "GPU is lost"),
+        ("nvmlDeviceGetHandleByIndex_v2", "GPU_IS_LOST", "GPU is lost"),
+    ],
+)
+def test_summary_with_the_gpu_lost_says_so(
+    function: str,
+    code: str,
+    reason: str,
+    fake_nvml: FakeNvml,
+    fake_smi: FakeSmi,
+    env: dict[str, str],
+) -> None:
+    fake_nvml.fail(function, code)
+    why = broken_smi(fake_smi, "absent")
+    for argv, stdout in (
+        ([], "hmn: 1 GPU(s) enumerated but none readable.\n"),
+        (["--json"], "[]\n"),
+    ):
+        result = run_hmn(env, *argv)
+        assert (result.returncode, result.stdout) == (1, stdout)
+        assert result.stderr.endswith(f"hmn: GPU 0 not readable: NVML: {reason}; {why}\n")
