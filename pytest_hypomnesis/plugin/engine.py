@@ -24,7 +24,7 @@ from typing import Any, cast
 from pytest_hypomnesis.plugin.timeline import TimelineRecorder
 from pytest_hypomnesis.probe import chain
 from pytest_hypomnesis.probe.fake import FakeGpu
-from pytest_hypomnesis.probe.rampeak import RamPeakMeter
+from pytest_hypomnesis.probe.rampeak import RamPeakMeter, lifetime_peak_bytes
 from pytest_hypomnesis.probe.readings import VramReading
 from pytest_hypomnesis.probe.rss import process_rss
 from pytest_hypomnesis.record import (
@@ -104,10 +104,19 @@ def _torch_cuda() -> Any:
 class Engine:
     """Measures spans in this process. ``devices`` limits the watched GPU indices."""
 
-    def __init__(self, *, interval_s: float, devices: tuple[int, ...] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        interval_s: float,
+        devices: tuple[int, ...] | None = None,
+        keep_hwm: bool = False,
+    ) -> None:
         self.interval_s = interval_s
         self._device_filter = devices
-        self.ram = RamPeakMeter()
+        # The process's peak before the first span (start-up, collection), read before
+        # calibration or any reset of the kernel's mark can lose it.
+        self._run_peak_bytes: int | None = lifetime_peak_bytes()
+        self.ram = RamPeakMeter(reset_allowed=not keep_hwm)
         self._lock = threading.Lock()
         self._open: list[Span] = []
         # Readers resolve once per process for a real GPU; a fake GPU's are re-resolved
@@ -225,6 +234,8 @@ class Engine:
         rss = process_rss() if sampled_peak or self._timeline_spans else None
         now = _clock()
         with self._lock:
+            if sampled_peak:
+                self._note_run_peak(rss)
             spans = [only] if only is not None else list(self._open)
             for span in spans:
                 if span.closed:
@@ -248,6 +259,38 @@ class Engine:
                     track.add(reading, final=final)
                     if reading.source is not None:
                         span.source = reading.source.value
+
+    # -- the run's peak ------------------------------------------------------------------
+
+    def _reset_ram(self) -> None:
+        """Reset the kernel's mark for a new span, first keeping the peak since the last
+        reset (the previous span and the time between tests) as a candidate for the run's
+        peak: the reset hides it from everyone else (``/usr/bin/time``, CI accounting)."""
+        peak = self.ram.peak_bytes()  # None when sampling: nothing is reset then
+        if peak is not None:
+            run = self._run_peak_bytes
+            if run is None or peak > run:
+                self._run_peak_bytes = peak
+            self.ram.reset()
+
+    def _note_run_peak(self, value: int | None) -> None:
+        run = self._run_peak_bytes
+        if value is not None and (run is None or value > run):
+            self._run_peak_bytes = value
+
+    def run_peak_bytes(self) -> int | None:
+        """The highest RSS this process reached so far in the run: the peaks kept before
+        every reset, the sampled readings, and the kernel's mark now (with
+        ``keep_hwm`` or where nothing is reset, the kernel's own whole-run figure)."""
+        with self._lock:
+            candidates = [self._run_peak_bytes]
+        try:
+            candidates.append(self.ram.peak_bytes() if self.ram.exact else lifetime_peak_bytes())
+            candidates.append(process_rss())
+        except Exception:  # a failed read keeps what is known; never fail the session
+            pass
+        known = [c for c in candidates if c is not None]
+        return max(known) if known else None
 
     # -- spans ---------------------------------------------------------------------------
 
@@ -281,7 +324,7 @@ class Engine:
     def begin(self, *, timeline: bool = False) -> Span:
         """Open a span; with ``timeline`` it also keeps the sampled RSS/VRAM series."""
         if self._plain_case(timeline):
-            self.ram.reset()
+            self._reset_ram()
             rss = process_rss()
             span = Span(
                 t0=_clock(),
@@ -301,7 +344,7 @@ class Engine:
                     self._fold_ram()
                 if cuda is not None:
                     self._fold_torch(cuda)
-        self.ram.reset()
+        self._reset_ram()
         rss = process_rss()
         span = Span(t0=_clock(), ram_start_bytes=rss, ram_peak_bytes=rss)
         if cuda is not None:
@@ -361,6 +404,8 @@ class Engine:
                 ram_peak = peak_now
             if final:
                 span.ram_peak_bytes = ram_peak
+                if peak_now is None:  # sampled: the span's peak is a run-peak candidate
+                    self._note_run_peak(ram_peak)
         return duration_s, ram_peak, rss
 
     def _figures(self, span: Span, *, final: bool) -> SpanRecord:

@@ -72,6 +72,8 @@ class _TestState:
 
 _STATE = pytest.StashKey[_TestState]()
 
+_WORKER_PEAK_KEY = "hypomnesis_run_ram_peak_bytes"
+
 ATTR = "hypomnesis"
 """The ``TestReport`` attribute that carries a test record."""
 
@@ -143,6 +145,8 @@ class HypomnesisPlugin:
         self._junit = bool(config.getoption("xmlpath", None))
         self._registered_hooks: list[object] = []
         self.parallel: ParallelState | None = None
+        self.worker_peaks: dict[str, int] = {}
+        """On the controller: each xdist worker's run RAM peak, from its ``workeroutput``."""
 
     @functools.cached_property
     def engine(self) -> Engine:
@@ -150,7 +154,23 @@ class HypomnesisPlugin:
         nothing never imports it. Afterwards a plain attribute read."""
         from pytest_hypomnesis.plugin.engine import Engine
 
-        return Engine(interval_s=self.settings.interval_s, devices=self.settings.devices)
+        s = self.settings
+        return Engine(interval_s=s.interval_s, devices=s.devices, keep_hwm=s.keep_hwm)
+
+    def run_peaks(self) -> dict[str, int]:
+        """The run's RAM peak of each of its processes: this one and, on the controller,
+        each xdist worker as it reported at its end (CI sees the highest of them)."""
+        peaks = dict(self.worker_peaks)
+        engine = self.__dict__.get("engine")
+        if engine is not None:
+            peak = engine.run_peak_bytes()
+        else:  # nothing reset the kernel's mark here: it holds the whole run's peak
+            from pytest_hypomnesis.probe.rampeak import lifetime_peak_bytes
+
+            peak = lifetime_peak_bytes()
+        if peak is not None:
+            peaks[self.worker] = peak
+        return peaks
 
     # -- the worker side: measure and judge (hooks live in _RuntestHooks) ----------------
 
@@ -289,7 +309,16 @@ class HypomnesisPlugin:
         # Runs inside the terminal reporter's wrapper, before its summary: the gate's
         # verdict is known when the summary prints, and a failed gate sets
         # session.exitstatus, which is what pytest exits with.
-        if self.is_worker or not self.settings.measure_all:
+        if self.is_worker:
+            # xdist sends workeroutput to the controller after this hook; a worker that
+            # measured nothing has no engine and sends nothing.
+            output: dict[str, Any] | None = getattr(self.config, "workeroutput", None)
+            if output is not None and "engine" in self.__dict__:
+                peak = self.run_peaks().get(self.worker)
+                if peak is not None:
+                    output[_WORKER_PEAK_KEY] = peak
+            return
+        if not self.settings.measure_all:
             return
         # The report modules load at session end only.
         from pytest_hypomnesis.report.session import build_session_report
@@ -300,12 +329,22 @@ class HypomnesisPlugin:
             baseline=self.baseline,
             gpu_reason=lambda: self.engine.unavailable_reason(),
             pytest_version=pytest.__version__,
+            run_peaks=self.run_peaks(),
         )
         self.session_report = report
         # A failed gate, or a report asked for and not written, fails an otherwise
         # passing run; a failing run stays so.
         if report.failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        # pytest-xdist's hook, on the controller, once per worker as it finishes.
+        output = getattr(node, "workeroutput", None)
+        peak = output.get(_WORKER_PEAK_KEY) if isinstance(output, dict) else None
+        if isinstance(peak, int) and not isinstance(peak, bool):
+            workerid = getattr(node, "workerinput", {}).get("workerid", "?")
+            self.worker_peaks[str(workerid)] = peak
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.is_worker:

@@ -96,6 +96,12 @@ _OPTIONS: tuple[tuple[str, Literal["bool", "string"], str], ...] = (
         "string",
         "directory of the host-wide VRAM reservation ledger (default: the system temp dir)",
     ),
+    (
+        "-keep-hwm",
+        "bool",
+        "leave the kernel's RSS high-water mark alone (RAM peaks sampled at the interval), so "
+        "/usr/bin/time, CI accounting and wait4() still see the run's whole peak",
+    ),
 )
 
 _METAVARS = {
@@ -124,6 +130,7 @@ class Settings:
         "html_path",
         "interval_s",
         "json_path",
+        "keep_hwm",
         "ledger_dir",
         "max_ram_bytes",
         "max_vram_bytes",
@@ -158,6 +165,7 @@ class Settings:
         admit_timeout_s: float = DEFAULT_ADMIT_TIMEOUT_S,
         needs_path: str | None = None,
         ledger_dir: str | None = None,
+        keep_hwm: bool = False,
     ) -> None:
         self.enabled = enabled
         self.json_path = json_path
@@ -178,6 +186,7 @@ class Settings:
         self.admit_timeout_s = admit_timeout_s
         self.needs_path = needs_path
         self.ledger_dir = ledger_dir
+        self.keep_hwm = keep_hwm
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
@@ -215,6 +224,7 @@ class Settings:
             "strict": self.strict,
             "top": self.top,
             "timeline": self.timeline,
+            "keep_hwm": self.keep_hwm,
         }
 
 
@@ -361,6 +371,7 @@ def resolve(config: pytest.Config) -> Settings:
     enabled = _bool(config, "hypomnesis")
     strict = _bool(config, "hypomnesis_strict")
     timeline = _bool(config, "hypomnesis_timeline")
+    keep_hwm = _bool(config, "hypomnesis_keep_hwm")
     json_path = _path(config, "hypomnesis_json", writable=True)
     html_path = _path(config, "hypomnesis_html", writable=True)
     compare_path = _path(config, "hypomnesis_compare", writable=False)
@@ -454,4 +465,5 @@ def resolve(config: pytest.Config) -> Settings:
         admit_timeout_s=admit_timeout_s,
         needs_path=_path(config, "hypomnesis_needs", writable=False),
         ledger_dir=ledger_dir,
+        keep_hwm=keep_hwm,
     )

@@ -25,7 +25,7 @@ try:
 except ImportError:  # Windows
     resource = None  # type: ignore[assignment]
 
-__all__ = ["RamPeakMeter"]
+__all__ = ["RamPeakMeter", "lifetime_peak_bytes"]
 
 _PROBE_BYTES = 16 * 1024 * 1024
 # Which method works is a property of the kernel and the process's permissions: check
@@ -40,7 +40,11 @@ class RamPeakMeter:
     still names the process that opened it, so a forked child would reset its parent.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, reset_allowed: bool = True) -> None:
+        # ``reset_allowed=False`` (``--hypomnesis-keep-hwm``): never touch the kernel's
+        # mark, so the parent's wait4()/getrusage(RUSAGE_CHILDREN) still see the whole
+        # run's peak; peaks are then sampled.
+        self._reset_allowed = reset_allowed
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._clear_fd: int | None = None
@@ -123,7 +127,7 @@ class RamPeakMeter:
         return seen >= resident - _PROBE_BYTES // 4 and after <= seen - _PROBE_BYTES // 2
 
     def _calibrate(self) -> str:
-        if not IS_LINUX:
+        if not IS_LINUX or not self._reset_allowed:
             return "sampled"
         known = _CALIBRATED.get(os.getpid())
         if known is not None:
@@ -163,4 +167,15 @@ class RamPeakMeter:
         if method == "hwm":
             with self._lock:
                 return self._hwm_bytes()
+        return None
+
+
+def lifetime_peak_bytes() -> int | None:
+    """The kernel's peak RSS of this process, Linux only: exact for the whole run when the
+    mark was never reset (``sampled`` method), else the peak since the last reset."""
+    if sys.platform == "win32" or not IS_LINUX or resource is None:
+        return None
+    try:
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    except (OSError, ValueError):
         return None

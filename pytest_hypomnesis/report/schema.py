@@ -236,6 +236,9 @@ def validate_report(data: object) -> dict[str, Any]:
         for j, index in enumerate(watched):
             if not _is_int(index) or index < 0 or index > MAX_SIZE_BYTES:
                 raise _fail(f"settings.devices[{j}]", f"expected {_INT}, got {_kind(index)}")
+    run = report.get("run")
+    if run is not None:  # optional: reports written before it have none
+        _int_field(_check_obj(run, "run"), "ram_peak_bytes", "run", optional=True)
     tests = _field(report, "tests", "top level")
     if not isinstance(tests, list):
         _wrong(report, "tests", "top level", expect="a list")
@@ -288,14 +291,19 @@ def build_report(
     settings: Mapping[str, Any],
     devices: Sequence[Mapping[str, Any]],
     tests: Sequence[Mapping[str, Any]],
+    run: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The SPEC's top-level layout, keys in the documented order."""
-    return {
+    """The SPEC's top-level layout, keys in the documented order; ``run`` (the whole run's
+    RAM peak) is optional, as in reports written before it existed."""
+    data: dict[str, Any] = {
         "schema": SCHEMA,
         "created": created,
         "versions": dict(versions),
         "machine": dict(machine),
         "settings": dict(settings),
         "devices": [dict(d) for d in devices],
-        "tests": [dict(t) for t in tests],
     }
+    if run is not None:
+        data["run"] = dict(run)
+    data["tests"] = [dict(t) for t in tests]
+    return data

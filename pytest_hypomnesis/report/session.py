@@ -94,6 +94,7 @@ def _report_data(
     tests: Sequence[MeasuredTestRecord],
     gpu_reason: Callable[[], str | None],
     pytest_version: str,
+    run_peaks: Mapping[str, int] | None,
 ) -> dict[str, Any]:
     from pytest_hypomnesis import __version__
 
@@ -109,7 +110,17 @@ def _report_data(
         settings=settings.to_dict(),
         devices=devices,
         tests=tests,
+        run=None if run_peaks is None else _run(run_peaks),
     )
+
+
+def _run(peaks: Mapping[str, int]) -> dict[str, Any]:
+    """The whole run's RAM peak: the highest RSS any one of its processes reached (what
+    ``/usr/bin/time`` and CI accounting see when the kernel's mark is left alone)."""
+    return {
+        "ram_peak_bytes": max(peaks.values()) if peaks else None,
+        "ram_peak_bytes_by_worker": dict(sorted(peaks.items())),
+    }
 
 
 def _write_json(path: str, data: Mapping[str, Any]) -> str | None:
@@ -149,10 +160,12 @@ def build_session_report(
     baseline: Mapping[str, Any] | None,
     gpu_reason: Callable[[], str | None],
     pytest_version: str,
+    run_peaks: Mapping[str, int] | None = None,
 ) -> SessionReport:
     """Build the report once, write the JSON, compare with the baseline, write the HTML.
-    Never raises for a report problem; ``gpu_reason`` says why no GPU was measured."""
-    data = _report_data(settings, tests, gpu_reason, pytest_version)
+    Never raises for a report problem; ``gpu_reason`` says why no GPU was measured;
+    ``run_peaks`` is each process's run RAM peak (``master``, ``gw0``, ...)."""
+    data = _report_data(settings, tests, gpu_reason, pytest_version, run_peaks)
     problems: list[str] = []
     failed = False
     json_error = None

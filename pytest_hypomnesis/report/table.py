@@ -28,6 +28,7 @@ __all__ = [
     "format_interval",
     "header_line",
     "not_checked_lines",
+    "run_peak_line",
     "summary_lines",
 ]
 
@@ -232,3 +233,23 @@ def header_line(report: Mapping[str, Any]) -> str:
     if waits:
         parts.append(f"admission wait {sum(waits):.2f}s total over {len(waits)} tests")
     return printable("hypomnesis: " + "; ".join(parts))
+
+
+def run_peak_line(report: Mapping[str, Any]) -> str | None:
+    """The header's second line: the whole run's RAM peak (the highest RSS of any of its
+    processes), which the per-test reset of the kernel's mark hides from everything
+    outside the run; ``None`` for a report without it."""
+    run = report.get("run")
+    peak = run.get("ram_peak_bytes") if isinstance(run, Mapping) else None
+    if not isinstance(peak, int) or isinstance(peak, bool):
+        return None
+    by_worker = run.get("ram_peak_bytes_by_worker") if isinstance(run, Mapping) else None
+    text = f"hypomnesis: run RAM peak {format_bytes_iec(peak)}"
+    if isinstance(by_worker, Mapping) and len(by_worker) > 1:
+        each = ", ".join(
+            f"{name} {format_bytes_iec(value)}"
+            for name, value in by_worker.items()
+            if isinstance(value, int)
+        )
+        text += f" ({each})"
+    return printable(text)

@@ -13,7 +13,12 @@ from pytest_hypomnesis.record import (
     over_budget,
     vram_increase_bytes,
 )
-from pytest_hypomnesis.report.table import header_line, not_checked_lines, summary_lines
+from pytest_hypomnesis.report.table import (
+    header_line,
+    not_checked_lines,
+    run_peak_line,
+    summary_lines,
+)
 
 if TYPE_CHECKING:
     from pytest_hypomnesis.plugin.options import Settings
@@ -44,6 +49,9 @@ def _table(
     tr.write_sep("=", "hypomnesis")
     if verbosity >= 0:
         tr.write_line(header_line(report.data))
+        run_peak = run_peak_line(report.data)
+        if run_peak is not None:
+            tr.write_line(run_peak)
     for line in not_checked_lines(tests):
         tr.write_line(line, yellow=True)
     if not tests:
