@@ -32,6 +32,18 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+# The child's peak as its parent sees it, from a small parent. Linux folds the exec'ing
+# process's old memory into the child's ru_maxrss, and a child forked (or vforked) from
+# this test process would start out with this process's RSS, which can exceed the suite's.
+PARENT = """
+import json, os, subprocess, sys
+with open(sys.argv[1], "wb") as out:
+    child = subprocess.Popen(sys.argv[2:], stdout=out, stderr=out)
+    _, status, usage = os.wait4(child.pid, 0)
+print(json.dumps([os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024]))
+"""
+
+
 def run_suite(tmp_path: Path, *args: str) -> tuple[int, dict[str, object], str]:
     """Run the suite in a child; return the child's peak RSS as its parent sees it
     (``wait4``), the JSON report and the output."""
@@ -41,13 +53,19 @@ def run_suite(tmp_path: Path, *args: str) -> tuple[int, dict[str, object], str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly"]
     command += ["--hypomnesis", f"--hypomnesis-json={report}", *args]
-    with open(tmp_path / "out.txt", "wb") as out:
-        child = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=out)
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-    text = (tmp_path / "out.txt").read_text(encoding="utf-8", errors="replace")
-    assert child.returncode == 0, text
-    return usage.ru_maxrss * 1024, json.loads(report.read_text(encoding="utf-8")), text
+    out_path = tmp_path / "out.txt"
+    parent = subprocess.run(
+        [sys.executable, "-c", PARENT, str(out_path), *command],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    returncode, parent_peak = json.loads(parent.stdout)
+    text = out_path.read_text(encoding="utf-8", errors="replace")
+    assert returncode == 0, text
+    return int(parent_peak), json.loads(report.read_text(encoding="utf-8")), text
 
 
 def test_keep_hwm_leaves_the_whole_peak_to_the_parent(tmp_path: Path) -> None:
