@@ -193,7 +193,7 @@ def test_good_boolean_ini_values_are_accepted(pytester: pytest.Pytester) -> None
     [
         ("max_ram(10**400)", "*more than a machine can hold*"),
         ("max_ram(10**5000)", "*<an integer of thousands of digits>*"),
-        ("max_vram('1GiB', device=10**400)", "*device must be a GPU index*"),
+        ("max_vram('1GiB', device=10**400)", "*device must be a CUDA ordinal*"),
         ("max_ram('1.5B')", "*not a whole number of bytes*"),
     ],
 )

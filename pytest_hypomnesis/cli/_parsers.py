@@ -25,7 +25,9 @@ __all__ = ["build_parser", "command_named"]
 
 _DESCRIPTION = (
     "GPU memory CLI of pytest-hypomnesis, a port of the hypomnesis crate's hmn. With no "
-    "command: one line per visible GPU with free / total VRAM, reserved memory and driver."
+    "command: one line per visible GPU with free / total VRAM, reserved memory and driver. "
+    "GPUs are numbered as NVML and nvidia-smi number them (the crate's numbering), not as "
+    "CUDA_VISIBLE_DEVICES renumbers them for CUDA programs."
 )
 
 # The crate's long help carries the same facts; the wording is ours.

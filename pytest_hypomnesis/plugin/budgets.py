@@ -96,7 +96,10 @@ def _parse_mark(mark: pytest.Mark, nodeid: str) -> Budget:
         or device < 0
         or device > MAX_DEVICE_INDEX
     ):
-        raise bad(f"device must be a GPU index (0, 1, ...) or None, not {short_repr(device)}")
+        raise bad(
+            f"device must be a CUDA ordinal (0, 1, ... as in cuda:N) or None, not "
+            f"{short_repr(device)}"
+        )
     try:
         limit_bytes = parse_size(limit)
     except SizeError as exc:

@@ -23,6 +23,7 @@ from typing import Any, cast
 
 from pytest_hypomnesis.plugin.timeline import TimelineRecorder
 from pytest_hypomnesis.probe import chain
+from pytest_hypomnesis.probe.cuda_devices import VisibleDevices
 from pytest_hypomnesis.probe.fake import FakeGpu
 from pytest_hypomnesis.probe.rampeak import RamPeakMeter, lifetime_peak_bytes
 from pytest_hypomnesis.probe.readings import VramReading
@@ -123,6 +124,7 @@ class Engine:
         # whenever its device list changes (tests add devices while they run).
         self._real_readers: list[tuple[int, Reader]] | None = None
         self._real_reason: str | None = None
+        self._visible: VisibleDevices | None = None
         self._fake_seen: FakeGpu | None = None
         self._fake_count = -1
         self._fake_readers: list[tuple[int, Reader]] = []
@@ -142,15 +144,23 @@ class Engine:
         return [i for i in self._device_filter if i < count]
 
     def _resolve_real(self) -> None:
+        # Keyed by CUDA ordinal (what cuda:N means in this process), read through the
+        # NVML device the ordinal maps to (its UUID: a MIG slice's own handle).
         readers: list[tuple[int, Reader]] = []
         reason = None
-        count = chain.device_count()
-        for index in self._watched(count):
-            reader = chain.vram_reader(index)
+        targets, visible = chain.cuda_devices()
+        self._visible = visible
+        by_ordinal = {d.cuda_ordinal: d for d in targets}
+        count = len(targets)
+        for ordinal in self._watched(count):
+            device = by_ordinal[ordinal]
+            reader = chain.vram_reader(device.nvml_index, device.uuid)
             if reader is not None:
-                readers.append((index, reader))
+                readers.append((ordinal, reader))
         if not readers:
-            if count == 0:
+            if count == 0 and visible.mapped:
+                reason = visible.note or "no GPU visible"
+            elif count == 0:
                 snap = chain.snapshot_now(0)
                 reason = snap.gpu_unavailable_reason or "no GPU visible"
             elif not self._watched(count):
@@ -173,6 +183,25 @@ class Engine:
             self._resolve_real()
         assert self._real_readers is not None
         return self._real_readers, None
+
+    def prepare(self) -> None:
+        """Resolve the backends (NVML session, CUDA mapping, kept handles) now, before the
+        first test's span, so no test is charged the plugin's own start-up."""
+        self.readers()
+
+    def header_lines(self) -> list[str]:
+        """What a user should know about the watched GPUs, one line each (``prepare`` first)."""
+        visible = self._visible
+        if chain.current_fake() is not None or visible is None or not visible.mapped:
+            return []
+        return [visible.describe()]
+
+    def notes(self) -> list[str]:
+        """Only the warnings of ``header_lines`` (an assumed order, dropped entries)."""
+        visible = self._visible
+        if visible is None or not visible.mapped or visible.note is None:
+            return []
+        return [visible.note]
 
     def unavailable_reason(self) -> str | None:
         return self._reason(*self.readers())

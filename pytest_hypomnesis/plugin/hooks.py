@@ -261,9 +261,18 @@ class HypomnesisPlugin:
         ):
             self.enable_runtest_hooks()
 
+    def pytest_report_header(self, config: pytest.Config) -> list[str] | None:
+        # Only a session that measures every test knows this early that it measures; the
+        # backends are resolved here, before the first test (and at collection otherwise).
+        if self.is_worker or not self.settings.measure_all:
+            return None
+        self.engine.prepare()
+        return [f"hypomnesis: {line}" for line in self.engine.header_lines()] or None
+
     def enable_runtest_hooks(self) -> None:
         if self._registered_hooks:
             return
+        self.engine.prepare()
         hooks: list[tuple[object, str]] = [(_RuntestHooks(self), "hypomnesis-runtest")]
         if self.settings.scope == "test":
             hooks.append((_ScopeTestHooks(self), "hypomnesis-scope-test"))
@@ -330,6 +339,7 @@ class HypomnesisPlugin:
             gpu_reason=lambda: self.engine.unavailable_reason(),
             pytest_version=pytest.__version__,
             run_peaks=self.run_peaks(),
+            notes=self._engine_notes(),
         )
         self.session_report = report
         # A failed gate, or a report asked for and not written, fails an otherwise
@@ -345,6 +355,10 @@ class HypomnesisPlugin:
         if isinstance(peak, int) and not isinstance(peak, bool):
             workerid = getattr(node, "workerinput", {}).get("workerid", "?")
             self.worker_peaks[str(workerid)] = peak
+
+    def _engine_notes(self) -> list[str]:
+        engine = self.__dict__.get("engine")  # made on first use: none, nothing measured
+        return [] if engine is None else engine.notes()
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.is_worker:

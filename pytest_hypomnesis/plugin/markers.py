@@ -19,8 +19,8 @@ MARKERS: dict[str, str] = {
     ),
     "max_vram": (
         "max_vram(limit, *, device=None, absolute=False): fail the test when its per-process "
-        "VRAM increase (absolute=True: peak), summed over the watched GPUs or on `device`, "
-        "exceeds limit, e.g. '2GiB'"
+        "VRAM increase (absolute=True: peak), summed over the watched GPUs or on `device` "
+        "(a CUDA ordinal: cuda:N in this process), exceeds limit, e.g. '2GiB'"
     ),
 }
 

@@ -53,7 +53,12 @@ _OPTIONS: tuple[tuple[str, Literal["bool", "string"], str], ...] = (
     ("-interval", "string", "sampling period for GPU figures, e.g. 5ms (default 10ms)"),
     ("-max-ram", "string", "suite-wide RAM budget (RSS increase), e.g. 512MiB; markers override"),
     ("-max-vram", "string", "suite-wide VRAM budget (per-process increase), e.g. 2GiB"),
-    ("-device", "string", "GPU index(es) to watch, e.g. 0 or 0,1 (default: every visible GPU)"),
+    (
+        "-device",
+        "string",
+        "CUDA ordinal(s) to watch, as cuda:N counts them after CUDA_VISIBLE_DEVICES, e.g. 0 "
+        "or 0,1 (default: every GPU this process can use)",
+    ),
     ("-strict", "bool", "a VRAM budget that cannot be checked (no GPU) fails the test"),
     ("-compare", "string", "compare with this baseline JSON report (implies measuring every test)"),
     (

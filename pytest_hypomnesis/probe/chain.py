@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         ProcessGpuInfo,
         Snapshot,
     )
+    from pytest_hypomnesis.probe.cuda_devices import CudaDevice, VisibleDevices
     from pytest_hypomnesis.probe.fake import FakeGpu
     from pytest_hypomnesis.probe.readings import SmiDeviceReading, SpillSource, VramReading
 
@@ -49,6 +50,7 @@ __all__ = [
     "GpuSource",
     "VramReading",
     "counted_devices",
+    "cuda_devices",
     "current_fake",
     "device_count",
     "device_info",
@@ -190,13 +192,21 @@ def _real_counted_devices() -> tuple[int | None, tuple[str, ...]]:
     return count, tuple(reasons)
 
 
-def device_info(index: int = 0) -> GpuDeviceInfo:
-    """Device-wide memory of GPU ``index``: Metal → NVML (+DXGI name) → DXGI → nvidia-smi."""
-    return _source().device_info(index)
+def device_info(index: int = 0, uuid: str | None = None) -> GpuDeviceInfo:
+    """Device-wide memory of GPU ``index``: Metal → NVML (+DXGI name) → DXGI → nvidia-smi.
+    ``uuid`` (real GPUs only) makes NVML read the device it names (a MIG slice: its own)."""
+    if uuid is None or _fake is not None:
+        return _source().device_info(index)
+    info, reasons = _device_info(index, uuid=uuid)
+    if info is None:
+        raise _bounds_error(index, reasons)
+    return info
 
 
 def _device_info(
-    index: int, smi_query: Callable[[], SmiDeviceReading] | None = None
+    index: int,
+    smi_query: Callable[[], SmiDeviceReading] | None = None,
+    uuid: str | None = None,
 ) -> tuple[GpuDeviceInfo | None, list[str]]:
     from pytest_hypomnesis.probe import nvml, smi
 
@@ -207,7 +217,11 @@ def _device_info(
         found = _try(reasons, "Metal", metal.device_info)
         if found is not None:
             return found, reasons
-    reading = _try(reasons, "NVML", lambda: nvml.device_query(index))
+    reading = _try(
+        reasons,
+        "NVML",
+        lambda: nvml.device_query(index) if uuid is None else nvml.device_query(index, uuid),
+    )
     if reading is not None:
         name = reading.name
         if _is_windows():
@@ -423,20 +437,36 @@ def snapshot_all() -> list[Snapshot]:
     return snaps
 
 
-def vram_reader(index: int) -> Reader | None:
+def cuda_devices() -> tuple[list[CudaDevice], VisibleDevices]:
+    """The GPUs this process can use, by CUDA ordinal (``CUDA_VISIBLE_DEVICES``,
+    ``CUDA_DEVICE_ORDER``), and how that was found. Where NVML cannot list GPUs (no
+    NVIDIA driver, Apple, a DXGI-only Windows) ordinal N is backend index N."""
+    from pytest_hypomnesis.probe import cuda_devices as _cuda
+
+    visible = _cuda.visible_devices()
+    if visible.mapped:
+        return list(visible.devices), visible
+    count = device_count()
+    return [_cuda.CudaDevice(i, None, i, None, None) for i in range(count)], visible
+
+
+def vram_reader(index: int, uuid: str | None = None) -> Reader | None:
     """A cheap, repeatable reader of this process's VRAM on ``index`` for a sampler thread:
     a fake GPU's; Metal's ledger (macOS); DXGI's own-process usage (Windows, where NVML's
     per-process rows are WDDM sentinels); NVML's through a kept handle; else a poll of
     ``process_gpu_info`` when that answers per process. ``None`` when nothing per-process
-    can be read (``nvidia-smi`` is device-wide only)."""
-    return _source().vram_reader(index)
+    can be read (``nvidia-smi`` is device-wide only). ``uuid`` (real GPUs only, a ``GPU-``
+    or ``MIG-`` UUID) makes NVML read that device's handle."""
+    if uuid is None or _fake is not None:
+        return _source().vram_reader(index)
+    return _vram_reader(index, uuid)
 
 
-def _vram_reader(index: int) -> Reader | None:
-    return _fast_vram_reader(index) or _per_process_poll(index)
+def _vram_reader(index: int, uuid: str | None = None) -> Reader | None:
+    return _fast_vram_reader(index, uuid) or _per_process_poll(index)
 
 
-def _fast_vram_reader(index: int) -> Reader | None:
+def _fast_vram_reader(index: int, uuid: str | None = None) -> Reader | None:
     reasons: list[str] = []
     if _is_mac() and index == 0:
         from pytest_hypomnesis.probe import metal
@@ -455,7 +485,11 @@ def _fast_vram_reader(index: int) -> Reader | None:
             return _polling_reader(lambda: dxgi.self_usage(index), GpuQuerySource.DXGI)
     from pytest_hypomnesis.probe import nvml
 
-    return _try(reasons, "NVML", lambda: nvml.self_reader(index))
+    return _try(
+        reasons,
+        "NVML",
+        lambda: nvml.self_reader(index) if uuid is None else nvml.self_reader(index, uuid),
+    )
 
 
 def _polling_reader(read: Callable[[], int], source: GpuQuerySource) -> Callable[[], VramReading]:

@@ -33,7 +33,6 @@ order is assumed and ``note`` says so.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -348,6 +347,8 @@ for ordinal in range(count.value):
 def _driver_order(environ: Mapping[str, str]) -> list[str]:
     """UUID hex digits of every CUDA device, fastest first, from the CUDA driver in a
     helper process (without CUDA_VISIBLE_DEVICES / CUDA_DEVICE_ORDER, so it lists all)."""
+    import subprocess  # only when the order must be asked for: `hmn` starts without it
+
     library = environ.get(CUDA_LIBRARY_ENV) or "libcuda.so.1"
     env = {
         k: v for k, v in environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")

@@ -318,7 +318,14 @@ def _reset_for_tests() -> None:
         _init_failure = None
 
 
-def _handle(nv: Any, index: int) -> Any:
+def _handle(nv: Any, index: int, uuid: str | None = None) -> Any:
+    """The handle of NVML index ``index``, or of ``uuid`` when given: a ``MIG-`` UUID
+    reaches a MIG device, whose queries answer for that slice alone."""
+    if uuid is not None:
+        try:
+            return nv.nvmlDeviceGetHandleByUUID(uuid.encode("ascii"))
+        except nv.NVMLError as exc:
+            raise _failure(exc, f"nvmlDeviceGetHandleByUUID({uuid})") from exc
     try:
         return nv.nvmlDeviceGetHandleByIndex(index)
     except nv.NVMLError as exc:
@@ -367,11 +374,11 @@ def device_count() -> int:
     return count
 
 
-def device_query(index: int) -> NvmlDeviceReading:
-    """Device-wide figures for ``index`` (mem v1, name, v2 reserved, driver)."""
+def device_query(index: int, uuid: str | None = None) -> NvmlDeviceReading:
+    """Device-wide figures for ``index`` (or ``uuid``): mem v1, name, v2 reserved, driver."""
     with _lock:
         nv = _ensure()
-        handle = _handle(nv, index)
+        handle = _handle(nv, index, uuid)
         memory = _memory(nv, handle, index)
         name = _best_effort(
             nv, "nvmlDeviceGetName", lambda: _lossy(lambda: nv.nvmlDeviceGetName(handle))
@@ -578,18 +585,20 @@ def _usable(used: int | None, total: int) -> bool:
     return used is not None and used != NOT_AVAILABLE and used <= total
 
 
-def _total_and_rows(index: int) -> tuple[int, list[tuple[int, int | None]]]:
+def _total_and_rows(
+    index: int, uuid: str | None = None
+) -> tuple[int, list[tuple[int, int | None]]]:
     """The device total (to reject larger per-process figures) and its process rows."""
     with _lock:
         nv = _ensure()
-        handle = _handle(nv, index)
+        handle = _handle(nv, index, uuid)
         total = int(_memory(nv, handle, index).total)
         return total, _raw_processes(nv, handle)
 
 
-def process_used_bytes(index: int, pid: int) -> int:
+def process_used_bytes(index: int, pid: int, uuid: str | None = None) -> int:
     """``pid``'s row from the running-process queries; raises when absent/sentinel/>total."""
-    total, rows = _total_and_rows(index)
+    total, rows = _total_and_rows(index, uuid)
     # The crate takes the first row of the pid (MIG may list one per instance).
     matches = [used for row_pid, used in rows if row_pid == pid]
     if not matches:
@@ -623,17 +632,18 @@ class _SelfReader:
     cost most of a reading (21 us of 27 against the fake library).
     """
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, uuid: str | None = None) -> None:
         from pytest_hypomnesis.model import GpuQuerySource
         from pytest_hypomnesis.probe.readings import VramReading
 
         self._reading = VramReading
         self._source = GpuQuerySource.NVML
         self.index = index
+        self.uuid = uuid
         self._fast: tuple[Any, Any, Any] | None = None
         with _lock:
             nv = _ensure()
-            self.handle = _handle(nv, index)
+            self.handle = _handle(nv, index, uuid)
             self.generation = _generation
             _memory(nv, self.handle, index)
             # No per-process listing at all (WDDM, no permission): nothing to sample.
@@ -669,7 +679,7 @@ class _SelfReader:
         with _lock:
             nv = _ensure()
             if self.generation != _generation:
-                self.handle = _handle(nv, self.index)
+                self.handle = _handle(nv, self.index, self.uuid)
                 self.generation = _generation
                 self._prepare_fast(nv)
             if self._fast is not None:
@@ -717,7 +727,7 @@ class _SelfReader:
         return self._reading(own, device_used, self._source)
 
 
-def self_reader(index: int) -> Callable[[], VramReading]:
-    """A cheap repeated reader of this process's VRAM on ``index`` (0 when absent from a
-    successful listing), through a kept handle."""
-    return _SelfReader(index)
+def self_reader(index: int, uuid: str | None = None) -> Callable[[], VramReading]:
+    """A cheap repeated reader of this process's VRAM on ``index`` (or the device ``uuid``
+    names; 0 when absent from a successful listing), through a kept handle."""
+    return _SelfReader(index, uuid)

@@ -39,6 +39,8 @@ class SessionReport:
     problems: tuple[str, ...]
     """Lines for the summary: an HTML report not written, a comparison not made."""
     failed: bool
+    notes: tuple[str, ...] = ()
+    """What the summary's header should add about the GPUs (an assumed CUDA order...)."""
 
     @property
     def tests(self) -> list[MeasuredTestRecord]:
@@ -47,10 +49,20 @@ class SessionReport:
 
 
 def _devices(settings: Settings) -> list[dict[str, Any]]:
+    """The watched GPUs, ``index`` = CUDA ordinal (what records and budgets key by)."""
     try:
-        count = chain.device_count()
-        indices = range(count) if settings.devices is None else settings.devices
-        return [chain.device_info(i).to_dict() for i in indices if i < count]
+        if chain.current_fake() is not None:
+            count = chain.device_count()
+            targets: list[tuple[int, int, str | None]] = [(i, i, None) for i in range(count)]
+        else:
+            targets = [(d.cuda_ordinal, d.nvml_index, d.uuid) for d in chain.cuda_devices()[0]]
+        found = []
+        for ordinal, index, uuid in targets:
+            if settings.devices is None or ordinal in settings.devices:
+                info = chain.device_info(index, uuid).to_dict()
+                info["index"] = ordinal
+                found.append(info)
+        return found
     except Exception:  # the report is best-effort about devices; never fail the session
         return []
 
@@ -161,6 +173,7 @@ def build_session_report(
     gpu_reason: Callable[[], str | None],
     pytest_version: str,
     run_peaks: Mapping[str, int] | None = None,
+    notes: Sequence[str] = (),
 ) -> SessionReport:
     """Build the report once, write the JSON, compare with the baseline, write the HTML.
     Never raises for a report problem; ``gpu_reason`` says why no GPU was measured;
@@ -194,4 +207,5 @@ def build_session_report(
         comparison=comparison,
         problems=tuple(problems),
         failed=failed,
+        notes=tuple(notes),
     )

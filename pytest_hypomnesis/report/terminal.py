@@ -52,6 +52,8 @@ def _table(
         run_peak = run_peak_line(report.data)
         if run_peak is not None:
             tr.write_line(run_peak)
+        for note in report.notes:
+            tr.write_line(f"hypomnesis: note: {note}", yellow=True)
     for line in not_checked_lines(tests):
         tr.write_line(line, yellow=True)
     if not tests:

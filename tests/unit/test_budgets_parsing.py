@@ -70,7 +70,7 @@ def test_options_are_defaults_a_marker_replaces() -> None:
         (pytest.mark.max_ram("1MiB", limit="2MiB"), "limit given twice"),
         (pytest.mark.max_ram("1MiB", device=0), "unknown keyword 'device'"),
         (pytest.mark.max_ram("1MiB", absolute="yes"), "absolute must be True or False"),
-        (pytest.mark.max_vram("1MiB", device=-1), "device must be a GPU index"),
+        (pytest.mark.max_vram("1MiB", device=-1), "device must be a CUDA ordinal"),
         (pytest.mark.max_vram("lots"), "max_vram('lots') on t.py::test_x"),
     ],
 )

@@ -1,0 +1,169 @@
+"""What a user sees when CI pins GPUs with ``CUDA_VISIBLE_DEVICES``: ``device=N``,
+``--hypomnesis-device`` and the summary's ``GPU N`` are CUDA ordinals (``cuda:N``), read
+through the NVML GPU each ordinal maps to, and GPUs the process cannot use are not watched.
+Runs the real NVML backend against the compiled fake library."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from pytest_hypomnesis.probe import cuda_devices
+from tests.helpers.fakenvml import (
+    GIB,
+    MIB,
+    SELF,
+    FakeNvml,
+    FakeNvmlDevice,
+    FakeProcess,
+    render_config,
+)
+
+pytestmark = [
+    pytest.mark.usefixtures("inner_pytester_run"),
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"), reason="the fake library is an ELF .so"
+    ),
+]
+
+U0 = "GPU-0a0a0a0a-0000-4000-8000-000000000000"
+U1 = "GPU-1b1b1b1b-0000-4000-8000-000000000001"
+
+
+def two_gpus(self_on_0: int, self_on_1: int) -> list[FakeNvmlDevice]:
+    return [
+        FakeNvmlDevice(uuid=U0, processes=(FakeProcess(SELF, self_on_0),)),
+        FakeNvmlDevice(uuid=U1, total_bytes=24 * GIB, processes=(FakeProcess(SELF, self_on_1),)),
+    ]
+
+
+SPIKE = """
+import os, time
+import pytest
+
+def write(text):
+    path = os.environ["FAKE_NVML_CONFIG"]
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+IDLE = {idle!r}
+SPIKE = {spike!r}
+
+@pytest.mark.max_vram("1GiB", device=0)
+def test_uses_cuda_0():
+    write(IDLE)
+    time.sleep(0.03)
+    write(SPIKE)
+    time.sleep(0.06)
+    write(IDLE)
+    time.sleep(0.03)
+"""
+
+
+@pytest.fixture(autouse=True)
+def _fresh_mapping() -> object:
+    cuda_devices._reset_for_tests()
+    yield
+    cuda_devices._reset_for_tests()
+
+
+def spike_suite(pytester: pytest.Pytester, fake_nvml: FakeNvml) -> None:
+    idle = two_gpus(100 * MIB, 100 * MIB)
+    # The spike: 2 GiB more on NVML GPU 1, 3 GiB more on NVML GPU 0.
+    spike = two_gpus(3 * GIB, 2 * GIB + 100 * MIB)
+    fake_nvml.set(idle)
+    pytester.makepyfile(
+        SPIKE.format(
+            idle=render_config(idle, "555.42.06", {}), spike=render_config(spike, "555.42.06", {})
+        )
+    )
+
+
+def test_pinned_gpu_is_cuda_0_and_the_only_one_watched(
+    pytester: pytest.Pytester, fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spike_suite(pytester, fake_nvml)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json", "-v")
+    result.assert_outcomes(failed=1)
+    # device=0 is what cuda:0 is in this process: NVML GPU 1, where it grew by 2 GiB.
+    result.stdout.fnmatch_lines_random(
+        [
+            "max_vram: test used 2.00 GiB VRAM on GPU 0 (peak increase, NVML) > limit 1.00 GiB",
+            "hypomnesis: *GPU 0 NVIDIA Fake GPU (24.00 GiB)*",
+        ]
+    )
+    report = json.loads((pytester.path / "out.json").read_text(encoding="utf-8"))
+    (record,) = report["tests"]
+    # NVML GPU 0 (3 GiB growth) is not usable by this process, so not watched.
+    assert list(record["vram"]["devices"]) == ["0"]
+    assert record["vram"]["devices"]["0"]["increase_bytes"] == 2 * GIB
+    assert [d["total_bytes"] for d in report["devices"]] == [24 * GIB]
+
+
+def test_reordered_list_and_device_option_count_in_cuda_order(
+    pytester: pytest.Pytester, fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spike_suite(pytester, fake_nvml)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,0")
+    # cuda:0 is NVML 1 (2 GiB growth), cuda:1 is NVML 0 (3 GiB growth).
+    result = pytester.runpytest(
+        "--hypomnesis", "--hypomnesis-json=out.json", "--hypomnesis-device=1"
+    )
+    # The budget names cuda:0, which this run does not watch: not checked, said so.
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*max_vram: not checked: GPU 0 is not watched (watched: 1)*",
+            "*GPU 1 NVIDIA Fake GPU (16.00 GiB)*",
+        ]
+    )
+    report = json.loads((pytester.path / "out.json").read_text(encoding="utf-8"))
+    (record,) = report["tests"]
+    assert record["vram"]["devices"]["1"]["increase_bytes"] == 3 * GIB - 100 * MIB
+    assert [d["total_bytes"] for d in report["devices"]] == [16 * GIB]
+
+
+def test_empty_cuda_visible_devices_watches_no_gpu_and_says_why(
+    pytester: pytest.Pytester, fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spike_suite(pytester, fake_nvml)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines_random(["*not checked*CUDA_VISIBLE_DEVICES is empty*"])
+    report = json.loads((pytester.path / "out.json").read_text(encoding="utf-8"))
+    (record,) = report["tests"]
+    assert record["vram"]["devices"] == {}
+    assert "CUDA_VISIBLE_DEVICES is empty" in record["vram"]["unavailable_reason"]
+
+
+def test_header_names_the_mapping_and_an_assumed_order(
+    pytester: pytest.Pytester, fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two different models, no libcuda: CUDA's fastest-first order cannot be asked for.
+    fake_nvml.set(
+        [FakeNvmlDevice(name="NVIDIA T4", uuid=U0), FakeNvmlDevice(name="NVIDIA H100", uuid=U1)]
+    )
+    monkeypatch.setenv("HYPOMNESIS_CUDA_LIBRARY", str(pytester.path / "no-libcuda.so.1"))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,0")
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest("--hypomnesis")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "hypomnesis: CUDA devices (CUDA_VISIBLE_DEVICES '1,0', PCI bus order (assumed)): "
+            "0=GPU-1b1b1b1b (NVML 1), 1=GPU-0a0a0a0a (NVML 0); CUDA's fastest-first order "
+            "unknown (*): PCI bus order assumed, set CUDA_DEVICE_ORDER=PCI_BUS_ID to make it so",
+            "collected 1 item",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "hypomnesis: scope call;*GPU 0 NVIDIA H100*GPU 1 NVIDIA T4*",
+            "hypomnesis: note: CUDA's fastest-first order unknown*",
+        ]
+    )
