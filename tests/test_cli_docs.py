@@ -23,12 +23,11 @@ from pytest_hypomnesis import FakeGpu
 from pytest_hypomnesis.cli import main
 from pytest_hypomnesis.cli import watch as watch_mode
 from pytest_hypomnesis.probe import chain
-from tests.test_cli_main import _record, write_report
+from tests.helpers.cli import cli_record, write_cli_report
+from tests.helpers.units import GIB, MIB
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 BLOCK = re.compile(r"```console\n\$ (?P<command>[^\n]*)\n(?P<output>.*?)```", re.DOTALL)
-MIB = 1024 * 1024
-GIB = 1024 * MIB
 
 
 class Machine:
@@ -69,15 +68,15 @@ def machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Machine
     monkeypatch.setattr(watch_mode, "_clock_ns", fake.clock_ns)
     monkeypatch.setattr(watch_mode, "_sleep", fake.sleep)
     monkeypatch.chdir(tmp_path)
-    write_report(
+    write_cli_report(
         tmp_path / "shard1.json",
-        [_record("tests/test_model.py::test_forward", 48 * MIB, 2 * GIB)],
+        [cli_record("tests/test_model.py::test_forward", 48 * MIB, 2 * GIB)],
     )
-    write_report(
+    write_cli_report(
         tmp_path / "shard2.json",
         [
-            _record("tests/test_model.py::test_forward", 52 * MIB, int(2.5 * GIB)),
-            _record("tests/test_data.py::test_loader", 310 * MIB, None),
+            cli_record("tests/test_model.py::test_forward", 52 * MIB, int(2.5 * GIB)),
+            cli_record("tests/test_data.py::test_loader", 310 * MIB, None),
         ],
     )
     yield fake

@@ -29,9 +29,7 @@ from pytest_hypomnesis.model import (
     SpillEpisode,
     SpillReport,
 )
-
-MIB = 1024 * 1024
-GIB = 1024 * MIB
+from tests.helpers.units import GIB, MIB
 
 
 def _dev(index: int = 0, **kw: object) -> GpuDeviceInfo:

@@ -11,11 +11,9 @@ from typing import Any
 import pytest
 
 from pytest_hypomnesis import FakeGpu, __version__
-from pytest_hypomnesis.cli import main
 from pytest_hypomnesis.probe import chain
-
-MIB = 1024 * 1024
-GIB = 1024 * MIB
+from tests.helpers.cli import cli_record, hmn, write_cli_report
+from tests.helpers.units import GIB, MIB
 
 
 @pytest.fixture
@@ -24,12 +22,6 @@ def fake() -> Iterator[FakeGpu]:
     previous = chain.set_fake(gpu)
     yield gpu
     chain.set_fake(previous)
-
-
-def hmn(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # --- checklist 39/40: summary -----------------------------------------------------------
@@ -279,65 +271,14 @@ def test_spill_in_process(fake: FakeGpu, capsys: pytest.CaptureFixture[str]) -> 
 # --- hmn report ---------------------------------------------------------------------------
 
 
-def _record(
-    nodeid: str, ram_inc: int, vram_inc: int | None, outcome: str = "passed"
-) -> dict[str, Any]:
-    devices = {}
-    if vram_inc is not None:
-        devices["0"] = {
-            "start_bytes": 0,
-            "peak_bytes": vram_inc,
-            "end_bytes": 0,
-            "increase_bytes": vram_inc,
-            "device_used_peak_bytes": vram_inc,
-            "samples": 3,
-        }
-    return {
-        "nodeid": nodeid,
-        "outcome": outcome,
-        "worker": "master",
-        "scope": "call",
-        "duration_s": 0.25,
-        "ram": {
-            "start_bytes": 100 * MIB,
-            "peak_bytes": 100 * MIB + ram_inc,
-            "end_bytes": 100 * MIB,
-            "increase_bytes": ram_inc,
-            "method": "hwm",
-        },
-        "vram": {
-            "source": "nvml" if vram_inc is not None else None,
-            "devices": devices,
-            "torch_peak_allocated_bytes": None,
-            "unavailable_reason": None,
-        },
-        "budgets": [],
-    }
-
-
-def write_report(path: Path, tests: list[dict[str, Any]]) -> Path:
-    from pytest_hypomnesis.report.schema import build_report
-
-    data = build_report(
-        created="2026-01-01T00:00:00+00:00",
-        versions={"plugin": __version__, "pytest": "8", "python": "3.11"},
-        machine={"hostname": "ci"},
-        settings={"scope": "call", "interval_s": 0.01},
-        devices=[{"index": 0, "name": "Fake", "total_bytes": 16 * GIB, "driver_version": "1.0"}],
-        tests=tests,
-    )
-    path.write_text(json.dumps(data), encoding="utf-8")
-    return path
-
-
 def test_report_one_file_is_the_plugin_table(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from pytest_hypomnesis.report.schema import load_report
     from pytest_hypomnesis.report.table import header_line, summary_lines
 
-    path = write_report(
-        tmp_path / "r.json", [_record("t.py::a", MIB, GIB), _record("t.py::b", 5 * MIB, None)]
+    path = write_cli_report(
+        tmp_path / "r.json", [cli_record("t.py::a", MIB, GIB), cli_record("t.py::b", 5 * MIB, None)]
     )
     code, out, err = hmn(capsys, "report", str(path), "--top", "1")
     data = load_report(path)
@@ -352,17 +293,18 @@ def test_report_merges_shards_with_a_source_column(
 ) -> None:
     from pytest_hypomnesis.report.table import summary_lines
 
-    one = write_report(tmp_path / "shard1.json", [_record("t.py::a", MIB, GIB)])
-    two = write_report(
-        tmp_path / "shard2.json", [_record("t.py::a", 2 * MIB, 2 * GIB), _record("t.py::c", 0, 0)]
+    one = write_cli_report(tmp_path / "shard1.json", [cli_record("t.py::a", MIB, GIB)])
+    two = write_cli_report(
+        tmp_path / "shard2.json",
+        [cli_record("t.py::a", 2 * MIB, 2 * GIB), cli_record("t.py::c", 0, 0)],
     )
     code, out, _ = hmn(capsys, "report", str(one), str(two), "--top", "0")
     assert code == 0
     lines = out.splitlines()
     tests: list[Any] = [
-        _record("t.py::a", MIB, GIB),
-        _record("t.py::a", 2 * MIB, 2 * GIB),
-        _record("t.py::c", 0, 0),
+        cli_record("t.py::a", MIB, GIB),
+        cli_record("t.py::a", 2 * MIB, 2 * GIB),
+        cli_record("t.py::c", 0, 0),
     ]
     assert lines[1:] == summary_lines(tests, top=0, sources=[str(one), str(two), str(two)])
     assert "source" in lines[1]
@@ -396,7 +338,7 @@ def test_report_bad_files_are_one_line_exit_2(
 
 
 def test_report_without_tests(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write_report(tmp_path / "r.json", [])
+    path = write_cli_report(tmp_path / "r.json", [])
     code, out, _ = hmn(capsys, "report", str(path))
     assert code == 0
     assert out.splitlines()[-1] == f"hypomnesis: no measured tests in {path}"

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from pytest_hypomnesis.cli import main
-from tests.helpers.reports import GIB, make_report, make_test, write_report
+from tests.helpers.reports import make_report, make_test, write_report
+from tests.helpers.units import GIB
 
 
 def _report(tmp_path: Path) -> Path:

@@ -11,17 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_hypomnesis.cli import main
-from tests.helpers.reports import GIB, MIB, make_report, make_test, write_report
-from tests.test_html import Page
+from tests.helpers.cli import hmn
+from tests.helpers.htmlpage import Page
+from tests.helpers.reports import make_report, make_test, write_report
+from tests.helpers.units import GIB, MIB
 
 HMN = Path(sys.executable).parent / ("hmn.exe" if sys.platform == "win32" else "hmn")
-
-
-def hmn(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -24,9 +24,7 @@ from pytest_hypomnesis.cli._watchstate import (
 )
 from pytest_hypomnesis.cli.watch import WatchConfig, WatchIO, watch
 from pytest_hypomnesis.model import GpuProcessEntry, SpillEpisode, SpillReport
-
-MIB = 1024 * 1024
-GIB = 1024 * MIB
+from tests.helpers.units import GIB, MIB
 
 
 def entry(pid: int, name: str | None, used: int, shared: int = 0) -> GpuProcessEntry:

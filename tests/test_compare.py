@@ -19,9 +19,8 @@ from pytest_hypomnesis.report.compare import (
     parse_fail_exprs,
 )
 from pytest_hypomnesis.report.schema import validate_report
-from tests.helpers.reports import GIB, MIB, make_report, make_test, write_report
-
-KIB = 1024
+from tests.helpers.reports import make_report, make_test, write_report
+from tests.helpers.units import GIB, KIB, MIB
 
 
 def _one(before: dict[str, Any], after: dict[str, Any], expr: str) -> list[str]:

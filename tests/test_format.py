@@ -17,9 +17,7 @@ from pytest_hypomnesis import (
 )
 from pytest_hypomnesis._format import compact_json, format_vram, render_table
 from pytest_hypomnesis._units import format_bytes_iec
-
-MIB = 1024 * 1024
-GIB = 1024 * MIB
+from tests.helpers.units import GIB, MIB
 
 
 def _device(index: int = 0, name: str | None = "NVIDIA Test GPU") -> GpuDeviceInfo:

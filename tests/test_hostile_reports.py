@@ -13,21 +13,16 @@ from typing import Any
 
 import pytest
 
-from pytest_hypomnesis.cli import main
 from pytest_hypomnesis.plugin import engine as engine_module
 from pytest_hypomnesis.plugin.engine import Engine
 from pytest_hypomnesis.report.atomicfile import STALE_TMP_AGE_S, write_text_atomic
 from pytest_hypomnesis.report.printable import printable
 from pytest_hypomnesis.report.schema import ReportError, load_report
-from tests.helpers.reports import MIB, make_report, make_test, write_report
+from tests.helpers.cli import hmn
+from tests.helpers.reports import make_report, make_test, write_report
+from tests.helpers.units import MIB
 
 PASSING = "def test_ok():\n    pass\n"
-
-
-def hmn(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _good_report() -> dict[str, Any]:

@@ -24,8 +24,9 @@ import pytest
 
 from pytest_hypomnesis.report.compare import compare, parse_fail_exprs
 from pytest_hypomnesis.report.html import render_html, write_html_atomic
-from tests.helpers.reports import GIB, MIB, make_budget, make_report, make_test
-from tests.test_html import NASTY, Page
+from tests.helpers.htmlpage import NASTY, Page
+from tests.helpers.reports import make_budget, make_report, make_test
+from tests.helpers.units import GIB, MIB
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pytest_hypomnesis.report.junit import junit_properties
-from tests.helpers.reports import GIB, MIB, make_budget, make_test
+from tests.helpers.reports import make_budget, make_test
+from tests.helpers.units import GIB, MIB
 
 
 def test_properties_of_a_gpu_test() -> None:

@@ -15,9 +15,8 @@ import pytest
 from pytest_hypomnesis import GpuQuerySource, RamError
 from pytest_hypomnesis._errors import BackendFailure
 from pytest_hypomnesis.probe import metal, rss_macos
+from tests.helpers.units import GIB, MIB
 
-GIB = 1024**3
-MIB = 1024**2
 TEMPLATE = ["cpu_time", "phys_mem", "graphics_footprint", "neural_footprint"]
 
 

@@ -19,8 +19,8 @@ from pytest_hypomnesis._errors import BackendFailure
 from pytest_hypomnesis.model import GpuQuerySource
 from pytest_hypomnesis.probe import nvml
 from pytest_hypomnesis.probe.readings import VramReading
+from tests.helpers.units import GIB
 
-GIB = 1024**3
 SENTINEL = 2**64 - 1
 TOTAL = 16 * GIB
 

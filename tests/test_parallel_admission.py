@@ -9,8 +9,8 @@ from pytest_hypomnesis.parallel.admission import DeviceNow, decide
 from pytest_hypomnesis.parallel.ledger import Entry
 from pytest_hypomnesis.parallel.needs import Need, RecordedNeed, need_of, record_need
 from pytest_hypomnesis.plugin.budgets import Budget
+from tests.helpers.units import GIB
 
-GIB = 1024**3
 ME, OTHER, THIRD = 100, 200, 300
 
 

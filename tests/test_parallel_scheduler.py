@@ -14,8 +14,7 @@ from pytest_hypomnesis.parallel.plan import (
     suggest_per_gpu,
 )
 from pytest_hypomnesis.parallel.scheduler import NeedsScheduling, priority_order
-
-GIB = 1024**3
+from tests.helpers.units import GIB
 
 
 def test_priority_is_need_times_duration_largest_first() -> None:

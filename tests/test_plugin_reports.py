@@ -16,11 +16,9 @@ import pytest
 from pytest_hypomnesis.cli import main as hmn_main
 from pytest_hypomnesis.plugin.timeline import MAX_POINTS
 from pytest_hypomnesis.report.schema import ReportError, load_report, validate_report
+from tests.helpers.htmlpage import Page
 from tests.helpers.reports import make_report, make_test
-from tests.test_html import Page
-
-MIB = 1024 * 1024
-
+from tests.helpers.units import MIB
 
 pytestmark = pytest.mark.usefixtures("inner_pytester_run")
 

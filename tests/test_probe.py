@@ -14,9 +14,8 @@ from pytest_hypomnesis._platform import IS_LINUX
 from pytest_hypomnesis.probe import chain, rss
 from pytest_hypomnesis.probe.fake import FakeGpu
 from pytest_hypomnesis.probe.readings import NvmlDeviceReading, SmiDeviceReading
+from tests.helpers.units import GIB, MIB
 
-MIB = 1024 * 1024
-GIB = 1024 * MIB
 linux_only = pytest.mark.skipif(not IS_LINUX, reason="procfs")
 
 

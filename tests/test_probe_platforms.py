@@ -19,9 +19,8 @@ import pytest_hypomnesis as hmn
 from pytest_hypomnesis._errors import BackendFailure
 from pytest_hypomnesis.probe import chain, dxgi, metal, nvml, pdh, rss, smi
 from pytest_hypomnesis.probe.readings import NvmlDeviceReading, SmiDeviceReading
+from tests.helpers.units import GIB, MIB
 
-MIB = 1024 * 1024
-GIB = 1024 * MIB
 RAM_BYTES = 300 * MIB
 OTHER_PID = os.getpid() + 1
 

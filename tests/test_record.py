@@ -29,8 +29,9 @@ from pytest_hypomnesis.report.html import render_html
 from pytest_hypomnesis.report.junit import junit_properties
 from pytest_hypomnesis.report.schema import validate_test_record
 from pytest_hypomnesis.report.table import summary_lines
-from tests.helpers.reports import GIB, MIB, make_report
-from tests.test_html import Page
+from tests.helpers.htmlpage import Page
+from tests.helpers.reports import make_report
+from tests.helpers.units import GIB, MIB
 
 
 def _half_known_span(gpu0_increase: int = GIB) -> SpanRecord:

@@ -16,7 +16,8 @@ from pytest_hypomnesis.report import terminal
 from pytest_hypomnesis.report.compare import parse_fail_exprs
 from pytest_hypomnesis.report.schema import SCHEMA, load_report
 from pytest_hypomnesis.report.session import SessionReport, build_session_report
-from tests.helpers.reports import MIB, make_report, make_test
+from tests.helpers.reports import make_report, make_test
+from tests.helpers.units import MIB
 
 
 class _Terminal:

@@ -14,8 +14,7 @@ import pytest_hypomnesis as hmn
 from pytest_hypomnesis._errors import BackendFailure
 from pytest_hypomnesis.probe import smi
 from tests.helpers.fakesmi import FakeSmi
-
-MIB = 1024 * 1024
+from tests.helpers.units import MIB
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="fake_smi is a POSIX script")
 

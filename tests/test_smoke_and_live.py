@@ -10,8 +10,7 @@ import sys
 import pytest
 
 import pytest_hypomnesis as hmn
-
-GIB = 1024**3
+from tests.helpers.units import GIB
 
 
 def _real_gpu_count() -> int:

@@ -10,9 +10,8 @@ import pytest
 
 import pytest_hypomnesis as hmn
 from pytest_hypomnesis.probe.spill import SpillFold, SpillSample, SpillTracker
+from tests.helpers.units import GIB, MIB
 
-MIB = 1024 * 1024
-GIB = 1024 * MIB
 LIMIT = 16052 * MIB  # DXGI capacity of the reference card
 THRESHOLD = LIMIT // 100 * 85
 BASE = 163 * MIB

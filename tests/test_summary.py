@@ -8,9 +8,8 @@ import pytest
 
 from pytest_hypomnesis.record import MeasuredTestRecord, over_budget
 from pytest_hypomnesis.report.table import budget_cell, format_interval, header_line, summary_lines
-from tests.test_jsonreport import make_record, make_report
-
-MIB = 1024**2
+from tests.helpers.typedrecords import make_record, make_report
+from tests.helpers.units import MIB
 
 
 def _rec(nodeid: str, ram_mib: int, vram_mib: int | None = None) -> MeasuredTestRecord:

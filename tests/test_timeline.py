@@ -16,8 +16,7 @@ from pytest_hypomnesis.plugin.timeline import (
     downsample,
     parse_timeline,
 )
-
-MIB = 1024 * 1024
+from tests.helpers.units import MIB
 
 
 def _flat(n: int, level: int = 100 * MIB) -> list[Point]:

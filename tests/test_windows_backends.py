@@ -15,9 +15,8 @@ from pytest_hypomnesis import GpuQuerySource, PdhError, RamError
 from pytest_hypomnesis._errors import BackendFailure
 from pytest_hypomnesis.probe import dxgi, pdh, rss_windows, winnames
 from pytest_hypomnesis.probe.pdh import Luid
+from tests.helpers.units import GIB, MIB
 
-MIB = 1024 * 1024
-GIB = 1024 * MIB
 NV, INTEL, AMD, MSFT = 0x10DE, 0x8086, 0x1002, 0x1414
 is_64bit = pytest.mark.skipif(ctypes.sizeof(ctypes.c_void_p) != 8, reason="x64 layout")
 

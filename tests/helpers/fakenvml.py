@@ -66,6 +66,8 @@ from typing import Literal
 
 import pytest
 
+from tests.helpers.units import GIB, MIB
+
 __all__ = [
     "DEFAULT_DRIVER",
     "ERROR_CODES",
@@ -84,8 +86,6 @@ __all__ = [
     "fake_nvml_library",
 ]
 
-MIB = 1024**2
-GIB = 1024**3
 NOT_AVAILABLE = 2**64 - 1
 SELF: Literal["self"] = "self"
 DEFAULT_DRIVER = "555.42.06"

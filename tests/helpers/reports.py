@@ -11,8 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-MIB = 1024 * 1024
-GIB = 1024 * MIB
+from tests.helpers.units import GIB, MIB
 
 
 def make_test(
