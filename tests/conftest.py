@@ -8,6 +8,8 @@ pytest_plugins = [
     "tests.helpers.fakesmi",
     "tests.helpers.pluginrun",
     "tests.helpers.hmnrun",
+    "tests.helpers.fakepynvml",
+    "tests.helpers.chainmachine",
 ]
 
 

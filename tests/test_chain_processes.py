@@ -1,278 +1,29 @@
-"""The probe's per-platform fallback chains, driven through the public functions with every
-backend scripted (parity doc §3.1, §4.1-4.3; checklist 4, 10, 11, 12, 16, 17, 20, 21).
-
-Each backend function is replaced by a stub that records its call and either answers from
-the script or raises ``BackendFailure``. The chain swallows every exception a backend
-raises, so a forbidden call is also recorded and checked at teardown: an ``AssertionError``
-raised inside the chain alone would only turn into a fall-through.
-"""
+"""The probe chain's per-process figures, process listings, bounds errors and snapshots
+on every platform, with every backend call scripted."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from types import ModuleType
 
 import pytest
 
 import pytest_hypomnesis as hmn
-from pytest_hypomnesis._errors import BackendFailure
-from pytest_hypomnesis.probe import chain, dxgi, metal, nvml, pdh, rss, smi
-from pytest_hypomnesis.probe.readings import NvmlDeviceReading, SmiDeviceReading
+from pytest_hypomnesis.probe.readings import SmiDeviceReading
+from tests.helpers.chainmachine import (
+    OTHER_PID,
+    RAM_BYTES,
+    SMI_ALL,
+    Machine,
+    Source,
+    device,
+    nvml_reading,
+)
 from tests.helpers.units import GIB, MIB
-
-RAM_BYTES = 300 * MIB
-OTHER_PID = os.getpid() + 1
-
-Source = hmn.GpuQuerySource
-
-_SCRIPTED: dict[str, tuple[ModuleType, str, tuple[str, ...]]] = {
-    "nvml": (
-        nvml,
-        "NVML",
-        ("device_count", "device_query", "process_used_bytes", "list_processes", "self_reader"),
-    ),
-    "smi": (smi, "nvidia-smi", ("device_query", "list_processes")),
-    "dxgi": (
-        dxgi,
-        "DXGI",
-        (
-            "nvidia_adapter_count",
-            "adapter_name",
-            "self_usage",
-            "device_info",
-            "non_nvidia_snapshots",
-        ),
-    ),
-    "pdh": (pdh, "PDH", ("list_processes",)),
-    "metal": (
-        metal,
-        "Metal",
-        ("is_apple_silicon", "device_info", "process_footprint", "list_processes"),
-    ),
-    "rss": (rss, "RSS", ("process_rss",)),
-}
-SMI_ALL = ("smi.device_query", "smi.list_processes")
-
-
-class Machine:
-    """A scripted machine: a platform name plus an answer (or a failure) per backend call."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self._monkeypatch = monkeypatch
-        self.calls: list[tuple[str, tuple[object, ...]]] = []
-        self._answers: dict[str, Callable[..., object]] = {}
-        self._forbidden: set[str] = set()
-        self.violations: list[str] = []
-        for prefix, (module, label, names) in _SCRIPTED.items():
-            for name in names:
-                monkeypatch.setattr(module, name, self._stub(f"{prefix}.{name}", label))
-        # Neither is a failure on an ordinary machine: not a Mac, and RSS always readable.
-        self.returns("metal.is_apple_silicon", False)
-        self.returns("rss.process_rss", RAM_BYTES)
-        self.platform("linux")
-
-    def _stub(self, key: str, label: str) -> Callable[..., object]:
-        def stub(*args: object) -> object:
-            self.calls.append((key, args))
-            if key in self._forbidden:
-                self.violations.append(key)
-                raise AssertionError(f"{key} must not be called here")
-            answer = self._answers.get(key)
-            if answer is None:
-                raise BackendFailure(label, f"{key.split('.')[1]} failed")
-            return answer(*args)
-
-        return stub
-
-    def platform(self, name: str) -> None:
-        self._monkeypatch.setattr(chain, "platform", lambda: name)
-
-    def apple(self) -> None:
-        self.platform("darwin")
-        self.returns("metal.is_apple_silicon", True)
-
-    def returns(self, key: str, value: object) -> None:
-        self._answers[key] = lambda *_: value
-
-    def answers(self, key: str, fn: Callable[..., object]) -> None:
-        self._answers[key] = fn
-
-    def fails(self, key: str) -> None:
-        self._answers.pop(key, None)
-
-    def forbid(self, *keys: str) -> None:
-        self._forbidden.update(keys)
-
-    def allow(self, *keys: str) -> None:
-        self._forbidden.difference_update(keys)
-
-    def args_of(self, key: str) -> list[tuple[object, ...]]:
-        return [args for called, args in self.calls if called == key]
-
-    def called(self, key: str) -> bool:
-        return any(called == key for called, _ in self.calls)
-
-    def order(self) -> list[str]:
-        return [called for called, _ in self.calls if not called.startswith(("rss.", "metal.is_"))]
 
 
 @pytest.fixture
-def machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[Machine]:
-    previous = chain.set_fake(None)
-    scripted = Machine(monkeypatch)
-    try:
-        yield scripted
-    finally:
-        chain.set_fake(previous)
-    assert scripted.violations == []
-
-
-def nvml_reading(name: str = "NVIDIA GeForce RTX 4090") -> NvmlDeviceReading:
-    return NvmlDeviceReading(name, 24 * GIB, 20 * GIB, 4 * GIB, 300 * MIB, "566.36")
-
-
-def device(index: int, name: str | None, used_bytes: int = 1 * GIB) -> hmn.GpuDeviceInfo:
-    return hmn.GpuDeviceInfo(
-        index=index,
-        name=name,
-        total_bytes=8 * GIB,
-        free_bytes=8 * GIB - used_bytes,
-        used_bytes=used_bytes,
-    )
-
-
-# --- checklist 10: device_count -------------------------------------------------------------
-
-
-def test_device_count_apple_mac_is_one_without_nvml(machine: Machine) -> None:
-    machine.apple()
-    machine.forbid("nvml.device_count", "dxgi.nvidia_adapter_count", *SMI_ALL)
-    assert hmn.device_count() == 1
-
-
-@pytest.mark.parametrize(
-    ("platform", "nvml_count", "dxgi_count", "expected", "dxgi_asked"),
-    [
-        pytest.param("linux", 2, None, 2, False, id="linux-nvml"),
-        pytest.param("linux", None, 3, 0, False, id="linux-no-dxgi"),
-        pytest.param("darwin", None, 3, 0, False, id="intel-mac-nothing"),
-        pytest.param("win32", 3, 1, 3, False, id="windows-nvml-first"),
-        pytest.param("win32", None, 2, 2, True, id="windows-dxgi"),
-        pytest.param("win32", None, 0, 0, True, id="windows-dxgi-zero"),
-        pytest.param("win32", None, None, 0, True, id="windows-nothing"),
-    ],
-)
-def test_device_count_chain_never_uses_smi(
-    machine: Machine,
-    platform: str,
-    nvml_count: int | None,
-    dxgi_count: int | None,
-    expected: int,
-    dxgi_asked: bool,
-) -> None:
-    machine.platform(platform)
-    machine.forbid(*SMI_ALL)
-    if nvml_count is not None:
-        machine.returns("nvml.device_count", nvml_count)
-    if dxgi_count is not None:
-        machine.returns("dxgi.nvidia_adapter_count", dxgi_count)
-    assert hmn.device_count() == expected
-    assert machine.called("nvml.device_count")
-    assert machine.called("dxgi.nvidia_adapter_count") is dxgi_asked
-
-
-# --- checklist 11: device_info --------------------------------------------------------------
-
-
-def test_device_info_macos_metal_first_for_index_zero_only(machine: Machine) -> None:
-    machine.apple()
-    apple = device(0, "Apple M3 Pro")
-    machine.returns("metal.device_info", apple)
-    machine.forbid("nvml.device_query", *SMI_ALL)
-    assert hmn.device_info(0) == apple
-
-    # Index 1 of a Mac is never Metal's: the chain goes straight to the NVIDIA backends.
-    machine.returns("nvml.device_query", nvml_reading())
-    machine.calls.clear()
-    machine.forbid("metal.device_info")
-    machine.allow("nvml.device_query")
-    assert hmn.device_info(1).name == "NVIDIA GeForce RTX 4090"
-    assert not machine.called("dxgi.adapter_name")
-
-
-def test_device_info_macos_metal_failure_falls_to_nvml(machine: Machine) -> None:
-    machine.apple()
-    machine.returns("nvml.device_query", nvml_reading())
-    info = hmn.device_info(0)
-    assert (info.name, info.reserved_bytes) == ("NVIDIA GeForce RTX 4090", 300 * MIB)
-    assert machine.order() == ["metal.device_info", "nvml.device_query"]
-
-
-def test_device_info_windows_dxgi_name_replaces_nvml_name(machine: Machine) -> None:
-    machine.platform("win32")
-    machine.returns("nvml.device_query", nvml_reading("NVIDIA GeForce RTX 4090 (NVML)"))
-    machine.answers("dxgi.adapter_name", lambda index: f"DXGI adapter {index}")
-    machine.forbid("dxgi.device_info", *SMI_ALL)
-    info = hmn.device_info(1)
-    assert info == hmn.GpuDeviceInfo(
-        index=1,
-        name="DXGI adapter 1",
-        total_bytes=24 * GIB,
-        free_bytes=20 * GIB,
-        used_bytes=4 * GIB,
-        reserved_bytes=300 * MIB,
-        driver_version="566.36",
-    )
-    assert machine.args_of("dxgi.adapter_name") == [(1,)]
-
-
-def test_device_info_windows_dxgi_name_failure_keeps_nvml_name(machine: Machine) -> None:
-    machine.platform("win32")
-    machine.returns("nvml.device_query", nvml_reading())
-    info = hmn.device_info(0)
-    assert (info.name, info.reserved_bytes, info.driver_version) == (
-        "NVIDIA GeForce RTX 4090",
-        300 * MIB,
-        "566.36",
-    )
-    assert machine.order() == ["nvml.device_query", "dxgi.adapter_name"]
-
-
-def test_device_info_linux_never_asks_dxgi_for_a_name(machine: Machine) -> None:
-    machine.returns("nvml.device_query", nvml_reading())
-    machine.returns("dxgi.adapter_name", "must not be used")
-    assert hmn.device_info(0).name == "NVIDIA GeForce RTX 4090"
-    assert machine.order() == ["nvml.device_query"]
-
-
-def test_device_info_windows_dxgi_only_when_nvml_fails(machine: Machine) -> None:
-    machine.platform("win32")
-    only_dxgi = device(0, "NVIDIA RTX A2000", used_bytes=512 * MIB)
-    machine.returns("dxgi.device_info", only_dxgi)
-    machine.forbid(*SMI_ALL)
-    assert hmn.device_info(0) == only_dxgi
-    assert machine.order() == ["nvml.device_query", "dxgi.device_info"]
-
-
-@pytest.mark.parametrize("platform", ["linux", "win32"])
-def test_device_info_smi_is_last(machine: Machine, platform: str) -> None:
-    machine.platform(platform)
-    machine.returns("smi.device_query", SmiDeviceReading(3 * GIB, 8 * GIB, "566.36"))
-    info = hmn.device_info(0)
-    assert info == hmn.GpuDeviceInfo(
-        index=0,
-        name=None,
-        total_bytes=8 * GIB,
-        free_bytes=5 * GIB,
-        used_bytes=3 * GIB,
-        reserved_bytes=None,
-        driver_version="566.36",
-    )
-    expected = ["nvml.device_query", "smi.device_query"]
-    if platform == "win32":
-        expected.insert(1, "dxgi.device_info")
-    assert machine.order() == expected
+def machine(chain_machine: Machine) -> Machine:
+    return chain_machine
 
 
 # --- checklists 4 and 12: process_gpu_info --------------------------------------------------
