@@ -3,7 +3,7 @@ against one fixed fake machine and must match byte for byte.
 
 Each block is ``$ hmn ARGS`` then the terminal's view (stdout and stderr interleaved as
 written). After a deliberate output change, regenerate the blocks with
-``HMN_UPDATE_DOCS=1 pytest tests/test_cli_docs.py`` and review the diff.
+``HMN_UPDATE_DOCS=1 pytest tests/acceptance/test_cli_docs.py`` and review the diff.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pytest_hypomnesis.probe import chain
 from tests.helpers.cli import cli_record, write_cli_report
 from tests.helpers.units import GIB, MIB
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 BLOCK = re.compile(r"```console\n\$ (?P<command>[^\n]*)\n(?P<output>.*?)```", re.DOTALL)
 
 

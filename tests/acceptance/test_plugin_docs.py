@@ -10,7 +10,7 @@ import pytest
 
 from pytest_hypomnesis.report.schema import load_report
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 _BLOCK = re.compile(r"^```python example\n(.*?)^```", re.S | re.M)
 
 

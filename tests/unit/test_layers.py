@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "pytest_hypomnesis"
+PACKAGE = Path(__file__).resolve().parents[2] / "pytest_hypomnesis"
 
 # Snapshot.now()/all() (model) call the probe chain, which builds Snapshots: the one
 # cycle left, listed here so that no new one creeps in.

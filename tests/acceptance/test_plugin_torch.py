@@ -49,6 +49,7 @@ sys.modules["torch"] = torch
 TESTS = """
 import sys
 
+MIB = 1024 * 1024
 
 def test_spike():
     cuda = sys.modules["torch"].cuda
