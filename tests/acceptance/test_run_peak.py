@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-MIB = 1024 * 1024
+from tests.helpers.units import MIB
+
 BIG_MIB = 300
 
 SUITE = f"""
