@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from pytest_hypomnesis.plugin.budgets import Budget
     from pytest_hypomnesis.plugin.engine import Engine, Span
     from pytest_hypomnesis.record import BudgetRecord, MeasuredTestRecord, SpanRecord
+    from pytest_hypomnesis.report.recordstore import RecordStore
     from pytest_hypomnesis.report.session import SessionReport
 
 __all__ = [
@@ -135,7 +136,6 @@ class HypomnesisPlugin:
         workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
         self.is_worker = workerinput is not None
         self.worker = str(workerinput["workerid"]) if workerinput else "master"
-        self.records: dict[str, MeasuredTestRecord] = {}
         self.baseline: dict[str, Any] | None = None
         self.session_report: SessionReport | None = None
         """Built once at session end, on the controller; the terminal section prints it."""
@@ -147,6 +147,13 @@ class HypomnesisPlugin:
         self.parallel: ParallelState | None = None
         self.worker_peaks: dict[str, int] = {}
         """On the controller: each xdist worker's run RAM peak, from its ``workeroutput``."""
+
+    @functools.cached_property
+    def records(self) -> RecordStore:
+        """On the controller: the collected test records, kept compact until the end."""
+        from pytest_hypomnesis.report.recordstore import RecordStore
+
+        return RecordStore()
 
     @functools.cached_property
     def engine(self) -> Engine:
@@ -306,7 +313,7 @@ class HypomnesisPlugin:
         if isinstance(record, dict):
             # With scope=test the teardown record (teardown included) replaces the
             # call-phase one.
-            self.records[report.nodeid] = record  # type: ignore[assignment]
+            self.records[report.nodeid] = cast("MeasuredTestRecord", record)
             budgets = record.get("budgets")
             if budgets and not self.unchecked_budgets:
                 self.unchecked_budgets = any(
@@ -334,7 +341,7 @@ class HypomnesisPlugin:
 
         report = build_session_report(
             self.settings,
-            list(self.records.values()),
+            self.records.values(),
             baseline=self.baseline,
             gpu_reason=lambda: self.engine.unavailable_reason(),
             pytest_version=pytest.__version__,
@@ -369,7 +376,7 @@ class HypomnesisPlugin:
             from pytest_hypomnesis.report import terminal
 
             verbosity = self.config.get_verbosity("hypomnesis")
-            terminal.not_checked(list(self.records.values()), terminalreporter, verbosity)
+            terminal.not_checked(self.records.values(), terminalreporter, verbosity)
         if report is not None and (
             self.settings.enabled or report.json_error or report.comparison or report.problems
         ):
