@@ -42,8 +42,13 @@ def default_ledger_dir() -> str:
 def process_started(pid: int) -> float | None:
     """The process's start time (seconds since the epoch), ``None`` if it does not exist."""
     try:
-        return psutil.Process(pid).create_time()
-    except psutil.NoSuchProcess:  # a zombie too: its GPU memory is gone
+        process = psutil.Process(pid)
+        # An exited process not yet reaped by its parent (a killed xdist worker) is a
+        # zombie: its files, CUDA context and GPU memory are already gone.
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return process.create_time()
+    except psutil.NoSuchProcess:
         return None
     except psutil.AccessDenied:
         return -1.0

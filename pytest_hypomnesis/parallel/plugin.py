@@ -74,9 +74,9 @@ def setup(config: pytest.Config, settings: Settings) -> ParallelState:
         if settings.pin_gpus and workerinput is None:
             state.header.append("--hypomnesis-pin-gpus: not under pytest-xdist, nothing pinned")
         if settings.admit:
-            hooks = AdmissionHooks(state, workerinput)
-            state.admission = hooks
-            config.pluginmanager.register(hooks, "hypomnesis-admission")
+            # Registered by the session plugin after its per-test hooks, so that its
+            # setup hook runs first: the wait is outside any measured span.
+            state.admission = AdmissionHooks(state, workerinput)
     return state
 
 
@@ -107,7 +107,10 @@ class PinHooks:
             if VISIBLE_ENV in spec.env:  # the user's own --tx env wins
                 continue
             gpu = pool[position % len(pool)]
-            specs[position] = execnet.XSpec(f"{spec}//env:{VISIBLE_ENV}={gpu.uuid}")
+            pinned = execnet.XSpec(f"{spec}//env:{VISIBLE_ENV}={gpu.uuid}")
+            if spec.id is not None:  # the id xdist already shows progress under (gw0, ...)
+                pinned.id = spec.id
+            specs[position] = pinned
         uuids = ", ".join(g.uuid for g in pool)
         self.state.header.append(
             f"pinned {len(specs)} worker(s) round-robin to {len(pool)} GPU(s): {uuids}"
@@ -182,14 +185,15 @@ class AdmissionHooks:
             read_device=read_device,
         )
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        # A plain hook: failing here leaves the wrappers of other plugins (logging,
+        # capture) their per-test state, as a bad budget marker does.
         if not self._resolved:
             self._resolve()
         admitter = self._admitter
         if admitter is not None:
             self._admit(item, admitter)
-        return (yield)
 
     def _admit(self, item: pytest.Item, admitter: Any) -> None:
         from pytest_hypomnesis.parallel.admitter import AdmissionFailed

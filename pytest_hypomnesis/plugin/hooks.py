@@ -283,6 +283,9 @@ class HypomnesisPlugin:
         hooks: list[tuple[object, str]] = [(_RuntestHooks(self), "hypomnesis-runtest")]
         if self.settings.scope == "test":
             hooks.append((_ScopeTestHooks(self), "hypomnesis-scope-test"))
+        if self.parallel is not None and self.parallel.admission is not None:
+            # Last registered, so its setup hook runs before the span begins.
+            hooks.append((self.parallel.admission, "hypomnesis-admission"))
         for plugin, name in hooks:
             self.config.pluginmanager.register(plugin, name)
             self._registered_hooks.append(plugin)

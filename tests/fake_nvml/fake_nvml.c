@@ -14,6 +14,8 @@
  *   mig <parent> <gi> <ci> <total> <free> <used> <uuid> <name, rest of line>
  *   deverror <device> <function name> <nvml return code>   (only calls on that handle)
  *   cuda_order <device> ...           (the fake libcuda's fastest-first enumeration)
+ *   reap                              (drop process rows of PIDs that exited, zombies
+ *                                      included, as the driver frees their memory)
  * <device> is an NVML index, or m<k> for the k-th mig line (a MIG device handle, reached
  * through nvmlDeviceGetMigDeviceHandleByIndex of its parent or nvmlDeviceGetHandleByUUID).
  * "self" is getpid() of the calling process; "-" makes nvmlDeviceGetMemoryInfo_v2 return
@@ -95,7 +97,7 @@ struct fake_process { unsigned int device, pid; unsigned long long used; int is_
 struct fake_error { char function[96]; int code; int device; };
 
 struct fake_config {
-    int loaded, has_cuda;
+    int loaded, has_cuda, reap;
     char driver[96];
     int has_driver;
     unsigned int device_count, mig_count;
@@ -234,12 +236,28 @@ static void parse(struct fake_config *cfg, FILE *f) {
             p->is_self = strcmp(pid, "self") == 0;
             p->pid = p->is_self ? 0 : (unsigned int)strtoul(pid, NULL, 10);
             cfg->process_count++;
+        } else if (strncmp(line, "reap", 4) == 0 && (line[4] == '\n' || line[4] == 0)) {
+            cfg->reap = 1;
         } else if (strncmp(line, "error ", 6) == 0 && cfg->error_count < MAX_ERRORS) {
             struct fake_error *e = &cfg->errors[cfg->error_count];
             e->device = -1;
             if (sscanf(line + 6, "%95s %d", e->function, &e->code) == 2) cfg->error_count++;
         }
     }
+}
+
+/* Whether `pid` is a running process: it exists and is not a zombie (an exited process
+ * its parent has not reaped holds no GPU memory). */
+static int process_alive(unsigned int pid) {
+    char path[64], stat[512];
+    snprintf(path, sizeof path, "/proc/%u/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(stat, 1, sizeof stat - 1, f);
+    fclose(f);
+    stat[n] = 0;
+    const char *end = strrchr(stat, ')'); /* the name may hold spaces and parentheses */
+    return !(end && end[1] == ' ' && end[2] == 'Z');
 }
 
 /* The parsed config, re-parsed only when the file changes. Tests write it by rename, so
@@ -271,7 +289,7 @@ static void load(struct fake_config *cfg) {
         FILE *f = fopen(path, "r");
         cache_valid = 0;
         if (f) {
-            cache.loaded = cache.has_driver = cache.has_cuda = 0;
+            cache.loaded = cache.has_driver = cache.has_cuda = cache.reap = 0;
             cache.device_count = cache.mig_count = cache.cuda_count = 0;
             cache.process_count = cache.error_count = 0;
             parse(&cache, f);
@@ -286,6 +304,7 @@ static void load(struct fake_config *cfg) {
     }
     if (cache_valid) {
         cfg->loaded = cache.loaded;
+        cfg->reap = cache.reap;
         cfg->has_driver = cache.has_driver;
         memcpy(cfg->driver, cache.driver, sizeof cfg->driver);
         cfg->device_count = cache.device_count;
@@ -306,6 +325,21 @@ static void load(struct fake_config *cfg) {
     unsigned int me = (unsigned int)getpid();
     for (unsigned int i = 0; i < cfg->process_count; i++)
         if (cfg->processes[i].is_self) cfg->processes[i].pid = me;
+    if (cfg->reap) {
+        unsigned int kept = 0;
+        for (unsigned int i = 0; i < cfg->process_count; i++) {
+            struct fake_process *p = &cfg->processes[i];
+            if (process_alive(p->pid)) {
+                cfg->processes[kept++] = *p;
+                continue;
+            }
+            struct fake_device *d = &cfg->devices[p->device]; /* its memory is freed */
+            unsigned long long gone = p->used < d->used ? p->used : d->used;
+            d->used -= gone;
+            d->free += gone;
+        }
+        cfg->process_count = kept;
+    }
 }
 
 /* Loads the config into *cfg and returns the configured error for `function`, if any. */

@@ -117,3 +117,22 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
         for run in runs:
             run.wait()
     assert ledger.snapshot() == []
+
+
+def test_a_zombie_holds_nothing(tmp_path: Path) -> None:
+    # A killed worker its parent has not reaped yet: exited, so its GPU memory is gone.
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = 100
+    while deadline and process_started(child.pid) is not None:
+        import time
+
+        time.sleep(0.05)
+        deadline -= 1
+    try:
+        assert process_started(child.pid) is None
+        ledger = Ledger(str(tmp_path), UUID)
+        with ledger.locked() as state:
+            state.entries.append(Entry(child.pid, 1.0, "reserved", 1, "z.py::t", 0.0))
+        assert ledger.snapshot() == []
+    finally:
+        child.wait()
