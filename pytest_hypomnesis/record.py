@@ -54,15 +54,25 @@ class RamRecord(TypedDict):
     method: str
 
 
-class VramDeviceRecord(TypedDict):
-    """This process's VRAM on one device over the span, and the device-wide used peak."""
-
+class _RequiredDeviceFields(TypedDict):
     start_bytes: int | None
     peak_bytes: int | None
     end_bytes: int | None
     increase_bytes: int | None
     device_used_peak_bytes: int | None
     samples: int
+
+
+class VramDeviceRecord(_RequiredDeviceFields, total=False):
+    """This process's VRAM on one device over the span, and the device-wide used peak.
+
+    ``samples`` counts the readings that succeeded, ``failed_samples`` those that failed
+    (GPU lost, query not supported, a 2^64-1 or above-total figure, a hung call); with any
+    failure every figure is ``None`` and ``unavailable_reason`` says why. Reports written
+    before these two fields existed lack them."""
+
+    failed_samples: int
+    unavailable_reason: str | None
 
 
 class VramRecord(TypedDict):

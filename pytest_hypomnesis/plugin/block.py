@@ -38,6 +38,9 @@ class DeviceFigures:
     increase_bytes: int | None
     device_used_peak_bytes: int | None
     samples: int
+    failed_samples: int = 0
+    """Readings that failed; with any, every figure above is ``None``."""
+    unavailable_reason: str | None = None
 
 
 class MeasuredBlock:

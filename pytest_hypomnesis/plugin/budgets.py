@@ -186,7 +186,10 @@ def _judge_one(budget: Budget, span: SpanRecord, *, scope: str, strict: bool) ->
             listed = ", ".join(sorted(watched, key=int))
             reason = f"GPU {budget.device} is not watched (watched: {listed})"
         else:
-            reason = vram["unavailable_reason"] or "no per-process VRAM reading"
+            # The device's own reason (GPU lost mid-test...) before the record's summary.
+            own = watched.get(str(budget.device)) if budget.device is not None else None
+            own_reason = None if own is None else own.get("unavailable_reason")
+            reason = own_reason or vram["unavailable_reason"] or "no per-process VRAM reading"
     if measured is None:
         if strict:
             return _record(

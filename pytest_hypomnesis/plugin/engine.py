@@ -47,6 +47,17 @@ _IDLE_INTERVALS_BEFORE_PARKING = 10
 _clock = time.perf_counter
 
 
+# A GPU reading running this long on the sampler thread is taken as a hung driver call
+# (NVML calls have no timeout): later readings of the span are unknown, with that reason.
+HUNG_CALL_S = 10.0
+# Back-off between attempts to find a VRAM source after one failed (NVML init refused, the
+# driver not loaded yet): doubling from the first to the last.
+_RETRY_FIRST_S = 1.0
+_RETRY_MAX_S = 60.0
+# Reasons that no retry heals (nothing to load).
+_PERMANENT = ("NVML Shared Library Not Found", "nvidia-ml-py not installed")
+
+
 @dataclass
 class _DeviceTrack:
     start_bytes: int | None = None
@@ -54,10 +65,20 @@ class _DeviceTrack:
     end_bytes: int | None = None
     device_used_peak_bytes: int | None = None
     samples: int = 0
+    failed_samples: int = 0
+    failure: str | None = None
+    """The first failed reading's reason: with any failure the span's figures are unknown."""
+    device_used_missing: int = 0
 
     def add(self, reading: VramReading, *, final: bool = False) -> None:
         used = reading.process_used_bytes
-        if used is not None:
+        if used is None:
+            # A reading that failed mid-span: the figures from the others would understate
+            # (or invent) what the process used, so the span's figures become unknown.
+            self.failed_samples += 1
+            if self.failure is None:
+                self.failure = reading.failure or "no per-process reading"
+        else:
             if self.start_bytes is None:
                 self.start_bytes = used
             if self.peak_bytes is None or used > self.peak_bytes:
@@ -66,10 +87,32 @@ class _DeviceTrack:
                 self.end_bytes = used
             self.samples += 1
         dev = reading.device_used_bytes
-        if dev is not None and (
-            self.device_used_peak_bytes is None or dev > self.device_used_peak_bytes
-        ):
+        if dev is None:
+            self.device_used_missing += 1
+        elif self.device_used_peak_bytes is None or dev > self.device_used_peak_bytes:
             self.device_used_peak_bytes = dev
+
+    def record(self, *, final: bool) -> VramDeviceRecord:
+        if self.failed_samples:
+            record = vram_device_record(None, None, None, None, self.samples)
+        else:
+            # A device-wide figure that was missing from some readings is a lower bound.
+            device_peak = self.device_used_peak_bytes if not self.device_used_missing else None
+            record = vram_device_record(
+                self.start_bytes,
+                self.peak_bytes,
+                self.end_bytes if final else None,
+                device_peak,
+                self.samples,
+            )
+        record["failed_samples"] = self.failed_samples
+        record["unavailable_reason"] = (
+            None
+            if self.failure is None
+            else f"{self.failure} ({self.failed_samples} of "
+            f"{self.failed_samples + self.samples} readings failed)"
+        )
+        return record
 
 
 @dataclass(slots=True)
@@ -88,6 +131,8 @@ class Span:
     timeline: TimelineRecorder | None = None
     plain: bool = False
     """Begun on the fast path: nothing to sample, only the RAM high-water mark."""
+    thread: int = 0
+    """The thread that opened it: only spans of one thread may reset the high-water mark."""
 
 
 def _torch_cuda() -> Any:
@@ -125,6 +170,11 @@ class Engine:
         self._real_readers: list[tuple[int, Reader]] | None = None
         self._real_reason: str | None = None
         self._visible: VisibleDevices | None = None
+        # When finding a source failed for a reason that may heal: when to look again.
+        self._retry_at: float | None = None
+        self._retry_delay_s = _RETRY_FIRST_S
+        # When the sampler thread's current GPU reading began (None between readings).
+        self._sampler_call_t0: float | None = None
         self._fake_seen: FakeGpu | None = None
         self._fake_count = -1
         self._fake_readers: list[tuple[int, Reader]] = []
@@ -148,6 +198,7 @@ class Engine:
         # NVML device the ordinal maps to (its UUID: a MIG slice's own handle).
         readers: list[tuple[int, Reader]] = []
         reason = None
+        retry = False
         targets, visible = chain.cuda_devices()
         self._visible = visible
         by_ordinal = {d.cuda_ordinal: d for d in targets}
@@ -158,16 +209,45 @@ class Engine:
             if reader is not None:
                 readers.append((ordinal, reader))
         if not readers:
+            # The backend's own reason, never a guess ("no GPU visible" when NVML said
+            # Driver Not Loaded; "NVML unavailable" when NVML answered but the GPU was lost).
             if count == 0 and visible.mapped:
                 reason = visible.note or "no GPU visible"
             elif count == 0:
-                snap = chain.snapshot_now(0)
-                reason = snap.gpu_unavailable_reason or "no GPU visible"
+                counted, count_reasons = chain.counted_devices()
+                if counted is None:
+                    reason = "; ".join(dict.fromkeys(count_reasons)) or "no GPU backend answered"
+                    if chain.snapshot_now(0).gpu_device is not None:
+                        reason += " (nvidia-smi sees the GPU, but gives no per-process figure)"
+                    retry = True
+                else:
+                    reason = "no GPU visible (the driver counts 0 devices)"
             elif not self._watched(count):
                 reason = f"no watched GPU exists ({count} visible)"
             else:
-                reason = "no per-process VRAM source (NVML unavailable)"
+                reader_reasons = [
+                    r
+                    for ordinal in self._watched(count)
+                    for r in chain.vram_reader_reasons(by_ordinal[ordinal].nvml_index)
+                ]
+                found = "; ".join(dict.fromkeys(reader_reasons)) or "no backend answered"
+                reason = f"no per-process VRAM source ({found})"
+                retry = True
+        if retry and reason is not None and not any(p in reason for p in _PERMANENT):
+            self._retry_at = _clock() + self._retry_delay_s
+            self._retry_delay_s = min(self._retry_delay_s * 2, _RETRY_MAX_S)
+        else:
+            self._retry_at = None
+            if readers:
+                self._retry_delay_s = _RETRY_FIRST_S
         self._real_readers, self._real_reason = readers, reason
+
+    def _maybe_retry(self) -> None:
+        """Look for a VRAM source again once the back-off since the last failure is over
+        (NVML init failing at session start must not leave the whole session unmeasured)."""
+        retry_at = self._retry_at
+        if retry_at is not None and _clock() >= retry_at:
+            self._real_readers = None
 
     def readers(self) -> tuple[list[tuple[int, Reader]], FakeGpu | None]:
         """The current (index, reader) pairs, and the fake GPU when one is installed."""
@@ -251,14 +331,37 @@ class Engine:
             with contextlib.suppress(Exception):
                 self._sample(final=False)
 
+    def _hung_for_s(self) -> float | None:
+        t0 = self._sampler_call_t0
+        if t0 is None:
+            return None
+        elapsed = _clock() - t0
+        return elapsed if elapsed > HUNG_CALL_S else None
+
     def _sample(self, *, final: bool, only: Span | None = None) -> None:
         readers, fake = self.readers()
-        readings = []
-        for index, reader in readers:
+        readings: list[tuple[int, VramReading]] = []
+        on_sampler = only is None
+        hung = None if on_sampler else self._hung_for_s()
+        if hung is not None:
+            # The sampler thread is stuck in a GPU call (which holds the backend's lock):
+            # calling again would hang this test too. Unknown, with the reason.
+            failure = (
+                f"a GPU reading has not returned for {hung:.0f}s "
+                "(hung driver call); readings after it are unknown"
+            )
+            readings = [(i, VramReading(None, None, None, failure=failure)) for i, _ in readers]
+        for index, reader in readers if hung is None else ():
+            if on_sampler:
+                self._sampler_call_t0 = _clock()
             try:
                 readings.append((index, reader()))
-            except Exception:
-                continue
+            except Exception as exc:  # unknown with the reason, never skipped as if fine
+                failure = f"{type(exc).__name__}: {exc}"
+                readings.append((index, VramReading(None, None, None, failure=failure)))
+            finally:
+                if on_sampler:
+                    self._sampler_call_t0 = None
         sampled_peak = not self.ram.exact
         rss = process_rss() if sampled_peak or self._timeline_spans else None
         now = _clock()
@@ -331,6 +434,21 @@ class Engine:
             if span.ram_peak_bytes is None or peak > span.ram_peak_bytes:
                 span.ram_peak_bytes = peak
 
+    def _fold_and_reset_ram(self) -> None:
+        """Start a new high-water span; call with ``_lock`` held.
+
+        Nested spans of one thread fold the running peak into the open ones, then reset.
+        While a span of another thread is open the mark is not reset at all: that thread
+        may allocate and free between the fold's read and the reset, and its peak would
+        be lost (a 0 B increase). Blocks open at once in several threads then share one
+        high-water mark: an upper bound, never a lost peak."""
+        if self._open:
+            me = threading.get_ident()
+            if any(span.thread != me for span in self._open):
+                return
+            self._fold_ram()
+        self._reset_ram()
+
     def _fold_torch(self, cuda: Any) -> None:
         for span in self._open:
             if span.torch_peaks is not None:
@@ -352,37 +470,44 @@ class Engine:
 
     def begin(self, *, timeline: bool = False) -> Span:
         """Open a span; with ``timeline`` it also keeps the sampled RSS/VRAM series."""
+        if self._retry_at is not None:
+            self._maybe_retry()
         if self._plain_case(timeline):
-            self._reset_ram()
-            rss = process_rss()
-            span = Span(
-                t0=_clock(),
-                ram_start_bytes=rss,
-                ram_peak_bytes=rss,
-                started=True,
-                plain=True,
-            )
+            # Fold and reset under one lock: spans opened at once from several threads
+            # (memory_report blocks) must not reset a peak another span has not folded.
             with self._lock:
+                self._fold_and_reset_ram()
+                rss = process_rss()
+                span = Span(
+                    t0=_clock(),
+                    ram_start_bytes=rss,
+                    ram_peak_bytes=rss,
+                    started=True,
+                    plain=True,
+                    thread=threading.get_ident(),
+                )
                 self._open.append(span)  # an inner span must still fold into this one
             return span
         exact = self.ram.exact
         cuda = _torch_cuda()
         with self._lock:
-            if self._open:
-                if exact:
-                    self._fold_ram()
-                if cuda is not None:
-                    self._fold_torch(cuda)
-        self._reset_ram()
-        rss = process_rss()
-        span = Span(t0=_clock(), ram_start_bytes=rss, ram_peak_bytes=rss)
-        if cuda is not None:
-            try:
-                for device in range(cuda.device_count()):
-                    cuda.reset_peak_memory_stats(device)
-                span.torch_peaks = {}
-            except Exception:
-                span.torch_peaks = None
+            if self._open and cuda is not None:
+                self._fold_torch(cuda)
+            if exact:
+                self._fold_and_reset_ram()
+            else:
+                self._reset_ram()  # a no-op when sampling
+            rss = process_rss()
+            span = Span(
+                t0=_clock(), ram_start_bytes=rss, ram_peak_bytes=rss, thread=threading.get_ident()
+            )
+            if cuda is not None:
+                try:
+                    for device in range(cuda.device_count()):
+                        cuda.reset_peak_memory_stats(device)
+                    span.torch_peaks = {}
+                except Exception:
+                    span.torch_peaks = None
         readers, fake = self.readers()
         if timeline:
             span.timeline = TimelineRecorder()
@@ -422,9 +547,10 @@ class Engine:
     def _ram_now(self, span: Span, *, final: bool) -> tuple[float, int, int]:
         """Duration, RAM peak and RSS now; with ``final`` the peak is kept on the span."""
         rss = process_rss()
-        peak_now = self.ram.peak_bytes()
         duration_s = max(0.0, _clock() - span.t0)
         with self._lock:
+            # Read under the lock another thread's fold-and-reset takes.
+            peak_now = self.ram.peak_bytes()
             ram_peak = rss
             earlier = span.ram_peak_bytes
             if earlier is not None and earlier > ram_peak:
@@ -457,14 +583,7 @@ class Engine:
         cuda = _torch_cuda() if span.torch_peaks is not None else None
         with self._lock:
             devices: dict[str, VramDeviceRecord] = {
-                str(i): vram_device_record(
-                    t.start_bytes,
-                    t.peak_bytes,
-                    t.end_bytes if final else None,
-                    t.device_used_peak_bytes,
-                    t.samples,
-                )
-                for i, t in sorted(span.devices.items())
+                str(i): t.record(final=final) for i, t in sorted(span.devices.items())
             }
             source = span.source
             torch = None
@@ -473,6 +592,13 @@ class Engine:
                 for device, peak in _torch_peaks(cuda).items():
                     torch[device] = max(torch.get(device, 0), peak)
         reason = None if devices else self._reason(readers, fake)
+        failed = [
+            f"GPU {i}: {d['unavailable_reason']}"
+            for i, d in devices.items()
+            if d.get("unavailable_reason")
+        ]
+        if failed:
+            reason = "; ".join(failed)
         return {
             "duration_s": duration_s,
             "ram": ram_record(span.ram_start_bytes, ram_peak, rss, self.ram.method),

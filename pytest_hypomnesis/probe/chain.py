@@ -466,8 +466,24 @@ def _vram_reader(index: int, uuid: str | None = None) -> Reader | None:
     return _fast_vram_reader(index, uuid) or _per_process_poll(index)
 
 
+_reader_reasons: dict[int, tuple[str, ...]] = {}
+
+
+def vram_reader_reasons(index: int) -> tuple[str, ...]:
+    """Why the last ``vram_reader(index)`` found no fast reader: each backend's own reason
+    (``NVML: GPU is lost``), for a message that says what failed rather than a guess."""
+    return _reader_reasons.get(index, ())
+
+
 def _fast_vram_reader(index: int, uuid: str | None = None) -> Reader | None:
     reasons: list[str] = []
+    try:
+        return _first_fast_reader(index, uuid, reasons)
+    finally:
+        _reader_reasons[index] = tuple(reasons)
+
+
+def _first_fast_reader(index: int, uuid: str | None, reasons: list[str]) -> Reader | None:
     if _is_mac() and index == 0:
         from pytest_hypomnesis.probe import metal
 
@@ -498,8 +514,10 @@ def _polling_reader(read: Callable[[], int], source: GpuQuerySource) -> Callable
     def reader() -> VramReading:
         try:
             return VramReading(read(), None, source)
-        except Exception:  # a failed sample is skipped, never a fabricated zero
-            return VramReading(None, None, None)
+        except BackendFailure as exc:  # a failed sample is unknown, never a fabricated zero
+            return VramReading(None, None, None, failure=f"{exc.backend}: {exc.reason}")
+        except Exception as exc:
+            return VramReading(None, None, None, failure=f"{type(exc).__name__}: {exc}")
 
     return reader
 
@@ -538,7 +556,10 @@ def _per_process_poll(index: int) -> Reader | None:
 
     def read() -> VramReading:
         info = process_gpu_info(index)
-        return VramReading(info.used_bytes if info.is_per_process else None, None, info.source)
+        if not info.is_per_process:
+            failure = f"{info.source.value}: only a device-wide figure this time"
+            return VramReading(None, None, info.source, failure=failure)
+        return VramReading(info.used_bytes, None, info.source)
 
     return read
 

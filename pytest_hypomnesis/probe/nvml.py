@@ -103,6 +103,9 @@ _PROCESS_QUERIES = (
 )
 
 _lock = threading.Lock()
+CALL_TIMEOUT_S = 10.0
+"""How long a sampler reading waits for the NVML lock before it is unknown (a driver call
+that never returns holds it)."""
 _nv: Any = None  # the pynvml module NVML was initialised through (pynvml ships no types)
 _init_pid: int | None = None  # pid that initialised; None when not initialised
 _needs_reinit = False
@@ -671,32 +674,48 @@ class _SelfReader:
     def __call__(self) -> VramReading:
         try:
             return self._read()
-        except Exception as exc:  # a sampler must keep going; the gap shows as None
+        except BackendFailure as exc:  # a sampler must keep going; the gap is unknown
+            debug("NVML", f"self reader on device {self.index} failed: {exc.reason}")
+            return self._reading(None, None, None, failure=f"NVML: {exc.reason}")
+        except Exception as exc:
             debug("NVML", f"self reader on device {self.index} failed: {exc}")
-            return self._reading(None, None, None)
+            failure = f"NVML: {type(exc).__name__}: {exc}"
+            return self._reading(None, None, None, failure=failure)
 
     def _read(self) -> VramReading:
-        with _lock:
-            nv = _ensure()
-            if self.generation != _generation:
-                self.handle = _handle(nv, self.index, self.uuid)
-                self.generation = _generation
-                self._prepare_fast(nv)
-            if self._fast is not None:
-                return self._read_fast(nv)
-            memory = _memory(nv, self.handle, self.index)
-            try:
-                rows: list[tuple[int, int | None]] | None = _raw_processes(nv, self.handle)
-            except BackendFailure:
-                rows = None
+        lock = _lock
+        # NVML calls have no timeout: a driver call hung on another thread holds the lock
+        # forever. Waiting a bounded time makes this reading unknown instead of the run hung.
+        if not lock.acquire(timeout=CALL_TIMEOUT_S):
+            raise BackendFailure(
+                "NVML", f"an NVML call did not return within {CALL_TIMEOUT_S:g}s (hung driver?)"
+            )
+        try:
+            return self._read_locked()
+        finally:
+            lock.release()
+
+    def _read_locked(self) -> VramReading:
+        nv = _ensure()
+        if self.generation != _generation:
+            self.handle = _handle(nv, self.index, self.uuid)
+            self.generation = _generation
+            self._prepare_fast(nv)
+        if self._fast is not None:
+            return self._read_fast(nv)
+        memory = _memory(nv, self.handle, self.index)
+        failure = None
+        try:
+            rows: list[tuple[int, int | None]] | None = _raw_processes(nv, self.handle)
+        except BackendFailure as exc:
+            rows, failure = None, f"NVML: {exc.reason}"
         total, device_used = int(memory.total), _sane_used(memory)
-        own: int | None = None
-        if rows is not None:
-            pid = os.getpid()
-            # Absent from a successful listing: no CUDA context, so really 0 bytes.
-            found = next((used for row_pid, used in rows if row_pid == pid), 0)
-            own = found if _usable(found, total) else None
-        return self._reading(own, device_used, self._source)
+        if rows is None:
+            return self._reading(None, device_used, self._source, failure=failure)
+        pid = os.getpid()
+        # Absent from a successful listing: no CUDA context, so really 0 bytes.
+        found = next((used for row_pid, used in rows if row_pid == pid), 0)
+        return self._own_reading(found, total, device_used)
 
     def _read_fast(self, nv: Any) -> VramReading:
         """The same reading as the wrapper path, with ``_lock`` held."""
@@ -715,16 +734,26 @@ class _SelfReader:
             self._count.value = self._capacity
             ret = process_fn(self.handle, byref(self._count), self._rows)
         if ret != _SUCCESS:
-            _note_error(nv.NVMLError(ret), f"{_PROCESS_QUERIES[0]}({self.index})")
-            return self._reading(None, device_used, self._source)
+            reason = _note_error(nv.NVMLError(ret), f"{_PROCESS_QUERIES[0]}({self.index})")
+            return self._reading(None, device_used, self._source, failure=f"NVML: {reason}")
         pid = os.getpid()
         found = 0  # absent from a successful listing: no CUDA context, so really 0 bytes
         for row in self._rows[: self._count.value]:
             if row.pid == pid:
                 found = int(row.usedGpuMemory)
                 break
-        own = found if _usable(found, total) else None
-        return self._reading(own, device_used, self._source)
+        return self._own_reading(found, total, device_used)
+
+    def _own_reading(self, found: int | None, total: int, device_used: int | None) -> VramReading:
+        """This process's row as a reading: a sentinel or a figure above the device total
+        is unknown, with the reason, as the per-process queries treat them."""
+        if found is None or found == NOT_AVAILABLE:
+            failure = "NVML: per-process memory not available (2^64-1 or no figure)"
+            return self._reading(None, device_used, self._source, failure=failure)
+        if found > total:
+            failure = f"NVML: per-process figure {found} B exceeds the device total {total} B"
+            return self._reading(None, device_used, self._source, failure=failure)
+        return self._reading(found, device_used, self._source)
 
 
 def self_reader(index: int, uuid: str | None = None) -> Callable[[], VramReading]:

@@ -10,7 +10,6 @@ method is ``sampled`` and the caller samples RSS in a thread instead.
 
 from __future__ import annotations
 
-import contextlib
 import mmap
 import os
 import sys
@@ -18,6 +17,7 @@ import threading
 from collections.abc import Callable
 
 from pytest_hypomnesis._platform import IS_LINUX
+from pytest_hypomnesis.probe.keptfd import KeptFd
 from pytest_hypomnesis.probe.rss import process_rss, read_status_field
 
 try:
@@ -46,9 +46,10 @@ class RamPeakMeter:
         # run's peak; peaks are then sampled.
         self._reset_allowed = reset_allowed
         self._lock = threading.Lock()
-        self._pid: int | None = None
-        self._clear_fd: int | None = None
-        self._status_fd: int | None = None
+        # Verified before each use: a test that closed fds and opened its own files must
+        # not get "5" written into them, nor have its file read as /proc/self/status.
+        self._clear = KeptFd("/proc/self/clear_refs", os.O_WRONLY)
+        self._status = KeptFd("/proc/self/status", os.O_RDONLY)
         self._method: str | None = None
 
     @property
@@ -70,30 +71,22 @@ class RamPeakMeter:
         """Close the kept file descriptors (the next use reopens them)."""
         with self._lock:
             self._close()
-            self._pid = None
 
     def _close(self) -> None:
-        for fd in (self._clear_fd, self._status_fd):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._clear_fd = self._status_fd = None
+        self._clear.close()
+        self._status.close()
 
     def _ensure_open(self) -> None:
         if sys.platform == "win32":  # never calibrated there; also keeps mypy's win32 run clean
             raise OSError("no /proc on Windows")
-        pid = os.getpid()
-        if self._pid != pid:
-            self._close()
-            self._pid = pid
-            self._clear_fd = os.open("/proc/self/clear_refs", os.O_WRONLY | os.O_CLOEXEC)
-            if self._method in (None, "hwm"):
-                self._status_fd = os.open("/proc/self/status", os.O_RDONLY | os.O_CLOEXEC)
+        self._clear.get()
+        if self._method in (None, "hwm"):
+            self._status.get()
 
     def _write_reset(self) -> None:
-        self._ensure_open()
-        assert self._clear_fd is not None
-        os.write(self._clear_fd, b"5")
+        if sys.platform == "win32":
+            raise OSError("no /proc on Windows")
+        os.write(self._clear.get(), b"5")
 
     def _rusage_bytes(self) -> int:
         if sys.platform == "win32":
@@ -102,11 +95,9 @@ class RamPeakMeter:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
     def _hwm_bytes(self) -> int:
-        self._ensure_open()
-        assert self._status_fd is not None
         if sys.platform == "win32":
             raise OSError("no /proc on Windows")
-        text = os.pread(self._status_fd, 8192, 0).decode("ascii", "replace")
+        text = os.pread(self._status.get(), 8192, 0).decode("ascii", "replace")
         return read_status_field(text, "VmHWM")
 
     def _follows_reset(self, reader: Callable[[], int]) -> bool:

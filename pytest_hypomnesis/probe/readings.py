@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from pytest_hypomnesis.model import GpuQuerySource
@@ -60,12 +60,16 @@ class SmiDeviceReading:
 class VramReading:
     """One sampler reading: this process's VRAM on one device, and the device-wide used figure.
 
-    ``process_used_bytes`` is ``None`` when no per-process figure could be read this time.
+    ``process_used_bytes`` is ``None`` when no per-process figure could be read this time;
+    ``failure`` then says why (the backend's own reason: ``GPU is lost``, ``Not Supported``,
+    ``per-process figure not available (2^64-1)``...).
     """
 
     process_used_bytes: int | None
     device_used_bytes: int | None
     source: GpuQuerySource | None
+    # Not part of equality: two readings with the same figures are the same reading.
+    failure: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

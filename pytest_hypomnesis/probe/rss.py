@@ -9,30 +9,18 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 
 from pytest_hypomnesis import _platform
 from pytest_hypomnesis._errors import RamError
 from pytest_hypomnesis._platform import IS_LINUX, debug
+from pytest_hypomnesis.probe.keptfd import KeptFd
 
 __all__ = ["parse_vmrss", "process_rss", "read_status_field"]
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-_statm_fd: int | None = None
-_statm_pid: int | None = None
-_lock = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    # A sampler thread may hold the lock while another thread forks; the child's copy
-    # would stay locked forever. The child also needs its own /proc/self/statm.
-    global _lock, _statm_fd, _statm_pid
-    _lock = threading.Lock()
-    _statm_fd, _statm_pid = None, None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+# Verified before each read: a test that closes fds and opens its own files must not make
+# us read RSS out of them (see keptfd.py).
+_statm = KeptFd("/proc/self/statm", os.O_RDONLY)
 
 
 def parse_vmrss(status_text: str) -> int:
@@ -70,28 +58,11 @@ def _parse_u64(raw: str, field: str) -> int:
 
 
 def _statm_rss() -> int:
-    global _statm_fd, _statm_pid
     if sys.platform == "win32":  # no procfs; also tells mypy the POSIX calls below are fine
         raise OSError("no /proc on Windows")
-    pid = os.getpid()
-    fd = _statm_fd
-    if fd is not None and _statm_pid == pid:
-        # The hot path, twice per measured test: no lock (pread is atomic and the fd is
-        # only replaced after a fork, in the child, before any other thread runs).
-        return int(os.pread(fd, 128, 0).split()[1]) * _PAGE_SIZE
-    with _lock:
-        # A forked child (xdist, multiprocessing) inherits the fd of its parent's
-        # /proc/self, which still names the parent: reopen after a fork.
-        if _statm_fd is None or _statm_pid != pid:
-            if _statm_fd is not None:
-                try:
-                    os.close(_statm_fd)
-                except OSError:
-                    pass
-            _statm_fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
-            _statm_pid = pid
-        data = os.pread(_statm_fd, 128, 0)
-    return int(data.split()[1]) * _PAGE_SIZE
+    # The hot path, twice per measured test: get() is a getpid and an fstat once open
+    # (a forked child, xdist or multiprocessing, reopens: the parent's fd names the parent).
+    return int(os.pread(_statm.get(), 128, 0).split()[1]) * _PAGE_SIZE
 
 
 def _status_rss() -> int:

@@ -149,6 +149,8 @@ def validate_test_record(record: object, where: str = "test") -> MeasuredTestRec
         _span_fields(dev, dwhere)
         _int_field(dev, "device_used_peak_bytes", dwhere, optional=True)
         _int_field(dev, "samples", dwhere, optional=False)
+        _present_int(dev, "failed_samples", dwhere)
+        _present_str(dev, "unavailable_reason", dwhere)
     torch_peaks = _field(vram, "torch_peak_allocated_bytes", vwhere)
     if torch_peaks is not None:
         peaks = _check_obj(torch_peaks, f"{vwhere}.torch_peak_allocated_bytes")

@@ -354,7 +354,7 @@ def test_from_dict_rejects_non_objects(bad: object) -> None:
 @pytest.mark.skipif(not hasattr(os, "register_at_fork"), reason="POSIX fork")
 def test_rss_works_in_a_child_forked_while_the_lock_is_held() -> None:
     read_fd, write_fd = os.pipe()
-    with rss._lock:
+    with rss._statm._lock:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - child
             os.write(write_fd, str(rss.process_rss()).encode())
