@@ -15,6 +15,9 @@ import weakref
 
 __all__ = ["KeptFd"]
 
+_getpid = os.getpid
+_fstat = os.fstat
+
 
 class KeptFd:
     """``path`` opened with ``flags`` on first use, reopened after a fork or when the
@@ -41,8 +44,20 @@ class KeptFd:
     def get(self) -> int:
         """The verified fd; raises ``OSError`` when ``path`` cannot be opened."""
         fd = self.fd
-        if fd is not None and self.pid == os.getpid() and self._is_ours(fd):
-            return fd
+        # The hot path (each RSS read): one getpid and one fstat, no tuple built.
+        if fd is not None and self.pid == _getpid():
+            try:
+                info = _fstat(fd)
+            except OSError:
+                info = None
+            identity = self._identity
+            if (
+                info is not None
+                and identity is not None
+                and info.st_ino == identity[1]
+                and info.st_dev == identity[0]
+            ):
+                return fd
         with self._lock:
             fd = self.fd
             pid = os.getpid()
