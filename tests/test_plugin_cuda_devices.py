@@ -167,3 +167,61 @@ def test_header_names_the_mapping_and_an_assumed_order(
             "hypomnesis: note: CUDA's fastest-first order unknown*",
         ]
     )
+
+
+def _impossible_pid() -> int:
+    """A PID no process here can have (beyond the kernel's pid_max)."""
+    with open("/proc/sys/kernel/pid_max", encoding="ascii") as f:
+        return int(f.read()) + 17
+
+
+CONTAINER = """
+import pytest
+
+@pytest.mark.max_vram("1GiB")
+def test_grows():
+    pass
+"""
+
+
+def test_container_without_host_pids_is_unavailable_not_zero(
+    pytester: pytest.Pytester, fake_nvml: FakeNvml
+) -> None:
+    # NVML lists the host's PIDs (this process's among them, under a PID we cannot see);
+    # no row carries our own PID. Before, that read as 0 bytes and any budget passed.
+    host_pid = _impossible_pid()
+    fake_nvml.set([FakeNvmlDevice(uuid=U0, processes=(FakeProcess(host_pid, 3 * GIB),))])
+    pytester.makepyfile(CONTAINER)
+    result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines_random(
+        [
+            f"hypomnesis: per-process VRAM unavailable: NVML cannot see this process on GPU 0: "
+            f"it lists PIDs of another PID namespace ({host_pid}) and not this one's (*)*"
+            "--pid=host (Kubernetes: hostPID: true), use a driver >= 565*",
+            "*max_vram*not checked*NVML cannot see this process*",
+        ]
+    )
+    report = json.loads((pytester.path / "out.json").read_text(encoding="utf-8"))
+    (record,) = report["tests"]
+    assert record["vram"]["devices"]["0"]["peak_bytes"] is None
+    assert "another PID namespace" in record["vram"]["unavailable_reason"]
+    assert record["budgets"][0]["passed"] is None
+    strict = pytester.runpytest("--hypomnesis", "--hypomnesis-strict")
+    strict.assert_outcomes(failed=1)
+    strict.stdout.fnmatch_lines_random(["*could not be checked (NVML cannot see this process*"])
+
+
+def test_a_process_without_a_cuda_context_is_really_zero(
+    pytester: pytest.Pytester, fake_nvml: FakeNvml
+) -> None:
+    # Other processes of this PID namespace on the GPU, none of ours: 0 bytes, truly.
+    fake_nvml.set([FakeNvmlDevice(uuid=U0, processes=(FakeProcess(1, 3 * GIB),))])
+    pytester.makepyfile(CONTAINER)
+    result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json")
+    result.assert_outcomes(passed=1)
+    report = json.loads((pytester.path / "out.json").read_text(encoding="utf-8"))
+    (record,) = report["tests"]
+    assert record["vram"]["devices"]["0"]["peak_bytes"] == 0
+    assert record["budgets"][0]["passed"] is True
+    assert "per-process VRAM unavailable" not in result.stdout.str()

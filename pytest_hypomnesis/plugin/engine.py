@@ -175,6 +175,7 @@ class Engine:
         self._retry_delay_s = _RETRY_FIRST_S
         # When the sampler thread's current GPU reading began (None between readings).
         self._sampler_call_t0: float | None = None
+        self._blind_reason: str | None = None  # NVML cannot see this process (containers)
         self._fake_seen: FakeGpu | None = None
         self._fake_count = -1
         self._fake_readers: list[tuple[int, Reader]] = []
@@ -203,11 +204,18 @@ class Engine:
         self._visible = visible
         by_ordinal = {d.cuda_ordinal: d for d in targets}
         count = len(targets)
+        blind: str | None = None
         for ordinal in self._watched(count):
             device = by_ordinal[ordinal]
             reader = chain.vram_reader(device.nvml_index, device.uuid)
+            if reader is not None and visible.mapped:
+                why = _nvml_blind(device.nvml_index, device.uuid, ordinal)
+                if why is not None:
+                    blind = blind or why
+                    reader = _without_own_figure(reader)
             if reader is not None:
                 readers.append((ordinal, reader))
+        self._blind_reason = blind
         if not readers:
             # The backend's own reason, never a guess ("no GPU visible" when NVML said
             # Driver Not Loaded; "NVML unavailable" when NVML answered but the GPU was lost).
@@ -274,14 +282,20 @@ class Engine:
         visible = self._visible
         if chain.current_fake() is not None or visible is None or not visible.mapped:
             return []
-        return [visible.describe()]
+        lines = [visible.describe()]
+        if self._blind_reason is not None:
+            lines.append(f"per-process VRAM unavailable: {self._blind_reason}")
+        return lines
 
     def notes(self) -> list[str]:
         """Only the warnings of ``header_lines`` (an assumed order, dropped entries)."""
         visible = self._visible
-        if visible is None or not visible.mapped or visible.note is None:
-            return []
-        return [visible.note]
+        notes = []
+        if visible is not None and visible.mapped and visible.note is not None:
+            notes.append(visible.note)
+        if self._blind_reason is not None and chain.current_fake() is None:
+            notes.append(f"per-process VRAM unavailable: {self._blind_reason}")
+        return notes
 
     def unavailable_reason(self) -> str | None:
         return self._reason(*self.readers())
@@ -599,6 +613,8 @@ class Engine:
         ]
         if failed:
             reason = "; ".join(failed)
+        if fake is None and self._blind_reason is not None:
+            reason = self._blind_reason
         return {
             "duration_s": duration_s,
             "ram": ram_record(span.ram_start_bytes, ram_peak, rss, self.ram.method),
@@ -618,6 +634,24 @@ class Engine:
         if thread is not None and thread.is_alive() and self._thread_pid == os.getpid():
             thread.join(timeout=max(1.0, self.interval_s * 5))
         self.ram.close()
+
+
+def _nvml_blind(index: int, uuid: str | None, ordinal: int) -> str | None:
+    """Why NVML's per-process figure on this device cannot be this process's (a foreign
+    PID namespace), or ``None``; checked once, when the readers are resolved."""
+    from pytest_hypomnesis.probe import nvml, pidns
+
+    return pidns.blind_reason(lambda: nvml.listed_pids(index, uuid), str(ordinal))
+
+
+def _without_own_figure(reader: Reader) -> Reader:
+    """The device-wide figure only: the per-process one is unknown, never a silent 0."""
+
+    def read() -> VramReading:
+        reading = reader()
+        return VramReading(None, reading.device_used_bytes, reading.source)
+
+    return read
 
 
 def _torch_peaks(cuda: Any) -> dict[int, int]:

@@ -616,6 +616,12 @@ def process_used_bytes(index: int, pid: int, uuid: str | None = None) -> int:
     return found
 
 
+def listed_pids(index: int, uuid: str | None = None) -> list[int]:
+    """Every PID in the device's compute-process listing, sentinel rows included."""
+    _, rows = _total_and_rows(index, uuid)
+    return [pid for pid, _ in rows]
+
+
 def list_processes(index: int) -> list[tuple[int, int]]:
     """(pid, used_bytes) rows, filtered (2^64-1, > total), sorted by pid."""
     total, rows = _total_and_rows(index)
