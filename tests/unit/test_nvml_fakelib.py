@@ -202,7 +202,8 @@ def test_self_reader_sees_spikes_and_zero_when_absent(fake_nvml: FakeNvml) -> No
 
 def test_self_reader_fast_path_grows_past_its_buffer(fake_nvml: FakeNvml) -> None:
     # 150 other processes before ours: more rows than the reader's first 64-row buffer.
-    others = tuple(FakeProcess(pid=10_000 + n, used_bytes=MIB) for n in range(150))
+    # PIDs above any pid_max (2^22), so none can be this process's.
+    others = tuple(FakeProcess(pid=5_000_000 + n, used_bytes=MIB) for n in range(150))
     device = FakeNvmlDevice(name="NVIDIA Busy", total_bytes=80 * GIB, used_bytes=4 * GIB)
     fake_nvml.set([replace(device, processes=(*others, FakeProcess(SELF, 9 * MIB)))])
     reader = nvml.self_reader(0)
