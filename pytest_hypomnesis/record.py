@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Literal, TypedDict
 
 __all__ = [
+    "AttemptRecord",
     "BudgetRecord",
     "BudgetStatus",
     "DeviceFigure",
@@ -26,6 +27,7 @@ __all__ = [
     "TimelineRecord",
     "VramDeviceRecord",
     "VramRecord",
+    "attempt_count",
     "budget_failed",
     "budget_status",
     "heaviness",
@@ -40,6 +42,8 @@ __all__ = [
     "vram_peak_bytes",
     "vram_record",
     "vram_total_bytes",
+    "with_attempts",
+    "worst_attempt",
 ]
 
 
@@ -129,13 +133,30 @@ class _RequiredTestFields(TypedDict):
     budgets: list[BudgetRecord]
 
 
+class AttemptRecord(TypedDict):
+    """One attempt of a test that was rerun (pytest-rerunfailures): its own figures and
+    verdicts, in the order the attempts ran."""
+
+    outcome: str
+    worker: str
+    duration_s: float
+    ram: RamRecord
+    vram: VramRecord
+    budgets: list[BudgetRecord]
+    budget_failed: bool
+
+
 class MeasuredTestRecord(_RequiredTestFields, total=False):
     """One measured test: the JSON report's per-test record. ``timeline`` is there only
     with ``--hypomnesis-timeline``; ``admission_wait_s`` only with ``--hypomnesis-admit``
     (seconds the test waited for VRAM before its setup). ``budget_failed`` says whether a
-    budget is what failed the test (absent from reports written before it)."""
+    budget is what failed the test (absent from reports written before it); ``attempts``
+    is there only for a rerun test."""
 
     budget_failed: bool
+    attempts: list[AttemptRecord]
+    """Every attempt, the last included, when the test was rerun; absent otherwise. The
+    record's own figures are the last attempt's (the one pytest's outcome is for)."""
     timeline: TimelineRecord
     admission_wait_s: float
 
@@ -316,3 +337,54 @@ def unchecked_failure(record: Mapping[str, object]) -> bool:
     """A budget failed the test because it could not be checked (``--hypomnesis-strict``)
     and none was over its limit: a failure of its own, not "over budget"."""
     return budget_failed(record) and not over_budget(record)
+
+
+def with_attempts(attempts: list[MeasuredTestRecord]) -> MeasuredTestRecord:
+    """The record of a test that ran ``len(attempts)`` times: the last attempt's record
+    (pytest's outcome is for it), with every attempt's figures kept in ``attempts``."""
+    last = attempts[-1]
+    record: MeasuredTestRecord = {k: v for k, v in last.items() if k != "attempts"}  # type: ignore[assignment]
+    record["attempts"] = [
+        {
+            "outcome": a["outcome"],
+            "worker": a["worker"],
+            "duration_s": a["duration_s"],
+            "ram": a["ram"],
+            "vram": a["vram"],
+            "budgets": a["budgets"],
+            "budget_failed": budget_failed(a),
+        }
+        for a in attempts
+    ]
+    return record
+
+
+def worst_attempt(record: MeasuredTestRecord) -> MeasuredTestRecord:
+    """The record with the figures and verdicts of its heaviest attempt (the record itself
+    when it ran once): what the summary shows, so a rerun that found the memory already
+    resident does not hide the attempt that went over. ``budget_failed`` and ``outcome``
+    stay the final ones."""
+    attempts = record.get("attempts")
+    if not attempts or len(attempts) < 2:
+        return record
+    nodeid = record["nodeid"]
+    worst = min(
+        attempts,
+        key=lambda a: heaviness_key(
+            vram_total_bytes(a["vram"], "increase_bytes") if a["vram"]["devices"] else None,
+            a["ram"]["increase_bytes"],
+            nodeid,
+        ),
+    )
+    return {
+        **record,
+        "duration_s": worst["duration_s"],
+        "ram": worst["ram"],
+        "vram": worst["vram"],
+        "budgets": worst["budgets"],
+    }
+
+
+def attempt_count(record: MeasuredTestRecord) -> int:
+    attempts = record.get("attempts")
+    return len(attempts) if attempts else 1

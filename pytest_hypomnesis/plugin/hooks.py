@@ -139,6 +139,8 @@ class HypomnesisPlugin:
         self.baseline: dict[str, Any] | None = None
         self.session_report: SessionReport | None = None
         """Built once at session end, on the controller; the terminal section prints it."""
+        self._attempts: dict[str, dict[int, MeasuredTestRecord]] = {}
+        """Records by attempt, for tests pytest-rerunfailures ran more than once."""
         self.unchecked_budgets = False
         """A record arrived with a budget that could not be checked: the summary says so."""
         # junitxml reads properties from the teardown report; without it, add nothing.
@@ -314,9 +316,21 @@ class HypomnesisPlugin:
             return
         record = getattr(report, ATTR, None)
         if isinstance(record, dict):
+            nodeid = report.nodeid
+            # pytest-rerunfailures numbers each attempt's reports (`rerun`) and logs a
+            # failed attempt as outcome "rerun": every attempt's record is kept, not only
+            # the last one (a rerun that finds the memory resident would hide the first).
+            attempt = getattr(report, "rerun", None)
+            outcome: str = report.outcome  # "rerun" is pytest-rerunfailures' own
+            if attempt or outcome == "rerun" or nodeid in self._attempts:
+                from pytest_hypomnesis.record import with_attempts
+
+                per = self._attempts.setdefault(nodeid, {})
+                per[attempt if isinstance(attempt, int) else 0] = record  # type: ignore[assignment]
+                record = with_attempts([per[k] for k in sorted(per)])
             # With scope=test the teardown record (teardown included) replaces the
             # call-phase one.
-            self.records[report.nodeid] = cast("MeasuredTestRecord", record)
+            self.records[nodeid] = cast("MeasuredTestRecord", record)
             budgets = record.get("budgets")
             if budgets and not self.unchecked_budgets:
                 self.unchecked_budgets = any(

@@ -187,6 +187,17 @@ def validate_test_record(record: object, where: str = "test") -> MeasuredTestRec
             _wrong(rec, "admission_wait_s", where, expect="a non-negative number")
     if "budget_failed" in rec and not isinstance(rec["budget_failed"], bool):
         _wrong(rec, "budget_failed", where, expect="a boolean")
+    if "attempts" in rec:
+        attempts = rec["attempts"]
+        if not isinstance(attempts, list):
+            _wrong(rec, "attempts", where, expect="a list")
+        for i, attempt in enumerate(attempts):
+            awhere = f"{where}.attempts[{i}]"
+            one = _check_obj(attempt, awhere)
+            if "attempts" in one or "nodeid" in one:
+                raise _fail(awhere, "an attempt holds figures only, not a test record")
+            # An attempt has a test record's fields but the test's identity.
+            validate_test_record({**one, "nodeid": rec["nodeid"], "scope": rec["scope"]}, awhere)
     if rec.get("timeline") is not None:
         try:
             parse_timeline(rec["timeline"], f"{where}.timeline")

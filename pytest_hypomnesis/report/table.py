@@ -14,12 +14,14 @@ from pytest_hypomnesis._units import format_bytes_iec
 from pytest_hypomnesis.record import (
     DeviceFigure,
     MeasuredTestRecord,
+    attempt_count,
     budget_failed,
     heaviness,
     over_budget,
     unchecked_failure,
     vram_increase_bytes,
     vram_peak_bytes,
+    worst_attempt,
 )
 from pytest_hypomnesis.report.printable import printable
 
@@ -137,15 +139,21 @@ def summary_lines(
         return []
     if sources is not None and len(sources) != len(tests):
         raise ValueError("sources must name one report per test record")
-    order = sorted(range(len(tests)), key=lambda i: heaviness(tests[i]))
+    # A rerun test shows its heaviest attempt, with the number of attempts.
+    worst = [worst_attempt(t) for t in tests]
+    order = sorted(range(len(tests)), key=lambda i: heaviness(worst[i]))
     shown = order if top <= 0 else order[:top]
     columns = [c for c in _COLUMNS if verbose or not c.verbose_only]
     header = [c.title for c in columns]
     right = [c.right for c in columns]
-    rows = [[c.cell(tests[i]) for c in columns] for i in shown]
+    rows = [[c.cell(worst[i]) for c in columns] for i in shown]
     if not verbose:
         for row in rows:
             row[0] = shorten_nodeid(row[0])
+    for row, i in zip(rows, shown, strict=True):
+        attempts = attempt_count(tests[i])
+        if attempts > 1:
+            row[0] += f" (worst of {attempts} attempts)"
     if sources is not None:
         header.insert(1, "source")
         right.insert(1, False)
@@ -159,6 +167,9 @@ def summary_lines(
     failed = sum(1 for t in tests if over_budget(t))
     if failed:
         notes.append(f"{failed} over budget")
+    rerun = sum(1 for t in tests if attempt_count(t) > 1)
+    if rerun:
+        notes.append(f"{rerun} rerun (figures: the worst attempt)")
     unchecked = sum(1 for t in tests if unchecked_failure(t))
     if unchecked:
         notes.append(f"{unchecked} failed: budget not checked (--hypomnesis-strict)")

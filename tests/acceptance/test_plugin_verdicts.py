@@ -166,3 +166,62 @@ def test_over_budget_record_says_the_budget_failed_it(pytester: pytest.Pytester)
     assert flagged == ["test_over"]
     # Every verdict is still in the record, whatever failed the test.
     assert all(t["budgets"][0]["passed"] is False for t in tests.values())
+
+
+RERUN = """
+import pytest
+
+KEEP = []
+
+@pytest.mark.max_ram("10MiB")
+def test_flaky_budget():
+    # The first attempt grows the heap by 20 MiB and keeps it; a rerun finds it resident
+    # and passes with an increase near 0 B.
+    if not KEEP:
+        KEEP.append(b"x" * (20 << 20))
+"""
+
+
+def test_reruns_keep_every_attempt_and_show_the_worst(pytester: pytest.Pytester) -> None:
+    import json
+
+    pytester.makepyfile(test_rerun=RERUN)
+    result = pytester.runpytest(
+        "-p", "rerunfailures", "--reruns", "1", "--hypomnesis", "--hypomnesis-json=r.json"
+    )
+    assert result.parseoutcomes() == {"passed": 1, "rerun": 1}
+    (test,) = json.loads((pytester.path / "r.json").read_text())["tests"]
+    first, second = test["attempts"]
+    assert first["budget_failed"] is True and first["budgets"][0]["passed"] is False
+    assert first["ram"]["increase_bytes"] >= 20 << 20
+    assert second["budgets"][0]["passed"] is True
+    # The record's own figures are the last attempt's; pytest's outcome is for it.
+    assert test["outcome"] == "passed" and test["budget_failed"] is False
+    assert test["ram"] == second["ram"]
+    result.stdout.fnmatch_lines(
+        [
+            "test_rerun.py::test_flaky_budget (worst of 2 attempts) * ram 2??% (over) *",
+            "1 rerun (figures: the worst attempt)",
+        ]
+    )
+
+
+def test_rerun_except_max_ram_does_not_rerun_a_budget_failure(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_rerun=RERUN)
+    result = pytester.runpytest(
+        "-p", "rerunfailures", "--reruns", "1", "--rerun-except", "max_ram", "--hypomnesis", "-v"
+    )
+    assert result.parseoutcomes() == {"failed": 1}
+    result.stdout.fnmatch_lines(["*::test_flaky_budget OVER BUDGET*", "1 over budget"])
+
+
+def test_reruns_under_xdist_keep_every_attempt(pytester: pytest.Pytester) -> None:
+    import json
+
+    pytester.makepyfile(test_rerun=RERUN)
+    result = pytester.runpytest(
+        "-p", "rerunfailures", "--reruns", "1", "-n", "1", "--hypomnesis-json=r.json"
+    )
+    assert result.parseoutcomes() == {"passed": 1, "rerun": 1}
+    (test,) = json.loads((pytester.path / "r.json").read_text())["tests"]
+    assert [a["budget_failed"] for a in test["attempts"]] == [True, False]
