@@ -36,3 +36,10 @@ def _inner_runs_in_file_order(monkeypatch: pytest.MonkeyPatch) -> None:
     addopts = os.environ.get("PYTEST_ADDOPTS", "")
     if "no:randomly" not in addopts:
         monkeypatch.setenv("PYTEST_ADDOPTS", f"{addopts} -p no:randomly".strip())
+
+
+@pytest.fixture(autouse=True)
+def _wide_inner_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inner runs print to a pipe, which pytest reads as 80 columns: the summary then fits
+    80 columns. Tests of whole rows get a wide terminal; the width tests set their own."""
+    monkeypatch.setenv("COLUMNS", "250")

@@ -27,11 +27,14 @@ from pytest_hypomnesis.report.printable import printable
 
 __all__ = [
     "budget_cell",
+    "fit_table",
     "format_interval",
     "header_line",
     "not_checked_lines",
     "run_peak_line",
+    "shorten_left",
     "summary_lines",
+    "wrap_header",
 ]
 
 _RAM_METHODS = {
@@ -131,10 +134,14 @@ def summary_lines(
     top: int,
     verbose: bool = False,
     sources: Sequence[str] | None = None,
+    width: int | None = None,
 ) -> list[str]:
     """The table of the ``top`` heaviest tests (0 = all), then a line counting what is
     not shown and the budget failures. ``sources`` (parallel to ``tests``) adds a column
-    naming the report each record came from, for merged shards. ``[]`` when no tests."""
+    naming the report each record came from, for merged shards. ``[]`` when no tests.
+
+    With ``width`` (the terminal's) and not ``verbose``, the table fits it: see
+    ``fit_table``. ``verbose`` shows every column and whole node ids."""
     if not tests:
         return []
     if sources is not None and len(sources) != len(tests):
@@ -147,7 +154,7 @@ def summary_lines(
     header = [c.title for c in columns]
     right = [c.right for c in columns]
     rows = [[c.cell(worst[i]) for c in columns] for i in shown]
-    if not verbose:
+    if not verbose and width is None:
         for row in rows:
             row[0] = shorten_nodeid(row[0])
     for row, i in zip(rows, shown, strict=True):
@@ -159,8 +166,12 @@ def summary_lines(
         right.insert(1, False)
         for row, i in zip(rows, shown, strict=True):
             row.insert(1, sources[i])
-    lines = _render(header, rows, right)
     notes: list[str] = []
+    if width is not None and not verbose:
+        header, rows, right, dropped = fit_table(header, rows, right, width)
+        if dropped:
+            notes.append(f"left out to fit {width} columns: {', '.join(dropped)} (-v shows all)")
+    lines = _render(header, rows, right)
     hidden = len(tests) - len(shown)
     if hidden:
         notes.append(f"{hidden} more not shown (top {top} of {len(tests)}; top 0 shows all)")
@@ -175,6 +186,89 @@ def summary_lines(
         notes.append(f"{unchecked} failed: budget not checked (--hypomnesis-strict)")
     if notes:
         lines.append("; ".join(notes))
+    return lines
+
+
+DROP_ORDER = ("RAM peak", "duration", "VRAM peak")
+"""The columns left out, in this order, when the table is wider than the terminal (after
+the VRAM columns of a run without any VRAM figure, and after node ids are shortened to
+``MIN_TEST_CHARS``): the increases, which budgets judge, and the budget cell stay."""
+
+MIN_TEST_CHARS = 28
+"""Node ids are shortened from the left down to this many characters, or to the longest
+test name (at most half the width), before any column with figures is left out."""
+
+
+def fit_table(
+    header: list[str], rows: list[list[str]], right: list[bool], width: int
+) -> tuple[list[str], list[list[str]], list[bool], list[str]]:
+    """The table made to fit ``width`` characters: first the VRAM columns go when no row
+    has a VRAM figure (the header says there is no GPU), then node ids are shortened from
+    the left keeping the test name (``…a.py::test_x[case]``) down to ``MIN_TEST_CHARS`` or
+    the longest test name,
+    then ``DROP_ORDER``'s columns go one by one, then node ids are shortened further.
+    Returns the header, rows, alignment and the titles of the columns left out (the VRAM
+    columns without figures are not listed: nothing was in them)."""
+    keep = list(range(len(header)))
+    dropped: list[str] = []
+
+    def cell_width(i: int) -> int:
+        return max(len(r[i]) for r in [header, *rows])
+
+    def others_width() -> int:
+        return sum(cell_width(i) + 2 for i in keep if i != 0)
+
+    for title in ("VRAM peak", "VRAM increase"):
+        if title in header:
+            i = header.index(title)
+            if all(r[i] == "-" for r in rows):
+                keep.remove(i)
+    if cell_width(0) + others_width() > width:
+        # Enough room for every row's test name (the part after the last "::"), or at
+        # least MIN_TEST_CHARS, before a column with figures is left out.
+        names = max(len(r[0].rsplit("::", 1)[-1]) + 1 for r in rows)
+        floor = max(MIN_TEST_CHARS, min(names, width // 2))
+        for title in DROP_ORDER:
+            if width - others_width() >= floor:
+                break
+            if title in header and header.index(title) in keep:
+                keep.remove(header.index(title))
+                dropped.append(title)
+        limit = max(width - others_width(), len(header[0]), 12)
+        for row in rows:
+            row[0] = shorten_left(row[0], limit)
+    pick = [i for i in range(len(header)) if i in keep]
+    return (
+        [header[i] for i in pick],
+        [[r[i] for i in pick] for r in rows],
+        [right[i] for i in pick],
+        dropped,
+    )
+
+
+def shorten_left(nodeid: str, limit: int) -> str:
+    """``nodeid`` cut from the left to ``limit`` characters, an ellipsis first: the end of
+    a node id is the test's name and parameters, what tells tests apart."""
+    if len(nodeid) <= limit:
+        return nodeid
+    return "…" + nodeid[len(nodeid) - limit + 1 :]
+
+
+def wrap_header(text: str, width: int) -> list[str]:
+    """The header line broken at its ``; `` separators to fit ``width``; continuation
+    lines are indented by two spaces. A single part longer than ``width`` stays whole
+    on its own line rather than being cut inside a name."""
+    parts = text.split("; ")
+    lines: list[str] = []
+    current = ""
+    for part in parts:
+        candidate = f"{current}; {part}" if current else part
+        if current and len(candidate) + (1 if part is not parts[-1] else 0) > width:
+            lines.append(current + ";")
+            current = "  " + part
+        else:
+            current = candidate
+    lines.append(current)
     return lines
 
 

@@ -18,6 +18,7 @@ from pytest_hypomnesis.report.table import (
     not_checked_lines,
     run_peak_line,
     summary_lines,
+    wrap_header,
 )
 
 if TYPE_CHECKING:
@@ -39,6 +40,18 @@ def _one_line(tests: list[MeasuredTestRecord]) -> str:
     return text
 
 
+def _terminal_width(tr: pytest.TerminalReporter) -> int:
+    """The terminal's width as pytest's terminal writer knows it (``COLUMNS`` honoured,
+    80 when the output is not a terminal)."""
+    writer = getattr(tr, "_tw", None)
+    width = getattr(writer, "fullwidth", None)
+    if isinstance(width, int) and width > 0:
+        return width
+    import shutil
+
+    return shutil.get_terminal_size().columns
+
+
 def _table(
     report: SessionReport, settings: Settings, tr: pytest.TerminalReporter, verbosity: int
 ) -> None:
@@ -47,18 +60,23 @@ def _table(
         tr.write_line(_one_line(tests))
         return
     tr.write_sep("=", "hypomnesis")
+    width = _terminal_width(tr)
     if verbosity >= 0:
-        tr.write_line(header_line(report.data))
+        for line in wrap_header(header_line(report.data), width):
+            tr.write_line(line)
         run_peak = run_peak_line(report.data)
         if run_peak is not None:
-            tr.write_line(run_peak)
+            for line in wrap_header(run_peak, width):
+                tr.write_line(line)
         for note in report.notes:
-            tr.write_line(f"hypomnesis: note: {note}", yellow=True)
+            for line in wrap_header(f"hypomnesis: note: {note}", width):
+                tr.write_line(line, yellow=True)
     for line in not_checked_lines(tests):
         tr.write_line(line, yellow=True)
     if not tests:
         tr.write_line("no test was measured")
-    for line in summary_lines(tests, top=settings.top, verbose=verbosity >= 1):
+    table = summary_lines(tests, top=settings.top, verbose=verbosity >= 1, width=width)
+    for line in table:
         tr.write_line(line, red=" OVER" in line)
     if verbosity >= 0:
         if settings.json_path and not report.json_error:
