@@ -8,6 +8,7 @@ The whole string must match; anything ambiguous (``2G``) is rejected.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from fractions import Fraction
 
 from pytest_hypomnesis._iec import GIB, MIB
@@ -205,3 +206,32 @@ def format_bytes_iec(num_bytes: int | None, *, signed: bool = False) -> str:
         exponent += 1
         value = magnitude / (1024**exponent)
     return f"{sign}{value:.2f} {_IEC_UNITS[exponent]}"
+
+
+_BINARY_TWIN = {"kB": "KiB", "KB": "KiB", "MB": "MiB", "GB": "GiB", "TB": "TiB"}
+
+
+def decimal_unit_note(texts: Iterable[str]) -> str | None:
+    """One sentence for the first size in ``texts`` written with a decimal unit (``MB``,
+    ``GB``): what it means here (SI, powers of 1000, as the crate and ``parse_size``
+    read it; pytest-memray reads ``MB`` as MiB) and how to write the binary one.
+    ``None`` when no size uses a decimal unit."""
+    for text in texts:
+        match = _SIZE_RE.fullmatch(text.strip())
+        if match is None:
+            continue
+        unit = match.group("unit")
+        twin = _BINARY_TWIN.get(unit or "")
+        if unit is None or twin is None:
+            continue
+        number = text.strip()[: match.start("unit")].strip()
+        try:
+            decimal = parse_size(f"{number} {unit}")
+            binary = parse_size(f"{number} {twin}")
+        except SizeError:
+            continue
+        return (
+            f"hypomnesis: sizes in decimal units are SI: {text.strip()!r} is {decimal:,} bytes "
+            f"(1 {unit} = {_UNITS[unit]:,} B); write '{number} {twin}' for {binary:,} bytes"
+        )
+    return None

@@ -90,9 +90,7 @@ class VramRecord(TypedDict):
     unavailable_reason: str | None
 
 
-class BudgetRecord(TypedDict):
-    """One budget and its verdict; ``passed`` is ``None`` when it could not be checked."""
-
+class _RequiredBudgetFields(TypedDict):
     kind: Literal["max_ram", "max_vram"]
     limit_bytes: int
     measured_bytes: int | None
@@ -101,6 +99,13 @@ class BudgetRecord(TypedDict):
     device: int | None
     origin: Literal["marker", "option"]
     message: str | None
+
+
+class BudgetRecord(_RequiredBudgetFields, total=False):
+    """One budget and its verdict; ``passed`` is ``None`` when it could not be checked.
+    ``limit_text`` is the marker's limit as written, when it was a string."""
+
+    limit_text: str
 
 
 class TimelineRecord(TypedDict):

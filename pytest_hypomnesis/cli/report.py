@@ -57,7 +57,12 @@ def load_all(paths: Sequence[str]) -> list[LoadedReport]:
 
 def render(reports: Sequence[LoadedReport], *, top: int, verbose: bool = False) -> list[str]:
     """Header line(s), then the one merged table."""
-    from pytest_hypomnesis.report.table import header_line, not_checked_lines, summary_lines
+    from pytest_hypomnesis.report.table import (
+        header_line,
+        not_checked_lines,
+        summary_lines,
+        unit_note,
+    )
 
     headers: dict[str, list[str]] = {}
     for rep in reports:
@@ -79,7 +84,8 @@ def render(reports: Sequence[LoadedReport], *, top: int, verbose: bool = False) 
     table = summary_lines(
         tests, top=top, verbose=verbose, sources=sources if len(reports) > 1 else None
     )
-    return lines + not_checked_lines(tests) + table
+    note = unit_note(tests)
+    return lines + ([note] if note else []) + not_checked_lines(tests) + table
 
 
 def merged(reports: Sequence[LoadedReport]) -> dict[str, Any]:

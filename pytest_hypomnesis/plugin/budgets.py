@@ -54,6 +54,8 @@ class Budget:
     absolute: bool = False
     device: int | None = None
     origin: Literal["marker", "option"] = "marker"
+    limit_text: str | None = None
+    """The limit as written, when a string (``"24 MB"``)."""
 
 
 def _call_text(mark: pytest.Mark) -> str:
@@ -105,7 +107,8 @@ def _parse_mark(mark: pytest.Mark, nodeid: str) -> Budget:
     except SizeError as exc:
         raise bad(f"{exc}".replace(f"; expected {SIZE_FORMS}", "")) from None
     kind: Kind = "max_ram" if name == "max_ram" else "max_vram"
-    return Budget(kind, limit_bytes, absolute, device, "marker")
+    text = limit if isinstance(limit, str) else None
+    return Budget(kind, limit_bytes, absolute, device, "marker", text)
 
 
 def _closest_per_device(marks: Iterable[pytest.Mark], nodeid: str) -> list[Budget]:
@@ -150,7 +153,7 @@ def _what(budget: Budget, scope: str) -> str:
 def _record(
     budget: Budget, measured: int | None, passed: bool | None, message: str | None
 ) -> BudgetRecord:
-    return {
+    record: BudgetRecord = {
         "kind": budget.kind,
         "limit_bytes": budget.limit_bytes,
         "measured_bytes": measured,
@@ -160,6 +163,9 @@ def _record(
         "origin": budget.origin,
         "message": message,
     }
+    if budget.limit_text is not None:
+        record["limit_text"] = budget.limit_text
+    return record
 
 
 def _judge_one(budget: Budget, span: SpanRecord, *, scope: str, strict: bool) -> BudgetRecord:

@@ -142,6 +142,7 @@ class Settings:
         "needs_path",
         "pin_gpus",
         "scope",
+        "size_texts",
         "strict",
         "thresholds",
         "timeline",
@@ -171,6 +172,7 @@ class Settings:
         needs_path: str | None = None,
         ledger_dir: str | None = None,
         keep_hwm: bool = False,
+        size_texts: tuple[str, ...] = (),
     ) -> None:
         self.enabled = enabled
         self.json_path = json_path
@@ -192,6 +194,8 @@ class Settings:
         self.needs_path = needs_path
         self.ledger_dir = ledger_dir
         self.keep_hwm = keep_hwm
+        self.size_texts = size_texts
+        """The budget options' sizes as written (the header says what a decimal unit means)."""
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
@@ -458,6 +462,11 @@ def resolve(config: pytest.Config) -> Settings:
         interval_s=interval_s,
         max_ram_bytes=_size(config, "hypomnesis_max_ram"),
         max_vram_bytes=_size(config, "hypomnesis_max_vram"),
+        size_texts=tuple(
+            str(value).strip()
+            for value in (_raw(config, d)[0] for d in ("hypomnesis_max_ram", "hypomnesis_max_vram"))
+            if value is not None
+        ),
         devices=devices,
         strict=strict,
         compare_path=compare_path,

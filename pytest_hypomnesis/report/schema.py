@@ -175,6 +175,8 @@ def validate_test_record(record: object, where: str = "test") -> MeasuredTestRec
         if _field(b, "origin", bwhere) not in ("marker", "option"):
             _wrong(b, "origin", bwhere, expect="'marker' or 'option'")
         _str_field(b, "message", bwhere, optional=True)
+        if "limit_text" in b:
+            _str_field(b, "limit_text", bwhere)
 
     if "admission_wait_s" in rec:
         wait = rec["admission_wait_s"]

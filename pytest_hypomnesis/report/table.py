@@ -34,6 +34,7 @@ __all__ = [
     "run_peak_line",
     "shorten_left",
     "summary_lines",
+    "unit_note",
     "wrap_header",
 ]
 
@@ -63,6 +64,22 @@ def budget_cell(record: MeasuredTestRecord) -> str:
         mark = "" if passed else (" OVER" if enforced else " (over)")
         parts.append(f"{label}{share}{mark}")
     return ", ".join(parts) if parts else "-"
+
+
+def unit_note(tests: Sequence[MeasuredTestRecord], option_texts: Sequence[str] = ()) -> str | None:
+    """Once per run: what a decimal unit in a budget's limit (``"24 MB"``) means here and
+    how to write the binary one; ``None`` when no limit used one."""
+    from pytest_hypomnesis._units import decimal_unit_note
+
+    texts = list(option_texts)
+    seen: set[str] = set()
+    for test in tests:
+        for budget in test["budgets"]:
+            text = budget.get("limit_text")
+            if text is not None and text not in seen:
+                seen.add(text)
+                texts.append(text)
+    return decimal_unit_note(texts)
 
 
 def not_checked_lines(tests: Sequence[MeasuredTestRecord]) -> list[str]:

@@ -18,6 +18,7 @@ from pytest_hypomnesis.report.table import (
     not_checked_lines,
     run_peak_line,
     summary_lines,
+    unit_note,
     wrap_header,
 )
 
@@ -71,6 +72,10 @@ def _table(
         for note in report.notes:
             for line in wrap_header(f"hypomnesis: note: {note}", width):
                 tr.write_line(line, yellow=True)
+    unit = unit_note(tests, settings.size_texts)
+    if unit is not None and verbosity >= 0:
+        for line in wrap_header(unit, width):
+            tr.write_line(line)
     for line in not_checked_lines(tests):
         tr.write_line(line, yellow=True)
     if not tests:

@@ -226,3 +226,33 @@ def test_reruns_under_xdist_keep_every_attempt(pytester: pytest.Pytester) -> Non
     assert result.parseoutcomes() == {"passed": 1, "rerun": 1}
     (test,) = json.loads((pytester.path / "r.json").read_text())["tests"]
     assert [a["budget_failed"] for a in test["attempts"]] == [True, False]
+
+
+DECIMAL = """
+import pytest
+
+@pytest.mark.max_ram("24 MB")
+def test_decimal():
+    pass
+
+@pytest.mark.max_ram("24 MiB")
+def test_binary():
+    pass
+"""
+
+
+def test_a_decimal_unit_is_explained_once_in_the_header(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_units=DECIMAL)
+    result = pytester.runpytest("--hypomnesis")
+    result.assert_outcomes(passed=2)
+    notes = [line for line in result.outlines if "decimal units" in line]
+    assert notes == [
+        "hypomnesis: sizes in decimal units are SI: '24 MB' is 24,000,000 bytes "
+        "(1 MB = 1,000,000 B); write '24 MiB' for 25,165,824 bytes"
+    ]
+    # A suite-wide option is explained too; binary units need no note.
+    pytester.makepyfile(test_units="def test_a():\n    pass\n")
+    option = pytester.runpytest("--hypomnesis", "--hypomnesis-max-ram=2 GB")
+    option.stdout.fnmatch_lines(["hypomnesis: sizes in decimal units are SI: '2 GB' is *"])
+    binary = pytester.runpytest("--hypomnesis", "--hypomnesis-max-ram=2GiB")
+    assert not any("decimal units" in line for line in binary.outlines)
