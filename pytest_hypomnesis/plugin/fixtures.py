@@ -1,11 +1,12 @@
 """The plugin's fixtures: ``memory_snapshot``, ``memory_report``, ``gpu_device_info_builder``,
-``fake_gpu``. They work with or without ``--hypomnesis``.
+``fake_gpu``, ``fake_gpu_factory``. They work with or without ``--hypomnesis``.
 
 pytest imports this module in every run, measured or not: it defines the fixtures and
 nothing else, and each fixture imports what it uses when a test asks for it."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MeasuredBlock",
     "fake_gpu",
+    "fake_gpu_factory",
     "gpu_device_info_builder",
     "memory_report",
     "memory_snapshot",
@@ -68,10 +70,8 @@ def gpu_device_info_builder() -> GpuDeviceInfoBuilder:
     return GpuDeviceInfoBuilder()
 
 
-@pytest.fixture
-def fake_gpu() -> Iterator[FakeGpu]:
-    """A ``FakeGpu`` (no devices yet) that the probe layer, the CLI functions and the
-    budgets answer from for this test; the previous state comes back afterwards."""
+@contextlib.contextmanager
+def _installed_fake() -> Iterator[FakeGpu]:
     from pytest_hypomnesis.probe import chain
     from pytest_hypomnesis.probe.fake import FakeGpu
 
@@ -81,3 +81,19 @@ def fake_gpu() -> Iterator[FakeGpu]:
         yield fake
     finally:
         chain.set_fake(previous)
+
+
+@pytest.fixture(scope="session")
+def fake_gpu_factory() -> Callable[[], contextlib.AbstractContextManager[FakeGpu]]:
+    """A session-scoped factory, for fixtures of any scope: ``with fake_gpu_factory() as
+    fake:`` installs a new ``FakeGpu`` (no devices yet) for the block, e.g. around a
+    module-scoped model fixture's ``yield``; the previous one comes back after it."""
+    return _installed_fake
+
+
+@pytest.fixture
+def fake_gpu() -> Iterator[FakeGpu]:
+    """A ``FakeGpu`` (no devices yet) that the probe layer, the CLI functions and the
+    budgets answer from for this test; the previous state comes back afterwards."""
+    with _installed_fake() as fake:
+        yield fake

@@ -18,6 +18,7 @@ import pytest
 # measured, so the engine, the budget parser and the report modules load when used.
 from pytest_hypomnesis.plugin.fixtures import (
     fake_gpu,
+    fake_gpu_factory,
     gpu_device_info_builder,
     memory_report,
     memory_snapshot,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HypomnesisPlugin",
     "fake_gpu",
+    "fake_gpu_factory",
     "gpu_device_info_builder",
     "memory_report",
     "memory_snapshot",

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+# Imported here, not first inside an inner run: pytester drops the modules an in-process
+# run imported, and a fixture holding the dropped `chain` would install its fake GPU in a
+# module the next example's library calls no longer read.
+import pytest_hypomnesis.probe.chain  # noqa: F401
 from pytest_hypomnesis.report.schema import load_report
 
 ROOT = Path(__file__).resolve().parents[2]
