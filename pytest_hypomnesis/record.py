@@ -47,15 +47,23 @@ __all__ = [
 ]
 
 
-class RamRecord(TypedDict):
-    """Process RSS over the measured span; ``method`` says how the peak was taken:
-    ``rusage`` or ``hwm`` (kernel high-water mark, exact) or ``sampled``."""
-
+class _RequiredRamFields(TypedDict):
     start_bytes: int | None
     peak_bytes: int | None
     end_bytes: int | None
     increase_bytes: int | None
     method: str
+
+
+class RamRecord(_RequiredRamFields, total=False):
+    """Process RSS over the measured span; ``method`` says how the peak was taken:
+    ``rusage`` or ``hwm`` (kernel high-water mark, exact) or ``sampled``. With Python
+    allocations traced (a ``source="python"`` budget): ``python_peak_bytes`` (the
+    traced peak over the span) and ``python_increase_bytes`` (that peak over what was
+    traced at its start)."""
+
+    python_peak_bytes: int
+    python_increase_bytes: int
 
 
 class _RequiredDeviceFields(TypedDict):
@@ -103,9 +111,11 @@ class _RequiredBudgetFields(TypedDict):
 
 class BudgetRecord(_RequiredBudgetFields, total=False):
     """One budget and its verdict; ``passed`` is ``None`` when it could not be checked.
-    ``limit_text`` is the marker's limit as written, when it was a string."""
+    ``limit_text`` is the marker's limit as written, when it was a string; ``source``
+    what a RAM budget judged: ``rss`` or ``python`` (absent: ``rss``)."""
 
     limit_text: str
+    source: str
 
 
 class TimelineRecord(TypedDict):

@@ -12,7 +12,8 @@ from pytest_hypomnesis.report.table import (
     summary_lines,
     wrap_header,
 )
-from tests.helpers.reports import GIB, MIB, make_budget, make_test
+from tests.helpers.reports import make_budget, make_test
+from tests.helpers.units import GIB, MIB
 
 pytestmark = pytest.mark.usefixtures("inner_pytester_run")
 

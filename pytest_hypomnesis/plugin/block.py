@@ -80,7 +80,14 @@ class MeasuredBlock:
 
     @property
     def ram(self) -> RamFigures:
-        return RamFigures(**self.record["ram"])
+        ram = self.record["ram"]
+        return RamFigures(
+            start_bytes=ram["start_bytes"],
+            peak_bytes=ram["peak_bytes"],
+            end_bytes=ram["end_bytes"],
+            increase_bytes=ram["increase_bytes"],
+            method=ram["method"],
+        )
 
     @property
     def vram(self) -> dict[int, DeviceFigures]:

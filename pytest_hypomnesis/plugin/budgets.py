@@ -3,6 +3,7 @@ per test before it runs, and judged against the span's record."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -32,7 +33,8 @@ __all__ = [
 Kind = Literal["max_ram", "max_vram"]
 
 _FORMS: dict[str, str] = {
-    "max_ram": 'max_ram("512MiB"), max_ram(536870912), max_ram("1.5 GB", absolute=True)',
+    "max_ram": 'max_ram("512MiB"), max_ram(536870912), max_ram("1.5 GB", absolute=True), '
+    'max_ram("64MiB", source="python")',
     "max_vram": 'max_vram("2GiB"), max_vram("2GiB", device=0), max_vram("8GiB", absolute=True)',
 }
 
@@ -56,6 +58,13 @@ class Budget:
     origin: Literal["marker", "option"] = "marker"
     limit_text: str | None = None
     """The limit as written, when a string (``"24 MB"``)."""
+    source: str | None = None
+    """A RAM budget's figure: ``rss`` or ``python``; ``None``: the session's default."""
+
+    @property
+    def traced(self) -> bool:
+        """A RAM budget on traced Python allocations (its span runs tracemalloc)."""
+        return self.kind == "max_ram" and self.source == "python"
 
 
 def _call_text(mark: pytest.Mark) -> str:
@@ -84,7 +93,7 @@ def _parse_mark(mark: pytest.Mark, nodeid: str) -> Budget:
         raise bad("missing the limit")
     else:
         raise bad(f"takes one limit, got {len(mark.args)} positional arguments")
-    allowed = {"absolute", "device"} if name == "max_vram" else {"absolute"}
+    allowed = {"absolute", "device"} if name == "max_vram" else {"absolute", "source"}
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
         raise bad(f"unknown keyword {unknown[0]!r}")
@@ -106,9 +115,12 @@ def _parse_mark(mark: pytest.Mark, nodeid: str) -> Budget:
         limit_bytes = parse_size(limit)
     except SizeError as exc:
         raise bad(f"{exc}".replace(f"; expected {SIZE_FORMS}", "")) from None
+    source = kwargs.get("source")
+    if source is not None and source not in ("rss", "python"):
+        raise bad(f"source must be 'rss' or 'python', not {short_repr(source)}")
     kind: Kind = "max_ram" if name == "max_ram" else "max_vram"
     text = limit if isinstance(limit, str) else None
-    return Budget(kind, limit_bytes, absolute, device, "marker", text)
+    return Budget(kind, limit_bytes, absolute, device, "marker", text, source)
 
 
 def _closest_per_device(marks: Iterable[pytest.Mark], nodeid: str) -> list[Budget]:
@@ -120,9 +132,15 @@ def _closest_per_device(marks: Iterable[pytest.Mark], nodeid: str) -> list[Budge
 
 
 def budgets_for(
-    item: pytest.Item, *, max_ram_bytes: int | None, max_vram_bytes: int | None
+    item: pytest.Item,
+    *,
+    max_ram_bytes: int | None,
+    max_vram_bytes: int | None,
+    ram_source: str = "rss",
 ) -> list[Budget]:
-    """The budgets of one test; raises ``BudgetError`` for a bad marker argument."""
+    """The budgets of one test; raises ``BudgetError`` for a bad marker argument.
+    ``ram_source`` is what a RAM budget without ``source=`` judges. The closest RAM
+    marker wins per source, so one test may carry an RSS and a Python budget."""
     # One walk over the node chain (closest first) instead of one per marker name.
     ram_marks: list[pytest.Mark] = []
     vram_marks: list[pytest.Mark] = []
@@ -133,11 +151,16 @@ def budgets_for(
             vram_marks.append(mark)
     budgets: list[Budget] = []
     if ram_marks:
-        for mark in ram_marks[1:]:
-            _parse_mark(mark, item.nodeid)  # validate the overridden ones too
-        budgets.append(_parse_mark(ram_marks[0], item.nodeid))
+        # Closest first; every marker is parsed, so an overridden one is validated too.
+        per_source: dict[str, Budget] = {}
+        for mark in ram_marks:
+            budget = _parse_mark(mark, item.nodeid)
+            budget = dataclasses.replace(budget, source=budget.source or ram_source)
+            assert budget.source is not None
+            per_source.setdefault(budget.source, budget)
+        budgets.extend(per_source.values())
     elif max_ram_bytes is not None:
-        budgets.append(Budget("max_ram", max_ram_bytes, origin="option"))
+        budgets.append(Budget("max_ram", max_ram_bytes, origin="option", source=ram_source))
     if vram_marks:
         budgets.extend(_closest_per_device(vram_marks, item.nodeid))
     elif max_vram_bytes is not None:
@@ -165,6 +188,8 @@ def _record(
     }
     if budget.limit_text is not None:
         record["limit_text"] = budget.limit_text
+    if budget.kind == "max_ram" and budget.source is not None:
+        record["source"] = budget.source
     return record
 
 
@@ -173,7 +198,14 @@ def _judge_one(budget: Budget, span: SpanRecord, *, scope: str, strict: bool) ->
     field: Literal["peak_bytes", "increase_bytes"] = (
         "peak_bytes" if budget.absolute else "increase_bytes"
     )
-    if budget.kind == "max_ram":
+    if budget.traced:
+        ram = span["ram"]
+        measured = (
+            ram.get("python_peak_bytes") if budget.absolute else ram.get("python_increase_bytes")
+        )
+        where, source = "RAM", "traced Python allocations"
+        reason = "Python allocations were not traced"
+    elif budget.kind == "max_ram":
         measured = span["ram"][field]
         where, source, reason = "RAM", "RSS", "RSS could not be read"
     else:

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from pytest_hypomnesis.plugin.timeline import TimelineRecorder
 from pytest_hypomnesis.probe import chain
@@ -29,6 +29,7 @@ from pytest_hypomnesis.probe.rampeak import RamPeakMeter, lifetime_peak_bytes
 from pytest_hypomnesis.probe.readings import VramReading
 from pytest_hypomnesis.probe.rss import process_rss
 from pytest_hypomnesis.record import (
+    RamRecord,
     SpanRecord,
     TimelineRecord,
     VramDeviceRecord,
@@ -36,6 +37,9 @@ from pytest_hypomnesis.record import (
     vram_device_record,
     vram_record,
 )
+
+if TYPE_CHECKING:
+    from pytest_hypomnesis.plugin.pytrace import PythonTracer
 
 __all__ = ["Engine", "Span"]
 
@@ -132,6 +136,10 @@ class Span:
     plain: bool = False
     """Begun on the fast path: nothing to sample, only the RAM high-water mark."""
     thread: int = 0
+    traced_start_bytes: int | None = None
+    """Traced Python allocations at the start (a ``source="python"`` budget); ``None``
+    when the span does not trace."""
+    traced_peak_bytes: int | None = None
     """The thread that opened it: only spans of one thread may reset the high-water mark."""
 
 
@@ -186,6 +194,8 @@ class Engine:
         # Open spans that keep a timeline; the sampler then reads RSS even when the
         # kernel's high-water mark makes that unnecessary for the peak.
         self._timeline_spans = 0
+        self._tracer: PythonTracer | None = None
+        """Made on the first span that traces Python allocations."""
 
     # -- devices -------------------------------------------------------------------------
 
@@ -482,11 +492,49 @@ class Engine:
             and "torch" not in sys.modules
         )
 
-    def begin(self, *, timeline: bool = False) -> Span:
-        """Open a span; with ``timeline`` it also keeps the sampled RSS/VRAM series."""
+    def _begin_tracing(self, span: Span) -> None:
+        tracer = self._tracer
+        if tracer is None:
+            from pytest_hypomnesis.plugin.pytrace import PythonTracer
+
+            tracer = self._tracer = PythonTracer()
+        tracer.acquire()
+        with self._lock:
+            # An inner span resets the traced peak: fold it into the open ones first.
+            _, peak = tracer.read()
+            for other in self._open:
+                if other.traced_peak_bytes is not None and peak > other.traced_peak_bytes:
+                    other.traced_peak_bytes = peak
+            tracer.reset_peak()
+            current, _ = tracer.read()
+        span.traced_start_bytes = span.traced_peak_bytes = current
+
+    def _traced(self, span: Span, ram: RamRecord, *, final: bool) -> None:
+        start, tracer = span.traced_start_bytes, self._tracer
+        if start is None or tracer is None:
+            return
+        _, peak = tracer.read()
+        with self._lock:
+            earlier = span.traced_peak_bytes or 0
+            peak = max(peak, earlier)
+            if final:
+                span.traced_peak_bytes = peak
+        ram["python_peak_bytes"] = peak
+        ram["python_increase_bytes"] = max(peak - start, 0)
+
+    def begin(self, *, timeline: bool = False, traced: bool = False) -> Span:
+        """Open a span; with ``timeline`` it also keeps the sampled RSS/VRAM series; with
+        ``traced`` it also traces Python allocations (tracemalloc) while it is open."""
         if self._retry_at is not None:
             self._maybe_retry()
-        if self._plain_case(timeline):
+        if traced:
+            span = self._begin(timeline=timeline, plain=False)
+            self._begin_tracing(span)
+            return span
+        return self._begin(timeline=timeline, plain=self._plain_case(timeline))
+
+    def _begin(self, *, timeline: bool, plain: bool) -> Span:
+        if plain:
             # Fold and reset under one lock: spans opened at once from several threads
             # (memory_report blocks) must not reset a peak another span has not folded.
             with self._lock:
@@ -546,6 +594,8 @@ class Engine:
     def end(self, span: Span) -> SpanRecord:
         record = self._figures(span, final=True)
         self._close(span)
+        if span.traced_start_bytes is not None and self._tracer is not None:
+            self._tracer.release()
         if span.timeline is not None:
             record["timeline"] = cast(TimelineRecord, span.timeline.finish())
         return record
@@ -615,9 +665,11 @@ class Engine:
             reason = "; ".join(failed)
         if fake is None and self._blind_reason is not None:
             reason = self._blind_reason
+        ram = ram_record(span.ram_start_bytes, ram_peak, rss, self.ram.method)
+        self._traced(span, ram, final=final)
         return {
             "duration_s": duration_s,
-            "ram": ram_record(span.ram_start_bytes, ram_peak, rss, self.ram.method),
+            "ram": ram,
             "vram": vram_record(
                 source,
                 devices,

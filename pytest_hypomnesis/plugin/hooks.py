@@ -58,11 +58,14 @@ class _TestState:
         "figures",
         "final",
         "span",
+        "traced",
         "verdicts",
     )
 
     def __init__(self, budgets: list[Budget]) -> None:
         self.budgets = budgets
+        self.traced = any(b.traced for b in budgets)
+        """A ``source="python"`` budget: the span traces Python allocations."""
         self.budget_failure: BaseException | None = None
         """The failure a budget raised in the call phase, while it is the test's failure."""
         self.span: Span | None = None
@@ -430,7 +433,10 @@ class _RuntestHooks:
             message: str | None = None
             try:
                 budgets = budgets_for(
-                    item, max_ram_bytes=s.max_ram_bytes, max_vram_bytes=s.max_vram_bytes
+                    item,
+                    max_ram_bytes=s.max_ram_bytes,
+                    max_vram_bytes=s.max_vram_bytes,
+                    ram_source=s.ram_budget_source,
                 )
             except BudgetError as exc:
                 # Outside the except block, so the failure does not chain to the BudgetError.
@@ -441,7 +447,7 @@ class _RuntestHooks:
             state = _TestState(budgets)
             item.stash[_STATE] = state
             if s.scope == "test":
-                state.span = self.plugin.engine.begin(timeline=s.timeline)
+                state.span = self.plugin.engine.begin(timeline=s.timeline, traced=state.traced)
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -450,7 +456,7 @@ class _RuntestHooks:
             return (yield)
         plugin = self.plugin
         if plugin.settings.scope == "call":
-            state.span = plugin.engine.begin(timeline=plugin.settings.timeline)
+            state.span = plugin.engine.begin(timeline=plugin.settings.timeline, traced=state.traced)
         try:
             result = yield
         except BaseException:

@@ -14,8 +14,9 @@ __all__ = ["MARKERS", "has_budget_marker"]
 # Marker help, registered in pytest_configure; also the "valid forms" in error messages.
 MARKERS: dict[str, str] = {
     "max_ram": (
-        "max_ram(limit, *, absolute=False): fail the test when its RSS increase (with "
-        "absolute=True: its RSS peak) exceeds limit, e.g. '512MiB'"
+        "max_ram(limit, *, absolute=False, source='rss'): fail the test when its RSS "
+        "increase (with absolute=True: its RSS peak) exceeds limit, e.g. '512MiB'; "
+        "source='python' judges the peak of traced Python allocations instead"
     ),
     "max_vram": (
         "max_vram(limit, *, device=None, absolute=False): fail the test when its per-process "

@@ -26,6 +26,7 @@ DEFAULT_INTERVAL_S = 0.010
 DEFAULT_HEADROOM = 0.05
 DEFAULT_ADMIT_TIMEOUT_S = 1800.0
 _SCOPES = ("call", "test")
+RAM_SOURCES = ("rss", "python")
 # Bounds for counts typed by users: beyond these a value is a typo, and a 5000-digit one
 # would exceed Python's int-parsing limit.
 MAX_TOP = 2**31 - 1
@@ -52,6 +53,12 @@ _OPTIONS: tuple[tuple[str, Literal["bool", "string"], str], ...] = (
     ),
     ("-interval", "string", "sampling period for GPU figures, e.g. 5ms (default 10ms)"),
     ("-max-ram", "string", "suite-wide RAM budget (RSS increase), e.g. 512MiB; markers override"),
+    (
+        "-ram-budget-source",
+        "string",
+        "what a RAM budget without source= judges: rss (the process's RSS, default) or python "
+        "(the peak of traced Python allocations, tracemalloc)",
+    ),
     ("-max-vram", "string", "suite-wide VRAM budget (per-process increase), e.g. 2GiB"),
     (
         "-device",
@@ -141,6 +148,7 @@ class Settings:
         "max_vram_bytes",
         "needs_path",
         "pin_gpus",
+        "ram_budget_source",
         "scope",
         "size_texts",
         "strict",
@@ -173,6 +181,7 @@ class Settings:
         ledger_dir: str | None = None,
         keep_hwm: bool = False,
         size_texts: tuple[str, ...] = (),
+        ram_budget_source: str = "rss",
     ) -> None:
         self.enabled = enabled
         self.json_path = json_path
@@ -195,6 +204,7 @@ class Settings:
         self.ledger_dir = ledger_dir
         self.keep_hwm = keep_hwm
         self.size_texts = size_texts
+        self.ram_budget_source = ram_budget_source
         """The budget options' sizes as written (the header says what a decimal unit means)."""
 
     def __repr__(self) -> str:
@@ -397,6 +407,12 @@ def resolve(config: pytest.Config) -> Settings:
             raise _usage(top_origin, top_value, problem)
         top = parsed_top
 
+    ram_source = "rss"
+    source_value, source_origin = _raw(config, "hypomnesis_ram_budget_source")
+    if source_value is not None:
+        ram_source = str(source_value).strip()
+        if ram_source not in RAM_SOURCES:
+            raise _usage(source_origin, source_value, "expected 'rss' or 'python'")
     scope = "call"
     scope_value, scope_origin = _raw(config, "hypomnesis_scope")
     if scope_value is not None:
@@ -462,6 +478,7 @@ def resolve(config: pytest.Config) -> Settings:
         interval_s=interval_s,
         max_ram_bytes=_size(config, "hypomnesis_max_ram"),
         max_vram_bytes=_size(config, "hypomnesis_max_vram"),
+        ram_budget_source=ram_source,
         size_texts=tuple(
             str(value).strip()
             for value in (_raw(config, d)[0] for d in ("hypomnesis_max_ram", "hypomnesis_max_vram"))

@@ -135,6 +135,9 @@ def validate_test_record(record: object, where: str = "test") -> MeasuredTestRec
     ram = _check_obj(_field(rec, "ram", where), f"{where}.ram")
     _span_fields(ram, f"{where}.ram")
     _str_field(ram, "method", f"{where}.ram")
+    for key in ("python_peak_bytes", "python_increase_bytes"):
+        if key in ram:
+            _int_field(ram, key, f"{where}.ram", optional=False)
 
     vwhere = f"{where}.vram"
     vram = _check_obj(_field(rec, "vram", where), vwhere)
@@ -175,8 +178,9 @@ def validate_test_record(record: object, where: str = "test") -> MeasuredTestRec
         if _field(b, "origin", bwhere) not in ("marker", "option"):
             _wrong(b, "origin", bwhere, expect="'marker' or 'option'")
         _str_field(b, "message", bwhere, optional=True)
-        if "limit_text" in b:
-            _str_field(b, "limit_text", bwhere)
+        for key in ("limit_text", "source"):
+            if key in b:
+                _str_field(b, key, bwhere)
 
     if "admission_wait_s" in rec:
         wait = rec["admission_wait_s"]

@@ -30,6 +30,7 @@ __all__ = [
     "fit_table",
     "format_interval",
     "header_line",
+    "heap_reuse_hid",
     "not_checked_lines",
     "run_peak_line",
     "shorten_left",
@@ -128,6 +129,14 @@ _COLUMNS: tuple[_Column, ...] = (
 )
 
 
+def _python_increase(record: MeasuredTestRecord) -> str:
+    return format_bytes_iec(record["ram"].get("python_increase_bytes"))
+
+
+_PYTHON_COLUMN = _Column("Python increase", _python_increase)
+"""Shown when some test traced Python allocations (a ``source="python"`` budget)."""
+
+
 def _render(
     header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]
 ) -> list[str]:
@@ -168,6 +177,10 @@ def summary_lines(
     order = sorted(range(len(tests)), key=lambda i: heaviness(worst[i]))
     shown = order if top <= 0 else order[:top]
     columns = [c for c in _COLUMNS if verbose or not c.verbose_only]
+    if any("python_increase_bytes" in w["ram"] for w in worst):
+        # Both figures where both were measured: the traced one beside RSS's.
+        at = next(i for i, c in enumerate(columns) if c.title == "RAM increase") + 1
+        columns.insert(at, _PYTHON_COLUMN)
     header = [c.title for c in columns]
     right = [c.right for c in columns]
     rows = [[c.cell(worst[i]) for c in columns] for i in shown]
@@ -198,12 +211,42 @@ def summary_lines(
     rerun = sum(1 for t in tests if attempt_count(t) > 1)
     if rerun:
         notes.append(f"{rerun} rerun (figures: the worst attempt)")
+    hidden_by_reuse = sum(1 for w in worst if heap_reuse_hid(w))
+    if hidden_by_reuse:
+        notes.append(
+            f"{hidden_by_reuse} RSS budget{'s' if hidden_by_reuse != 1 else ''} passed on an "
+            "increase near 0 B while traced Python allocations exceeded the limit: the heap "
+            'already held the memory (source="python" judges allocations)'
+        )
     unchecked = sum(1 for t in tests if unchecked_failure(t))
     if unchecked:
         notes.append(f"{unchecked} failed: budget not checked (--hypomnesis-strict)")
     if notes:
         lines.append("; ".join(notes))
     return lines
+
+
+NEAR_ZERO_BYTES = 1 << 20
+"""An RSS increase this small on a test whose traced allocations exceeded the limit is
+what heap reuse looks like."""
+
+
+def heap_reuse_hid(record: MeasuredTestRecord) -> bool:
+    """An RSS budget passed on an increase near 0 B while the traced Python allocations of
+    the same span exceeded its limit: the heap already held the memory (an earlier test
+    grew it), so RSS did not rise."""
+    traced = record["ram"].get("python_increase_bytes")
+    rss = record["ram"]["increase_bytes"]
+    if traced is None or rss is None or rss > NEAR_ZERO_BYTES:
+        return False
+    return any(
+        b["kind"] == "max_ram"
+        and b.get("source", "rss") == "rss"
+        and not b["absolute"]
+        and b["passed"] is True
+        and traced > b["limit_bytes"]
+        for b in record["budgets"]
+    )
 
 
 DROP_ORDER = ("RAM peak", "duration", "VRAM peak")
