@@ -144,6 +144,8 @@ class HypomnesisPlugin:
         self.baseline: dict[str, Any] | None = None
         self.session_report: SessionReport | None = None
         """Built once at session end, on the controller; the terminal section prints it."""
+        self.outcomes: dict[str, int] = {}
+        """pytest's counts (passed, failed, error, ...), for the reports' headings."""
         self._attempts: dict[str, dict[int, MeasuredTestRecord]] = {}
         """Records by attempt, for tests pytest-rerunfailures ran more than once."""
         self.unchecked_budgets = False
@@ -319,6 +321,10 @@ class HypomnesisPlugin:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.is_worker:
             return
+        if self.settings.measure_all:
+            key = _pytest_category(report)
+            if key is not None:
+                self.outcomes[key] = self.outcomes.get(key, 0) + 1
         record = getattr(report, ATTR, None)
         if isinstance(record, dict):
             nodeid = report.nodeid
@@ -369,6 +375,7 @@ class HypomnesisPlugin:
             pytest_version=pytest.__version__,
             run_peaks=self.run_peaks(),
             notes=self._engine_notes(),
+            outcomes=self.outcomes,
         )
         self.session_report = report
         # A failed gate, or a report asked for and not written, fails an otherwise
@@ -532,6 +539,24 @@ class _ScopeTestHooks:
                 span_figures = self.plugin.engine.end(span)
                 if state.call_outcome is not None:
                     state.final = self.plugin._record(item, span_figures, state.call_outcome, state)
+
+
+def _pytest_category(report: pytest.TestReport) -> str | None:
+    """The word pytest's final line counts this report under (``passed``, ``failed``,
+    ``error``, ``skipped``, ``xfailed``, ``xpassed``, ``rerun``), or ``None`` for a report
+    it does not count (a passing setup or teardown)."""
+    outcome: str = report.outcome
+    if outcome == "rerun":
+        return "rerun"
+    if hasattr(report, "wasxfail"):
+        return "xfailed" if report.skipped else "xpassed"
+    if report.when == "call":
+        return outcome
+    if report.failed:
+        return "error"
+    if report.skipped:
+        return "skipped"
+    return None
 
 
 def _expected_to_fail(item: pytest.Item) -> bool:

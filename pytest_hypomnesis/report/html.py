@@ -20,7 +20,7 @@ from typing import Any
 
 from pytest_hypomnesis._units import format_bytes_iec
 from pytest_hypomnesis.plugin.timeline import Timeline, parse_timeline
-from pytest_hypomnesis.record import heaviness_key
+from pytest_hypomnesis.record import heaviness_key, over_budget
 from pytest_hypomnesis.report.atomicfile import write_text_atomic
 from pytest_hypomnesis.report.compare import (
     METRIC_TITLES,
@@ -108,25 +108,46 @@ def _heaviness(test: Mapping[str, Any]) -> tuple[int, int, str]:
 # SVG charts.
 
 
+def chart_label(nodeid: str, limit: int = 52) -> str:
+    """A chart label that keeps the file's name and the test's: the directories go first,
+    then the middle of what follows the file (``test_a.py::…st_x[case]``)."""
+    if len(nodeid) <= limit:
+        return nodeid
+    path, sep, rest = nodeid.partition("::")
+    name = path.rsplit("/", 1)[-1] + sep
+    if len(name) + len(rest) <= limit:
+        return name + rest
+    room = limit - len(name) - 1
+    if room < 12:  # a very long file name: keep the test's end
+        return "…" + nodeid[-(limit - 1) :]
+    return f"{name}…{rest[-room:]}"
+
+
 def _heavy_chart(tests: Sequence[Mapping[str, Any]], top: int) -> str:
     heaviest = sorted(tests, key=_heaviness)[:top]
     bars = [(t["nodeid"], metric_bytes(t, "ram"), metric_bytes(t, "vram")) for t in heaviest]
     scale = max([v for _, r, g in bars for v in (r, g) if v is not None] + [0])
     label_w, bar_w, row_h = 380, 440, 30
     height = 30 + row_h * max(len(bars), 1)
+    legend = (
+        f'<rect x="{label_w}" y="6" width="10" height="10" fill="{_COLORS[0]}"/>'
+        f'<text x="{label_w + 14}" y="15">RAM increase</text>'
+    )
+    if any(vram is not None for _, _, vram in bars):  # no VRAM legend without a GPU
+        legend += (
+            f'<rect x="{label_w + 130}" y="6" width="10" height="10" fill="{_COLORS[1]}"/>'
+            f'<text x="{label_w + 144}" y="15">VRAM increase</text>'
+        )
     out = [
         f'<svg class="heavy-chart" role="img" width="{label_w + bar_w + 120}" height="{height}">',
         "<title>Heaviest tests by VRAM increase, then RAM increase</title>",
-        f'<rect x="{label_w}" y="6" width="10" height="10" fill="{_COLORS[0]}"/>'
-        f'<text x="{label_w + 14}" y="15">RAM increase</text>'
-        f'<rect x="{label_w + 130}" y="6" width="10" height="10" fill="{_COLORS[1]}"/>'
-        f'<text x="{label_w + 144}" y="15">VRAM increase</text>',
+        legend,
     ]
     if scale <= 0:
         out.append('<text x="4" y="45">no memory increase measured</text>')
     for row, (nodeid, ram, vram) in enumerate(bars if scale > 0 else []):
         y = 26 + row * row_h
-        short = nodeid if len(nodeid) <= 52 else "…" + nodeid[-51:]
+        short = chart_label(nodeid)
         out.append(
             f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">'
             f"<title>{_e(nodeid)}</title>{_e(short)}</text>"
@@ -158,10 +179,14 @@ def _series_path(ts: Sequence[float], values: Sequence[int | None], x: Any, y: A
     return " ".join(parts)
 
 
-def _timeline_chart(timeline: Timeline, nodeid: str) -> str:
+def _timeline_chart(timeline: Timeline, nodeid: str, exact_peak: int | None = None) -> str:
+    """The sampled series; ``exact_peak`` (the record's RAM peak, from the kernel's
+    high-water mark) is drawn as a dashed line when the samples missed it."""
     width, height, left, right, top, bottom = 720, 210, 78, 12, 26, 26
     t_max = max(timeline.t_s) if timeline.t_s else 0.0
-    y_max = timeline.max_bytes() or 0
+    sampled_rss = max((v for v in timeline.rss_bytes if v is not None), default=None)
+    missed = exact_peak is not None and (sampled_rss is None or exact_peak > sampled_rss)
+    y_max = max(timeline.max_bytes() or 0, exact_peak if missed and exact_peak else 0)
     y_top = y_max * 1.05 or 1
 
     def x(t: float) -> float:
@@ -197,9 +222,23 @@ def _timeline_chart(timeline: Timeline, nodeid: str) -> str:
                 f"<title>{_e(label)}</title></path>"
             )
         peak = max((v for v in values if v is not None), default=None)
+        text = f"{label} (peak {format_bytes_iec(peak)})"
+        if n == 0 and missed:
+            text = f"RSS (sampled peak {format_bytes_iec(peak)})"
         out.append(
-            f'<text class="small" x="{left + 4 + n * 190}" y="14" fill="{color}">'
-            f"{_e(label)} (peak {_e(format_bytes_iec(peak))})</text>"
+            f'<text class="small" x="{left + 4 + n * 190}" y="14" fill="{color}">{_e(text)}</text>'
+        )
+    if missed and exact_peak is not None:
+        level = y(exact_peak)
+        label = (
+            f"exact peak {format_bytes_iec(exact_peak)} (kernel high-water mark, between samples)"
+        )
+        out.append(
+            f'<line class="exact-peak" x1="{left}" x2="{width - right}" y1="{level:.1f}" '
+            f'y2="{level:.1f}" stroke="{_COLORS[0]}" stroke-dasharray="5,4">'
+            f"<title>{_e(label)}</title></line>"
+            f'<text class="small exact-peak" x="{width - right - 4}" y="{level - 4:.1f}" '
+            f'text-anchor="end" fill="{_COLORS[0]}">{_e(label)}</text>'
         )
     out.append("</svg>")
     return "".join(out)
@@ -352,13 +391,16 @@ def render_html(
     if comparison is None and baseline is not None:
         comparison = compare(baseline, report)
     timelines = [_timeline_of(t, i) for i, t in enumerate(tests)]
-    order = sorted(range(len(tests)), key=lambda i: _heaviness(tests[i]))
+    # Failures first, then the heaviest: what a reader opens the page for.
+    order = sorted(
+        range(len(tests)),
+        key=lambda i: (tests[i].get("outcome") != "failed", _heaviness(tests[i])),
+    )
     rows = "".join(_row(i, tests[i], comparison, timelines[i] is not None) for i in order)
-    over = sum(1 for t in tests if _budget_status(t)[0] == 2)
-    failed = sum(1 for t in tests if t.get("outcome") == "failed")
     figures = "".join(
         f'<figure class="timeline" id="tl-{i}"><figcaption><code>{_e(tests[i]["nodeid"])}'
-        f"</code></figcaption>{_timeline_chart(tl, tests[i]['nodeid'])}</figure>"
+        f"</code></figcaption>"
+        f"{_timeline_chart(tl, tests[i]['nodeid'], _exact_peak(tests[i]))}</figure>"
         for i, tl in enumerate(timelines)
         if tl is not None
     )
@@ -369,7 +411,7 @@ def render_html(
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)}</title><style>{_CSS}</style><script>{_JS_ERRORS}</script>",
         f"</head><body><h1>{_e(title)}</h1>",
-        f"<p>{len(tests)} tests; {failed} failed; {over} over budget</p>",
+        f'<p class="counts">{_e(heading_counts(report, tests))}</p>',
         _meta(report),
         _comparison_section(comparison) if comparison is not None else "",
         f'<section id="heaviest"><h2>Heaviest tests</h2>{_heavy_chart(tests, heavy_top)}</section>',
@@ -383,6 +425,34 @@ def render_html(
         f"<script>{_JS_SORT}</script></body></html>\n",
     ]
     return "".join(parts)
+
+
+_COUNT_ORDER = ("failed", "passed", "skipped", "xfailed", "xpassed", "error", "rerun")
+
+
+def heading_counts(report: Mapping[str, Any], tests: Sequence[Mapping[str, Any]]) -> str:
+    """The page's heading: pytest's own counts when the report carries them (``outcomes``,
+    errors included), then how many tests were measured and how many a budget failed."""
+    over = sum(1 for t in tests if over_budget(t))
+    outcomes = report.get("outcomes")
+    if isinstance(outcomes, Mapping) and outcomes:
+        parts = []
+        for key in (*_COUNT_ORDER, *sorted(set(outcomes) - set(_COUNT_ORDER))):
+            n = outcomes.get(key)
+            if isinstance(n, int) and n > 0:
+                word = "errors" if key == "error" and n != 1 else key
+                parts.append(f"{n} {word}")
+        return f"{', '.join(parts)}; {len(tests)} measured; {over} over budget"
+    failed = sum(1 for t in tests if t.get("outcome") == "failed")
+    return f"{len(tests)} tests; {failed} failed; {over} over budget"
+
+
+def _exact_peak(test: Mapping[str, Any]) -> int | None:
+    ram = test.get("ram")
+    if not isinstance(ram, Mapping) or ram.get("method") not in ("rusage", "hwm"):
+        return None
+    peak = ram.get("peak_bytes")
+    return peak if isinstance(peak, int) and not isinstance(peak, bool) else None
 
 
 def write_html_atomic(path: str | os.PathLike[str], page: str) -> None:

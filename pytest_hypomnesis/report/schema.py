@@ -259,6 +259,10 @@ def validate_report(data: object) -> dict[str, Any]:
     run = report.get("run")
     if run is not None:  # optional: reports written before it have none
         _int_field(_check_obj(run, "run"), "ram_peak_bytes", "run", optional=True)
+    if "outcomes" in report:
+        outcomes = _check_obj(report["outcomes"], "outcomes")
+        for key in outcomes:
+            _int_field(outcomes, key, "outcomes", optional=False)
     tests = _field(report, "tests", "top level")
     if not isinstance(tests, list):
         _wrong(report, "tests", "top level", expect="a list")

@@ -174,11 +174,15 @@ def build_session_report(
     pytest_version: str,
     run_peaks: Mapping[str, int] | None = None,
     notes: Sequence[str] = (),
+    outcomes: Mapping[str, int] | None = None,
 ) -> SessionReport:
     """Build the report once, write the JSON, compare with the baseline, write the HTML.
     Never raises for a report problem; ``gpu_reason`` says why no GPU was measured;
-    ``run_peaks`` is each process's run RAM peak (``master``, ``gw0``, ...)."""
+    ``run_peaks`` is each process's run RAM peak (``master``, ``gw0``, ...); ``outcomes``
+    are pytest's own counts (errors included), for the HTML heading."""
     data = _report_data(settings, tests, gpu_reason, pytest_version, run_peaks)
+    if outcomes is not None:
+        data["outcomes"] = dict(outcomes)
     problems: list[str] = []
     failed = False
     json_error = None

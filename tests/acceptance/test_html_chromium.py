@@ -162,3 +162,62 @@ def test_selftest_catches_script_errors_and_blocked_loads(tmp_path: Path) -> Non
     assert any("nosuch is not defined" in e for e in result["errors"])
     assert any(e.startswith("blocked by CSP: img-src") for e in result["errors"])
     assert any(":CONSOLE" in line for line in log.splitlines())
+
+
+def test_issue_page_in_chromium_failures_first_counts_and_exact_peak(tmp_path: Path) -> None:
+    """The page a CPU-only suite gets: pytest's counts, failures first, file names kept in
+    the chart, no VRAM legend, the exact peak marked where the samples missed it."""
+    timeline = {
+        "t_s": [k * 0.05 for k in range(8)],
+        "rss_bytes": [
+            40 * MIB,
+            44 * MIB,
+            46 * MIB,
+            45 * MIB,
+            41 * MIB,
+            40 * MIB,
+            40 * MIB,
+            40 * MIB,
+        ],
+        "vram_bytes": {},
+    }
+    tests = [
+        make_test(
+            "tests/integration/models/test_transformer.py::TestTraining::test_step[bf16-64]",
+            ram_increase=56 * MIB,
+            ram_start=40 * MIB,
+            timeline=timeline,
+        ),
+        make_test(
+            "tests/unit/test_tokenizer.py::test_over_budget",
+            ram_increase=64 * MIB,
+            outcome="failed",
+            budgets=[make_budget("max_ram", 10 * MIB, 64 * MIB, False)],
+        ),
+        make_test("tests/unit/test_tokenizer.py::test_small", ram_increase=2 * MIB),
+    ]
+    tests[1]["budget_failed"] = True
+    report = make_report(tests)
+    report["outcomes"] = {"passed": 2, "failed": 1, "error": 1, "skipped": 1}
+    page = tmp_path / "issue.html"
+    write_html_atomic(page, render_html(report))
+    result, dom, _ = _selftest(tmp_path, page)
+    assert result["errors"] == []
+    assert "1 failed, 2 passed, 1 skipped, 1 error; 3 measured; 1 over budget" in dom
+    # Failures first as served (the self-test's clicks re-sort the DOM afterwards).
+    assert Page(page.read_text(encoding="utf-8")).rows[0]["nodeid"].endswith("test_over_budget")
+    assert "exact peak 96.00 MiB" in dom
+    shot = tmp_path / "issue.png"
+    _chromium(
+        tmp_path,
+        "--window-size=1280,1400",
+        "--hide-scrollbars",
+        f"--screenshot={shot}",
+        page.as_uri(),
+    )
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    artifacts = os.environ.get("HYPOMNESIS_ARTIFACT_DIR")
+    if artifacts:
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(shot, Path(artifacts) / "html-issue-page.png")

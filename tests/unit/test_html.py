@@ -161,7 +161,7 @@ def test_heavy_chart_shows_the_top_tests_only() -> None:
     report = make_report([make_test(f"t::n{i}", ram_increase=(i + 1) * MIB) for i in range(40)])
     text = render_html(report, heavy_top=5)
     chart = text[text.index('<svg class="heavy-chart"') : text.index("</svg>")]
-    assert chart.count("<rect") == 2 + 5  # two legend swatches, one RAM bar per test
+    assert chart.count("<rect") == 1 + 5  # the RAM legend swatch (no GPU), one bar per test
     assert "t::n39" in chart
     assert "t::n34" not in chart
 
