@@ -56,8 +56,8 @@ class Budget:
     absolute: bool = False
     device: int | None = None
     origin: Literal["marker", "option"] = "marker"
-    limit_text: str | None = None
-    """The limit as written, when a string (``"24 MB"``)."""
+    limit_text: str | None = dataclasses.field(default=None, compare=False)
+    """The limit as written, when a string (``"24 MB"``); not part of the budget's value."""
     source: str | None = None
     """A RAM budget's figure: ``rss`` or ``python``; ``None``: the session's default."""
 
@@ -155,12 +155,13 @@ def budgets_for(
         per_source: dict[str, Budget] = {}
         for mark in ram_marks:
             budget = _parse_mark(mark, item.nodeid)
-            budget = dataclasses.replace(budget, source=budget.source or ram_source)
-            assert budget.source is not None
-            per_source.setdefault(budget.source, budget)
+            if budget.source is None and ram_source != "rss":
+                budget = dataclasses.replace(budget, source=ram_source)
+            per_source.setdefault(budget.source or "rss", budget)
         budgets.extend(per_source.values())
     elif max_ram_bytes is not None:
-        budgets.append(Budget("max_ram", max_ram_bytes, origin="option", source=ram_source))
+        source = None if ram_source == "rss" else ram_source
+        budgets.append(Budget("max_ram", max_ram_bytes, origin="option", source=source))
     if vram_marks:
         budgets.extend(_closest_per_device(vram_marks, item.nodeid))
     elif max_vram_bytes is not None:
@@ -188,8 +189,8 @@ def _record(
     }
     if budget.limit_text is not None:
         record["limit_text"] = budget.limit_text
-    if budget.kind == "max_ram" and budget.source is not None:
-        record["source"] = budget.source
+    if budget.kind == "max_ram":
+        record["source"] = budget.source or "rss"
     return record
 
 

@@ -278,6 +278,8 @@ def fit_table(
     def others_width() -> int:
         return sum(cell_width(i) + 2 for i in keep if i != 0)
 
+    if cell_width(0) + others_width() <= width:
+        return header, rows, right, dropped
     for title in ("VRAM peak", "VRAM increase"):
         if title in header:
             i = header.index(title)

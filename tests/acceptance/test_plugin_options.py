@@ -216,7 +216,7 @@ def test_markers_registered_without_measuring_and_plugin_can_be_disabled(
     )
     pytester.runpytest("--strict-markers").assert_outcomes(passed=1, warnings=0)
     result = pytester.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.max_ram(limit, *, absolute=False):*"])
+    result.stdout.fnmatch_lines(["@pytest.mark.max_ram(limit, *, absolute=False, source='rss'):*"])
     # A subprocess: pytest caches known marker names in-process across runs.
     disabled = pytester.runpytest_subprocess("-p", "no:hypomnesis", "--strict-markers")
     disabled.stdout.fnmatch_lines(["*'max_ram' not found in `markers` configuration option*"])
