@@ -69,7 +69,8 @@ def test_reuse(warm_heap):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_heap_reuse_is_said_when_rss_passes_on_near_zero(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_reuse=REUSE)
-    result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=r.json")
+    # A subprocess: mallopt changes the allocator for the rest of the process's life.
+    result = pytester.runpytest_subprocess("--hypomnesis", "--hypomnesis-json=r.json")
     result.assert_outcomes(failed=1)
     (test,) = json.loads((pytester.path / "r.json").read_text())["tests"]
     by_source = {b["source"]: b for b in test["budgets"]}
