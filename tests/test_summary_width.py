@@ -87,7 +87,7 @@ import pytest
 @pytest.mark.parametrize("case", ["float32-b64", "bfloat16-b64"])
 @pytest.mark.max_ram("1GiB")
 def test_training_step(case):
-    blob = b"x" * (24 << 20)
+    blob = b"x" * (40 << 20)  # above glibc's largest mmap threshold: no lasting effect
 """
 
 
