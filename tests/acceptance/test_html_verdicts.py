@@ -10,7 +10,8 @@ import re
 import pytest
 
 from pytest_hypomnesis.report.html import chart_label, heading_counts, render_html
-from tests.helpers.reports import GIB, MIB, make_budget, make_report, make_test
+from tests.helpers.reports import make_budget, make_report, make_test
+from tests.helpers.units import GIB, MIB
 
 PLUGIN_RUN = """
 import time
