@@ -86,7 +86,10 @@ def short_repr(text: object) -> str:
         if digits is None or digits > 40:
             return f"<an integer of {digits or 'thousands of'} digits>"
         return repr(text)
-    return clip(repr(text))
+    try:
+        return clip(repr(text))
+    except Exception as exc:  # a user object whose __repr__ raises: name it, not a traceback
+        return f"<{type(text).__name__} object (repr failed: {type(exc).__name__})>"
 
 
 def clip(text: str, limit: int = 60) -> str:

@@ -99,6 +99,8 @@ def _check_output_path(path: str) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise UsageError(f"--html {path}: directory {parent} does not exist")
+    if os.path.isdir(path):
+        raise UsageError(f"--html {path}: is a directory, expected a file path")
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:

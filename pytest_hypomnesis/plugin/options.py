@@ -353,6 +353,9 @@ def _path(config: pytest.Config, dest: str, *, writable: bool) -> str | None:
         parent = os.path.dirname(path)
         if not os.path.isdir(parent):
             raise _usage(origin, value, f"directory {parent} does not exist")
+        # Caught here, not after every test ran and the write failed.
+        if os.path.isdir(path):
+            raise _usage(origin, value, f"{path} is a directory: expected a file path")
     return path
 
 
@@ -394,6 +397,12 @@ def resolve(config: pytest.Config) -> Settings:
     json_path = _path(config, "hypomnesis_json", writable=True)
     html_path = _path(config, "hypomnesis_html", writable=True)
     compare_path = _path(config, "hypomnesis_compare", writable=False)
+    if json_path is not None and json_path == html_path:
+        # One report would silently replace the other.
+        raise pytest.UsageError(
+            f"--hypomnesis-json and --hypomnesis-html name the same file ({json_path}): "
+            "give each report its own path"
+        )
 
     top = DEFAULT_TOP
     top_value, top_origin = _raw(config, "hypomnesis_top")

@@ -50,6 +50,7 @@ __all__ = [
     "format_comparison",
     "load_baseline",
     "metric_bytes",
+    "not_compared_lines",
     "parse_fail_exprs",
 ]
 
@@ -258,6 +259,9 @@ class Comparison:
     only_in_new: tuple[str, ...]
     warnings: tuple[str, ...]
     thresholds: tuple[Threshold, ...]
+    # (threshold text, node id, which side had no figure) for every check a threshold asked
+    # for but an unknown figure prevented: a gate must say what it did not check.
+    not_compared: tuple[tuple[str, str, str], ...] = ()
     _by_nodeid: dict[str, ComparedTest] = field(default_factory=dict, repr=False)
     _regressed: frozenset[tuple[str, str]] = field(default=frozenset(), repr=False)
 
@@ -321,6 +325,7 @@ def compare(
     after_all = _figures_by_nodeid(new, "new report")
     rows: list[ComparedTest] = []
     regressions: list[Regression] = []
+    not_compared: list[tuple[str, str, str]] = []
     for nodeid, after in after_all.items():
         before = before_all.get(nodeid)
         if before is None:
@@ -330,6 +335,10 @@ def compare(
         for threshold in limits:
             change = changes[threshold.metric]
             if change.before_bytes is None or change.after_bytes is None:
+                side = "the baseline" if change.before_bytes is None else "this run"
+                if change.before_bytes is None and change.after_bytes is None:
+                    side = "both reports"
+                not_compared.append((threshold.text, nodeid, side))
                 continue
             if threshold.exceeded(change.before_bytes, change.after_bytes, noise_floor_bytes):
                 regressions.append(Regression(nodeid, change, threshold))
@@ -340,6 +349,7 @@ def compare(
         only_in_new=tuple(n for n in after_all if n not in before_all),
         warnings=tuple(_settings_warnings(base, new)),
         thresholds=limits,
+        not_compared=tuple(not_compared),
         _by_nodeid={r.nodeid: r for r in rows},
         _regressed=frozenset((r.nodeid, r.change.metric) for r in regressions),
     )
@@ -374,6 +384,18 @@ def _listing(title: str, nodeids: Sequence[str], max_listed: int | None) -> list
     return lines
 
 
+def not_compared_lines(not_compared: Sequence[tuple[str, str, str]]) -> list[str]:
+    """One line per threshold and side: ``not compared: vram:0B for 2 tests (unknown in this
+    run)``, so "no regression" never stands for checks that were not made."""
+    counts: dict[tuple[str, str], int] = {}
+    for text, _nodeid, side in not_compared:
+        counts[(text, side)] = counts.get((text, side), 0) + 1
+    return [
+        f"not compared: {text} for {n} test{'s' if n != 1 else ''} (unknown in {side})"
+        for (text, side), n in counts.items()
+    ]
+
+
 def format_comparison(comparison: Comparison, *, max_listed: int | None = 20) -> list[str]:
     """Readable lines: a verdict, warnings, one line per regression, then the tests found
     on one side only (at most ``max_listed`` each; ``None`` lists all)."""
@@ -385,6 +407,7 @@ def format_comparison(comparison: Comparison, *, max_listed: int | None = 20) ->
         f"with the baseline ({limits}): {verdict}"
     ]
     lines.extend(f"warning: {w}" for w in comparison.warnings)
+    lines.extend(not_compared_lines(comparison.not_compared))
     for reg in comparison.regressions:
         lines.append(
             f"{printable(reg.nodeid)}  {reg.change.metric} {format_change(reg.change)} "

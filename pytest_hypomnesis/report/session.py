@@ -200,6 +200,14 @@ def build_session_report(
             problems.append(f"hypomnesis: warning: cannot compare with the baseline: {exc}")
         if comparison is not None and comparison.failed:
             failed = True
+        if comparison is not None and comparison.not_compared and settings.strict:
+            # Under --hypomnesis-strict a check the gate could not make fails like a budget
+            # that could not be checked.
+            problems.append(
+                "hypomnesis: error: --hypomnesis-strict: the baseline gate could not compare "
+                f"{len(comparison.not_compared)} figure(s) (unknown on one side)"
+            )
+            failed = True
     if settings.html_path is not None:
         problem = _write_html(settings.html_path, data, baseline, comparison)
         if problem is not None:

@@ -98,14 +98,21 @@ def _comparison(
         return
     if not section_open and verbosity > -2:
         tr.write_sep("=", "hypomnesis")
-    from pytest_hypomnesis.report.compare import format_comparison  # loads only for a gate
+    from pytest_hypomnesis.report.compare import (  # loads only for a gate
+        format_comparison,
+        not_compared_lines,
+    )
 
     lines = format_comparison(comparison, max_listed=None if verbosity >= 1 else 20)
-    warned = 1 + len(comparison.warnings)
+    unchecked = len(not_compared_lines(comparison.not_compared))
+    warned = 1 + len(comparison.warnings) + unchecked
     regressed = warned + len(comparison.regressions)
     for i, line in enumerate(lines):
         if i == 0:
-            tr.write_line(line, red=comparison.failed, green=not comparison.failed)
+            clean = not comparison.failed and not unchecked
+            tr.write_line(
+                line, red=comparison.failed, green=clean, yellow=not comparison.failed and not clean
+            )
         else:
             tr.write_line(line, yellow=i < warned, red=warned <= i < regressed)
 
