@@ -10,7 +10,8 @@ import pytest
 
 from pytest_hypomnesis.cli import main as hmn_main
 from pytest_hypomnesis.report.compare import compare, format_comparison, parse_fail_exprs
-from tests.helpers.reports import GIB, make_report, make_test, write_report
+from tests.helpers.reports import make_report, make_test, write_report
+from tests.helpers.units import GIB
 
 
 def test_unknown_on_either_side_is_listed_as_not_compared() -> None:
