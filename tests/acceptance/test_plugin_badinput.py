@@ -75,8 +75,9 @@ def test_json_report_is_readable_by_others(pytester: pytest.Pytester) -> None:
 
 
 def test_a_report_that_cannot_be_written_fails_the_run(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_a=PASSING)
-    (pytester.path / "taken.json").mkdir()  # a directory where the file should go
+    # A directory that appears where the file should go after the options were checked
+    # (one there from the start is a usage error before any test runs).
+    pytester.makepyfile(test_a="import os\n\ndef test_ok():\n    os.mkdir('taken.json')\n")
     result = pytester.runpytest("--hypomnesis-json=taken.json")
     result.assert_outcomes(passed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
