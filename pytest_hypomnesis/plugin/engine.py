@@ -235,8 +235,13 @@ class Engine:
                 counted, count_reasons = chain.counted_devices()
                 if counted is None:
                     reason = "; ".join(dict.fromkeys(count_reasons)) or "no GPU backend answered"
-                    if chain.snapshot_now(0).gpu_device is not None:
+                    snapshot = chain.snapshot_now(0)
+                    if snapshot.gpu_device is not None:
                         reason += " (nvidia-smi sees the GPU, but gives no per-process figure)"
+                    elif snapshot.gpu_unavailable_reason:
+                        # Every backend's own words (nvidia-smi's "couldn't communicate with
+                        # the NVIDIA driver" beside NVML's "Driver Not Loaded").
+                        reason = snapshot.gpu_unavailable_reason
                     retry = True
                 else:
                     reason = "no GPU visible (the driver counts 0 devices)"

@@ -193,7 +193,10 @@ def _run(args: list[str]) -> str:
         raise BackendFailure(BACKEND, _hung_reason) from None
     stdout: str = out.decode("utf-8", errors="replace")
     if proc.returncode != 0:
+        # nvidia-smi prints its own failures ("NVIDIA-SMI has failed because it couldn't
+        # communicate with the NVIDIA driver. ...") on stdout, not stderr.
         first = err.decode("utf-8", errors="replace").strip().splitlines()
+        first = first or stdout.strip().splitlines()
         detail = f": {first[0].strip()}" if first else ""
         if proc.returncode < 0:
             raise BackendFailure(BACKEND, f"killed by signal {-proc.returncode}{detail}")

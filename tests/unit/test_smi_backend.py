@@ -196,8 +196,16 @@ def test_nonzero_exit_reports_first_stderr_line(fake_smi: FakeSmi) -> None:
 
 
 @posix_only
-def test_nonzero_exit_without_stderr(fake_smi: FakeSmi) -> None:
+def test_nonzero_exit_without_stderr_carries_the_first_stdout_line(fake_smi: FakeSmi) -> None:
+    # The real nvidia-smi prints "NVIDIA-SMI has failed because ..." on stdout.
     fake_smi.set_apps("1, x, 2", exit_code=3)
+    with pytest.raises(BackendFailure) as info:
+        smi.list_processes(0)
+    assert info.value.reason == "exited with status 3: 1, x, 2"
+
+
+def test_nonzero_exit_without_any_output(fake_smi: FakeSmi) -> None:
+    fake_smi.set_apps("", exit_code=3)
     with pytest.raises(BackendFailure) as info:
         smi.list_processes(0)
     assert info.value.reason == "exited with status 3"
