@@ -403,7 +403,13 @@ def test_a_test_that_closes_fds_does_not_break_later_tests(pytester: pytest.Pyte
     )
     # -s: the test closes pytest's own capture fds too.
     result = pytester.runpytest_subprocess(
-        "-s", "--hypomnesis", "--hypomnesis-json=out.json", "-p", "no:faulthandler"
+        "-s",
+        "--hypomnesis",
+        "--hypomnesis-json=out.json",
+        "-p",
+        "no:faulthandler",
+        "-p",
+        "no:randomly",  # the second test reads what the first left
     )
     result.assert_outcomes(passed=2)
     data = json.loads((pytester.path / "out.json").read_text(encoding="utf-8"))
