@@ -22,10 +22,7 @@ from collections.abc import Callable, Sequence
 
 __all__ = ["FIXES", "blind_reason"]
 
-FIXES = (
-    "run the container with --pid=host (Kubernetes: hostPID: true), use a driver >= 565, "
-    "or pass --hypomnesis-vram-source=device on a CI job that owns its GPU"
-)
+FIXES = "run the container with --pid=host (Kubernetes: hostPID: true) or use a driver >= 565"
 
 
 def _absent(pids: Sequence[int]) -> list[int]:

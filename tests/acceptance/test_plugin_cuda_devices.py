@@ -198,7 +198,7 @@ def test_container_without_host_pids_is_unavailable_not_zero(
         [
             f"hypomnesis: per-process VRAM unavailable: NVML cannot see this process on GPU 0: "
             f"it lists PIDs of another PID namespace ({host_pid}) and not this one's (*)*"
-            "--pid=host (Kubernetes: hostPID: true), use a driver >= 565*",
+            "--pid=host (Kubernetes: hostPID: true) or use a driver >= 565*",
             "*max_vram*not checked*NVML cannot see this process*",
         ]
     )
