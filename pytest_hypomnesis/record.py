@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Literal, TypedDict
 
 __all__ = [
+    "AllocatorDeviceRecord",
     "AttemptRecord",
     "BudgetRecord",
     "BudgetStatus",
@@ -27,9 +28,11 @@ __all__ = [
     "TimelineRecord",
     "VramDeviceRecord",
     "VramRecord",
+    "allocator_total_bytes",
     "attempt_count",
     "budget_failed",
     "budget_status",
+    "cuda_context_total_bytes",
     "heaviness",
     "heaviness_key",
     "increase",
@@ -73,6 +76,22 @@ class _RequiredDeviceFields(TypedDict):
     increase_bytes: int | None
     device_used_peak_bytes: int | None
     samples: int
+    cuda_context_bytes: int | None
+    gross_increase_bytes: int | None
+
+
+class AllocatorDeviceRecord(TypedDict):
+    """One framework allocator on one device over the span (docs/metrics.md):
+    allocated bytes at start, peak, end; ``peak_method`` ``counter`` (the framework's
+    own peak counter rose in the span: exact), ``sampled`` (on the sampler's beat) or
+    ``reset`` (``--hypomnesis-torch-reset-peak``: exact)."""
+
+    start_bytes: int
+    peak_bytes: int
+    end_bytes: int | None
+    increase_bytes: int
+    reserved_peak_bytes: int | None
+    peak_method: str
 
 
 class VramDeviceRecord(_RequiredDeviceFields, total=False):
@@ -81,7 +100,9 @@ class VramDeviceRecord(_RequiredDeviceFields, total=False):
     ``samples`` counts the readings that succeeded, ``failed_samples`` those that failed
     (GPU lost, query not supported, a 2^64-1 or above-total figure, a hung call); with any
     failure every figure is ``None`` and ``unavailable_reason`` says why. Reports written
-    before these two fields existed lack them."""
+    before these two fields existed lack them. ``increase_bytes`` is net of a CUDA context
+    created in the span (``cuda_context_bytes``, else ``None``); ``gross_increase_bytes``
+    keeps it in (also absent from older reports)."""
 
     failed_samples: int
     unavailable_reason: str | None
@@ -90,12 +111,15 @@ class VramDeviceRecord(_RequiredDeviceFields, total=False):
 class VramRecord(TypedDict):
     """``devices`` is keyed by the device index as a string; empty without a GPU.
     ``torch_peak_allocated_bytes`` (keyed by torch's CUDA index) is ``None`` unless
-    PyTorch was imported and had initialised CUDA."""
+    PyTorch was imported and had initialised CUDA. ``allocators`` (framework name →
+    framework device index → figures) is ``None`` unless torch, CuPy or JAX was loaded
+    with memory on a GPU; older reports lack it."""
 
     source: str | None
     devices: dict[str, VramDeviceRecord]
     torch_peak_allocated_bytes: dict[str, int] | None
     unavailable_reason: str | None
+    allocators: dict[str, dict[str, AllocatorDeviceRecord]] | None
 
 
 class _RequiredBudgetFields(TypedDict):
@@ -107,15 +131,18 @@ class _RequiredBudgetFields(TypedDict):
     device: int | None
     origin: Literal["marker", "option"]
     message: str | None
+    source: str | None
+    """The source asked for: ``max_vram`` ``auto``, ``driver`` or ``allocator``;
+    ``max_ram`` ``rss`` or ``python``. Reports older than budget sources lack it."""
+    figure: str | None
+    """Which figure was judged (``driver`` or ``allocator``); ``None`` when none was."""
 
 
 class BudgetRecord(_RequiredBudgetFields, total=False):
     """One budget and its verdict; ``passed`` is ``None`` when it could not be checked.
-    ``limit_text`` is the marker's limit as written, when it was a string; ``source``
-    what a RAM budget judged: ``rss`` or ``python`` (absent: ``rss``)."""
+    ``limit_text`` is the marker's limit as written, when it was a string."""
 
     limit_text: str
-    source: str
 
 
 class TimelineRecord(TypedDict):
@@ -207,14 +234,20 @@ def vram_device_record(
     end: int | None,
     device_used_peak: int | None,
     samples: int,
+    cuda_context: int | None = None,
 ) -> VramDeviceRecord:
+    """``cuda_context``: the CUDA context created in the span, left out of the increase."""
+    gross = increase(start, peak)
+    net = gross if gross is None or cuda_context is None else max(gross - cuda_context, 0)
     return {
         "start_bytes": start,
         "peak_bytes": peak,
         "end_bytes": end,
-        "increase_bytes": increase(start, peak),
+        "increase_bytes": net,
         "device_used_peak_bytes": device_used_peak,
         "samples": samples,
+        "cuda_context_bytes": cuda_context,
+        "gross_increase_bytes": gross,
     }
 
 
@@ -223,12 +256,14 @@ def vram_record(
     devices: dict[str, VramDeviceRecord],
     torch: dict[str, int] | None,
     reason: str | None,
+    allocators: dict[str, dict[str, AllocatorDeviceRecord]] | None = None,
 ) -> VramRecord:
     return {
         "source": source,
         "devices": devices,
         "torch_peak_allocated_bytes": torch,
         "unavailable_reason": reason,
+        "allocators": allocators,
     }
 
 
@@ -279,6 +314,33 @@ def vram_total_bytes(vram: VramRecord, figure: DeviceFigure) -> int | None:
             return None
         total += value
     return total
+
+
+def cuda_context_total_bytes(vram: VramRecord) -> int | None:
+    """The CUDA context created in the span, summed over the devices where one was;
+    ``None`` when none was (older records lack the field)."""
+    found = [d.get("cuda_context_bytes") for d in vram["devices"].values()]
+    known = [v for v in found if v is not None]
+    return sum(known) if known else None
+
+
+def allocator_total_bytes(
+    vram: VramRecord, figure: Literal["peak_bytes", "increase_bytes"], device: int | None
+) -> tuple[int | None, list[int], list[str]]:
+    """The framework allocators' ``figure`` summed over frameworks and their devices (or
+    on ``device`` only), the device indices it covers, and the frameworks' names;
+    ``(None, [], [])`` when no framework has a figure there."""
+    total, devices, names = 0, set(), []
+    for name, by_device in (vram.get("allocators") or {}).items():
+        for key, figures in by_device.items():
+            if device is None or key == str(device):
+                total += figures[figure]
+                devices.add(int(key))
+                if name not in names:
+                    names.append(name)
+    if not names:
+        return None, [], []
+    return total, sorted(devices), names
 
 
 def vram_peak_bytes(record: SpanRecord | MeasuredTestRecord) -> int | None:

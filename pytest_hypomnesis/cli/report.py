@@ -59,6 +59,7 @@ def render(reports: Sequence[LoadedReport], *, top: int, verbose: bool = False) 
     """Header line(s), then the one merged table."""
     from pytest_hypomnesis.report.table import (
         header_line,
+        header_notes,
         not_checked_lines,
         summary_lines,
         unit_note,
@@ -72,6 +73,8 @@ def render(reports: Sequence[LoadedReport], *, top: int, verbose: bool = False) 
     else:
         # Shards from different machines or settings: say which header is whose.
         lines = [f"{text} [{', '.join(srcs)}]" for text, srcs in headers.items()]
+    for note in dict.fromkeys(n for rep in reports for n in header_notes(rep.data)):
+        lines.append(note)
     tests: list[MeasuredTestRecord] = []  # load_report validated every record
     sources: list[str] = []
     for rep in reports:
@@ -84,8 +87,8 @@ def render(reports: Sequence[LoadedReport], *, top: int, verbose: bool = False) 
     table = summary_lines(
         tests, top=top, verbose=verbose, sources=sources if len(reports) > 1 else None
     )
-    note = unit_note(tests)
-    return lines + ([note] if note else []) + not_checked_lines(tests) + table
+    unit = unit_note(tests)
+    return lines + ([unit] if unit else []) + not_checked_lines(tests) + table
 
 
 def merged(reports: Sequence[LoadedReport]) -> dict[str, Any]:

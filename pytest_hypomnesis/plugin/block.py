@@ -41,6 +41,10 @@ class DeviceFigures:
     failed_samples: int = 0
     """Readings that failed; with any, every figure above is ``None``."""
     unavailable_reason: str | None = None
+    cuda_context_bytes: int | None = None
+    """A CUDA context created in the block, left out of ``increase_bytes``."""
+    gross_increase_bytes: int | None = None
+    """The increase with that context in."""
 
 
 class MeasuredBlock:

@@ -19,7 +19,13 @@ from pytest_hypomnesis._units import (
 )
 from pytest_hypomnesis.plugin.markers import MARKERS
 from pytest_hypomnesis.plugin.options import MAX_DEVICE_INDEX
-from pytest_hypomnesis.record import BudgetRecord, SpanRecord, vram_total_bytes
+from pytest_hypomnesis.record import (
+    BudgetRecord,
+    SpanRecord,
+    VramRecord,
+    allocator_total_bytes,
+    vram_total_bytes,
+)
 
 __all__ = [
     "MARKERS",
@@ -32,10 +38,16 @@ __all__ = [
 
 Kind = Literal["max_ram", "max_vram"]
 
+VRAM_SOURCES = ("auto", "driver", "allocator")
+"""``max_vram(source=...)``: which figure is judged (docs/metrics.md, "VRAM budget sources")."""
+
 _FORMS: dict[str, str] = {
     "max_ram": 'max_ram("512MiB"), max_ram(536870912), max_ram("1.5 GB", absolute=True), '
     'max_ram("64MiB", source="python")',
-    "max_vram": 'max_vram("2GiB"), max_vram("2GiB", device=0), max_vram("8GiB", absolute=True)',
+    "max_vram": (
+        'max_vram("2GiB"), max_vram("2GiB", device=0), max_vram("8GiB", absolute=True), '
+        'max_vram("1GiB", source="allocator")'
+    ),
 }
 
 
@@ -59,7 +71,8 @@ class Budget:
     limit_text: str | None = dataclasses.field(default=None, compare=False)
     """The limit as written, when a string (``"24 MB"``); not part of the budget's value."""
     source: str | None = None
-    """A RAM budget's figure: ``rss`` or ``python``; ``None``: the session's default."""
+    """``max_ram``: ``rss`` or ``python`` (``None``: the session's default, ``rss``);
+    ``max_vram``: ``driver`` or ``allocator`` (``None``: ``auto``, the larger)."""
 
     @property
     def traced(self) -> bool:
@@ -74,7 +87,7 @@ def _call_text(mark: pytest.Mark) -> str:
     return f"{mark.name}({', '.join(parts)})"
 
 
-def _parse_mark(mark: pytest.Mark, nodeid: str) -> Budget:
+def _parse_mark(mark: pytest.Mark, nodeid: str, vram_source: str = "auto") -> Budget:
     name = mark.name
 
     def bad(problem: str) -> BudgetError:
@@ -93,7 +106,7 @@ def _parse_mark(mark: pytest.Mark, nodeid: str) -> Budget:
         raise bad("missing the limit")
     else:
         raise bad(f"takes one limit, got {len(mark.args)} positional arguments")
-    allowed = {"absolute", "device"} if name == "max_vram" else {"absolute", "source"}
+    allowed = {"absolute", "device", "source"} if name == "max_vram" else {"absolute", "source"}
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
         raise bad(f"unknown keyword {unknown[0]!r}")
@@ -111,22 +124,35 @@ def _parse_mark(mark: pytest.Mark, nodeid: str) -> Budget:
             f"device must be a CUDA ordinal (0, 1, ... as in cuda:N) or None, not "
             f"{short_repr(device)}"
         )
+    source = kwargs.get("source")
+    if name == "max_vram" and source is not None and source not in VRAM_SOURCES:
+        raise bad(f"source must be 'auto', 'driver' or 'allocator', not {short_repr(source)}")
     try:
         limit_bytes = parse_size(limit)
     except SizeError as exc:
         raise bad(f"{exc}".replace(f"; expected {SIZE_FORMS}", "")) from None
-    source = kwargs.get("source")
-    if source is not None and source not in ("rss", "python"):
-        raise bad(f"source must be 'rss' or 'python', not {short_repr(source)}")
-    kind: Kind = "max_ram" if name == "max_ram" else "max_vram"
     text = limit if isinstance(limit, str) else None
-    return Budget(kind, limit_bytes, absolute, device, "marker", text, source)
+    if name == "max_ram":
+        if source is not None and source not in ("rss", "python"):
+            raise bad(f"source must be 'rss' or 'python', not {short_repr(source)}")
+        return Budget("max_ram", limit_bytes, absolute, device, "marker", text, source)
+    return Budget(
+        "max_vram", limit_bytes, absolute, device, "marker", text, _source(source, vram_source)
+    )
 
 
-def _closest_per_device(marks: Iterable[pytest.Mark], nodeid: str) -> list[Budget]:
+def _source(marker: str | None, default: str) -> str | None:
+    """The source a ``max_vram`` budget judges; ``None`` is ``auto``, the default."""
+    chosen = marker or default
+    return None if chosen == "auto" else chosen
+
+
+def _closest_per_device(
+    marks: Iterable[pytest.Mark], nodeid: str, vram_source: str
+) -> list[Budget]:
     chosen: dict[int | None, Budget] = {}
     for mark in marks:  # closest first: a function's marker beats its class's and module's
-        budget = _parse_mark(mark, nodeid)
+        budget = _parse_mark(mark, nodeid, vram_source)
         chosen.setdefault(budget.device, budget)
     return list(chosen.values())
 
@@ -137,10 +163,12 @@ def budgets_for(
     max_ram_bytes: int | None,
     max_vram_bytes: int | None,
     ram_source: str = "rss",
+    vram_source: str = "auto",
 ) -> list[Budget]:
     """The budgets of one test; raises ``BudgetError`` for a bad marker argument.
     ``ram_source`` is what a RAM budget without ``source=`` judges. The closest RAM
-    marker wins per source, so one test may carry an RSS and a Python budget."""
+    marker wins per source, so one test may carry an RSS and a Python budget.
+    ``vram_source`` is ``--hypomnesis-vram-budget-source``, for markers without one."""
     # One walk over the node chain (closest first) instead of one per marker name.
     ram_marks: list[pytest.Mark] = []
     vram_marks: list[pytest.Mark] = []
@@ -163,9 +191,11 @@ def budgets_for(
         source = None if ram_source == "rss" else ram_source
         budgets.append(Budget("max_ram", max_ram_bytes, origin="option", source=source))
     if vram_marks:
-        budgets.extend(_closest_per_device(vram_marks, item.nodeid))
+        budgets.extend(_closest_per_device(vram_marks, item.nodeid, vram_source))
     elif max_vram_bytes is not None:
-        budgets.append(Budget("max_vram", max_vram_bytes, origin="option"))
+        budgets.append(
+            Budget("max_vram", max_vram_bytes, origin="option", source=_source(None, vram_source))
+        )
     return budgets
 
 
@@ -175,7 +205,11 @@ def _what(budget: Budget, scope: str) -> str:
 
 
 def _record(
-    budget: Budget, measured: int | None, passed: bool | None, message: str | None
+    budget: Budget,
+    measured: int | None,
+    passed: bool | None,
+    message: str | None,
+    figure: str | None = None,
 ) -> BudgetRecord:
     record: BudgetRecord = {
         "kind": budget.kind,
@@ -186,12 +220,56 @@ def _record(
         "device": budget.device,
         "origin": budget.origin,
         "message": message,
+        "source": budget.source or ("auto" if budget.kind == "max_vram" else "rss"),
+        "figure": figure,
     }
     if budget.limit_text is not None:
         record["limit_text"] = budget.limit_text
-    if budget.kind == "max_ram":
-        record["source"] = budget.source or "rss"
     return record
+
+
+_NO_ALLOCATOR = "no framework allocator figure (torch, CuPy or JAX with GPU memory)"
+
+
+def _gpus(indices: list[str]) -> str:
+    return f"VRAM on GPU{'s' if len(indices) > 1 else ''} {', '.join(sorted(indices, key=int))}"
+
+
+def _judge_vram(
+    budget: Budget, vram: VramRecord, field: Literal["peak_bytes", "increase_bytes"]
+) -> tuple[int | None, str, str, str, str | None]:
+    """Measured bytes, where, which source, why unknown, and which figure was judged:
+    the driver's, the allocators', or (``auto``) the larger of the two."""
+    watched = vram["devices"]
+    if budget.device is None:
+        driver = vram_total_bytes(vram, field)
+        gpus = list(watched)
+    else:
+        one = watched.get(str(budget.device))
+        driver = None if one is None else one[field]
+        gpus = [] if one is None else [str(budget.device)]
+    if budget.device is not None and watched and str(budget.device) not in watched:
+        listed = ", ".join(sorted(watched, key=int))
+        reason = f"GPU {budget.device} is not watched (watched: {listed})"
+    else:
+        # The device's own reason (GPU lost mid-test...) before the record's summary.
+        own = watched.get(str(budget.device)) if budget.device is not None else None
+        own_reason = None if own is None else own.get("unavailable_reason")
+        reason = own_reason or vram["unavailable_reason"] or "no per-process VRAM reading"
+    want = budget.source or "auto"
+    allocator: int | None = None
+    alloc_devices: list[int] = []
+    names: list[str] = []
+    if want != "driver":
+        allocator, alloc_devices, names = allocator_total_bytes(vram, field, budget.device)
+    if want == "allocator":
+        if allocator is None:
+            return None, "", "", _NO_ALLOCATOR, None  # never the driver's figure instead
+    elif allocator is None or (driver is not None and driver >= allocator):
+        source = (vram["source"] or "unknown").upper().replace("NVIDIA_SMI", "nvidia-smi")
+        return driver, _gpus(gpus), source, reason, None if driver is None else "driver"
+    where = _gpus([str(i) for i in alloc_devices])
+    return allocator, where, f"{'/'.join(names)} allocator", reason, "allocator"
 
 
 def _judge_one(budget: Budget, span: SpanRecord, *, scope: str, strict: bool) -> BudgetRecord:
@@ -199,6 +277,7 @@ def _judge_one(budget: Budget, span: SpanRecord, *, scope: str, strict: bool) ->
     field: Literal["peak_bytes", "increase_bytes"] = (
         "peak_bytes" if budget.absolute else "increase_bytes"
     )
+    figure: str | None = None
     if budget.traced:
         ram = span["ram"]
         measured = (
@@ -210,25 +289,7 @@ def _judge_one(budget: Budget, span: SpanRecord, *, scope: str, strict: bool) ->
         measured = span["ram"][field]
         where, source, reason = "RAM", "RSS", "RSS could not be read"
     else:
-        vram = span["vram"]
-        watched = vram["devices"]
-        if budget.device is None:
-            measured = vram_total_bytes(vram, field)
-            gpus = list(watched)
-        else:
-            one = watched.get(str(budget.device))
-            measured = None if one is None else one[field]
-            gpus = [] if one is None else [str(budget.device)]
-        where = f"VRAM on GPU{'s' if len(gpus) > 1 else ''} {', '.join(sorted(gpus, key=int))}"
-        source = (vram["source"] or "unknown").upper().replace("NVIDIA_SMI", "nvidia-smi")
-        if budget.device is not None and watched and str(budget.device) not in watched:
-            listed = ", ".join(sorted(watched, key=int))
-            reason = f"GPU {budget.device} is not watched (watched: {listed})"
-        else:
-            # The device's own reason (GPU lost mid-test...) before the record's summary.
-            own = watched.get(str(budget.device)) if budget.device is not None else None
-            own_reason = None if own is None else own.get("unavailable_reason")
-            reason = own_reason or vram["unavailable_reason"] or "no per-process VRAM reading"
+        measured, where, source, reason, figure = _judge_vram(budget, span["vram"], field)
     if measured is None:
         if strict:
             return _record(
@@ -239,12 +300,12 @@ def _judge_one(budget: Budget, span: SpanRecord, *, scope: str, strict: bool) ->
             )
         return _record(budget, None, None, f"{budget.kind}: not checked: {reason}")
     if measured <= budget.limit_bytes:
-        return _record(budget, measured, True, None)
+        return _record(budget, measured, True, None, figure)
     message = (
         f"{budget.kind}: test used {format_bytes_iec(measured)} {where} "
         f"({_what(budget, scope)}, {source}) > limit {limit_text}"
     )
-    return _record(budget, measured, False, message)
+    return _record(budget, measured, False, message, figure)
 
 
 def judge(

@@ -2,7 +2,8 @@
 
 One ``Engine`` per process (per xdist worker). Spans nest: a test's span and any
 ``memory_report()`` block inside it are measured at once; resetting the RAM high-water
-mark or torch's peak for an inner span first folds the running peak into every open one.
+mark (or, opted in, torch's peak counters) for an inner span first folds the running peak
+into every open one. Framework allocators (plugin/frameworks.py) are read with the VRAM.
 
 VRAM is read at span start and end, and in between by ONE background thread, started
 the first time a span needs it; it parks itself on an event after ten intervals with no
@@ -14,13 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
+from pytest_hypomnesis.plugin import frameworks
+from pytest_hypomnesis.plugin.frameworks import AllocatorReading
 from pytest_hypomnesis.plugin.timeline import TimelineRecorder
 from pytest_hypomnesis.probe import chain
 from pytest_hypomnesis.probe.cuda_devices import VisibleDevices
@@ -29,6 +31,7 @@ from pytest_hypomnesis.probe.rampeak import RamPeakMeter, lifetime_peak_bytes
 from pytest_hypomnesis.probe.readings import VramReading
 from pytest_hypomnesis.probe.rss import process_rss
 from pytest_hypomnesis.record import (
+    AllocatorDeviceRecord,
     RamRecord,
     SpanRecord,
     TimelineRecord,
@@ -73,8 +76,16 @@ class _DeviceTrack:
     failure: str | None = None
     """The first failed reading's reason: with any failure the span's figures are unknown."""
     device_used_missing: int = 0
+    context_pending: bool = False
+    """The span began with no CUDA context here (0 bytes): the first figure above 0 is
+    the context being created."""
+    cuda_context_bytes: int | None = None
+    detect_context: bool = True
+    """False for a ``FakeGpu`` device: it models allocations, not a driver's context."""
 
-    def add(self, reading: VramReading, *, final: bool = False) -> None:
+    def add(
+        self, reading: VramReading, *, final: bool = False, reserved_bytes: int | None = None
+    ) -> None:
         used = reading.process_used_bytes
         if used is None:
             # A reading that failed mid-span: the figures from the others would understate
@@ -85,6 +96,15 @@ class _DeviceTrack:
         else:
             if self.start_bytes is None:
                 self.start_bytes = used
+                self.context_pending = used == 0 and self.detect_context
+            elif self.context_pending and used > 0:
+                # The first reading after the context appeared holds the context plus
+                # whatever the framework reserved by then; its own figure takes that out.
+                # Without a framework figure the split is unknowable (the first reading
+                # may be mostly the test's own memory): nothing is set apart then.
+                self.context_pending = False
+                if reserved_bytes is not None:
+                    self.cuda_context_bytes = max(used - reserved_bytes, 0)
             if self.peak_bytes is None or used > self.peak_bytes:
                 self.peak_bytes = used
             if final:
@@ -108,6 +128,7 @@ class _DeviceTrack:
                 self.end_bytes if final else None,
                 device_peak,
                 self.samples,
+                self.cuda_context_bytes,
             )
         record["failed_samples"] = self.failed_samples
         record["unavailable_reason"] = (
@@ -120,6 +141,52 @@ class _DeviceTrack:
 
 
 @dataclass(slots=True)
+class _AllocTrack:
+    """One framework device over a span: its allocated figure sampled, and its own
+    running peak counter, which is exact whenever it rose during the span."""
+
+    start_bytes: int
+    counter_start: int | None
+    peak_bytes: int = 0
+    end_bytes: int | None = None
+    counter_max: int | None = None
+    reserved_peak_bytes: int | None = None
+
+    def add(self, r: AllocatorReading, *, final: bool) -> None:
+        if r.allocated_bytes > self.peak_bytes:
+            self.peak_bytes = r.allocated_bytes
+        if r.peak_bytes is not None and (
+            self.counter_max is None or r.peak_bytes > self.counter_max
+        ):
+            self.counter_max = r.peak_bytes
+        reserved = r.reserved_bytes
+        if reserved is not None and (
+            self.reserved_peak_bytes is None or reserved > self.reserved_peak_bytes
+        ):
+            self.reserved_peak_bytes = reserved
+        if final:
+            self.end_bytes = r.allocated_bytes
+
+    def record(self, *, reset: bool, final: bool) -> AllocatorDeviceRecord:
+        peak, method = self.peak_bytes, "sampled"
+        counter, start = self.counter_max, self.counter_start
+        # A counter above its value at span start was set inside the span: that is the
+        # exact peak, whatever the samples missed. Otherwise it is an earlier test's.
+        if counter is not None and start is not None and counter > start and counter >= peak:
+            peak, method = counter, "counter"
+        if reset:
+            method = "reset"
+        return {
+            "start_bytes": self.start_bytes,
+            "peak_bytes": peak,
+            "end_bytes": self.end_bytes if final else None,
+            "increase_bytes": max(peak - self.start_bytes, 0),
+            "reserved_peak_bytes": self.reserved_peak_bytes,
+            "peak_method": method,
+        }
+
+
+@dataclass(slots=True)
 class Span:
     """An open measurement; only the engine touches its fields."""
 
@@ -128,7 +195,9 @@ class Span:
     ram_peak_bytes: int | None = None
     devices: dict[int, _DeviceTrack] = field(default_factory=dict)
     source: str | None = None
-    torch_peaks: dict[int, int] | None = None
+    allocators: dict[tuple[str, int], _AllocTrack] = field(default_factory=dict)
+    torch_reset: bool = False
+    """Torch's peak counters were reset at this span's start (opt-in)."""
     closed: bool = False
     started: bool = False
     """Set once the start readings are in: a device first seen later was added mid-span."""
@@ -143,18 +212,6 @@ class Span:
     """The thread that opened it: only spans of one thread may reset the high-water mark."""
 
 
-def _torch_cuda() -> Any:
-    """torch.cuda when PyTorch is already imported and CUDA initialised; never imports."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return None
-    try:
-        cuda = torch.cuda
-        return cuda if cuda.is_initialized() else None
-    except Exception:
-        return None
-
-
 class Engine:
     """Measures spans in this process. ``devices`` limits the watched GPU indices."""
 
@@ -164,8 +221,10 @@ class Engine:
         interval_s: float,
         devices: tuple[int, ...] | None = None,
         keep_hwm: bool = False,
+        torch_reset_peak: bool = False,
     ) -> None:
         self.interval_s = interval_s
+        self.torch_reset_peak = torch_reset_peak
         self._device_filter = devices
         # The process's peak before the first span (start-up, collection), read before
         # calibration or any reset of the kernel's mark can lose it.
@@ -327,7 +386,13 @@ class Engine:
     def _needs_thread(
         self, readers: list[tuple[int, Reader]], fake: FakeGpu | None, timeline: bool
     ) -> bool:
-        return bool(readers) or fake is not None or not self.ram.exact or timeline
+        return (
+            bool(readers)
+            or fake is not None
+            or not self.ram.exact
+            or timeline
+            or frameworks.any_loaded()
+        )
 
     def _ensure_thread(self) -> None:
         pid = os.getpid()
@@ -391,6 +456,11 @@ class Engine:
             finally:
                 if on_sampler:
                     self._sampler_call_t0 = None
+        allocated = frameworks.read_allocators() if frameworks.any_loaded() else ()
+        reserved: dict[int, int] = {}
+        for r in allocated:
+            if r.reserved_bytes is not None:
+                reserved[r.device] = reserved.get(r.device, 0) + r.reserved_bytes
         sampled_peak = not self.ram.exact
         rss = process_rss() if sampled_peak or self._timeline_spans else None
         now = _clock()
@@ -415,11 +485,22 @@ class Engine:
                         # A fake device added mid-span did not exist at its start: the
                         # process held nothing on it then.
                         track = span.devices[index] = _DeviceTrack(
-                            start_bytes=0 if fake is not None and span.started else None
+                            start_bytes=0 if fake is not None and span.started else None,
+                            detect_context=fake is None,
                         )
-                    track.add(reading, final=final)
+                    track.add(reading, final=final, reserved_bytes=reserved.get(index))
                     if reading.source is not None:
                         span.source = reading.source.value
+                for r in allocated:
+                    key = (r.framework, r.device)
+                    alloc = span.allocators.get(key)
+                    if alloc is None:
+                        # Seen first mid-span: the framework held nothing there before
+                        # (torch initialised CUDA inside the test).
+                        counter = r.peak_bytes if not span.started else 0
+                        start = r.allocated_bytes if not span.started else 0
+                        alloc = span.allocators[key] = _AllocTrack(start, counter)
+                    alloc.add(r, final=final)
 
     # -- the run's peak ------------------------------------------------------------------
 
@@ -478,12 +559,6 @@ class Engine:
             self._fold_ram()
         self._reset_ram()
 
-    def _fold_torch(self, cuda: Any) -> None:
-        for span in self._open:
-            if span.torch_peaks is not None:
-                for device, peak in _torch_peaks(cuda).items():
-                    span.torch_peaks[device] = max(span.torch_peaks.get(device, 0), peak)
-
     def _plain_case(self, timeline: bool) -> bool:
         """Nothing to sample: no GPU reader, no fake GPU, an exact RAM peak, no torch, no
         timeline, no span already open. The common case on a GPU-less machine, taken
@@ -494,7 +569,7 @@ class Engine:
             and self._real_readers == []
             and chain.current_fake() is None
             and self.ram.exact
-            and "torch" not in sys.modules
+            and not frameworks.any_loaded()
         )
 
     def _begin_tracing(self, span: Span) -> None:
@@ -556,10 +631,12 @@ class Engine:
                 self._open.append(span)  # an inner span must still fold into this one
             return span
         exact = self.ram.exact
-        cuda = _torch_cuda()
+        loaded = frameworks.any_loaded()
+        torch_reset = loaded and self.torch_reset_peak and frameworks.torch_cuda() is not None
+        if torch_reset and self._open:
+            # The reset below would lose the open spans' peaks: fold them in first.
+            self._sample(final=False)
         with self._lock:
-            if self._open and cuda is not None:
-                self._fold_torch(cuda)
             if exact:
                 self._fold_and_reset_ram()
             else:
@@ -568,13 +645,8 @@ class Engine:
             span = Span(
                 t0=_clock(), ram_start_bytes=rss, ram_peak_bytes=rss, thread=threading.get_ident()
             )
-            if cuda is not None:
-                try:
-                    for device in range(cuda.device_count()):
-                        cuda.reset_peak_memory_stats(device)
-                    span.torch_peaks = {}
-                except Exception:
-                    span.torch_peaks = None
+            if torch_reset:
+                span.torch_reset = frameworks.reset_torch_peaks()
         readers, fake = self.readers()
         if timeline:
             span.timeline = TimelineRecorder()
@@ -583,7 +655,7 @@ class Engine:
             self._open.append(span)
             if timeline:
                 self._timeline_spans += 1
-        if readers or timeline:
+        if readers or timeline or loaded:
             self._sample(final=False, only=span)
         span.started = True
         if self._needs_thread(readers, fake, timeline):
@@ -646,20 +718,29 @@ class Engine:
             }
         readers, fake = self.readers()
         last_point = final and span.timeline is not None
-        if readers or (final and not self.ram.exact) or last_point:
+        if (
+            readers
+            or (final and not self.ram.exact)
+            or last_point
+            or span.allocators
+            or frameworks.any_loaded()
+        ):
             self._sample(final=final, only=span)
         duration_s, ram_peak, rss = self._ram_now(span, final=final)
-        cuda = _torch_cuda() if span.torch_peaks is not None else None
         with self._lock:
             devices: dict[str, VramDeviceRecord] = {
                 str(i): t.record(final=final) for i, t in sorted(span.devices.items())
             }
             source = span.source
-            torch = None
-            if cuda is not None and span.torch_peaks is not None:
-                torch = dict(span.torch_peaks)
-                for device, peak in _torch_peaks(cuda).items():
-                    torch[device] = max(torch.get(device, 0), peak)
+            allocators: dict[str, dict[str, AllocatorDeviceRecord]] | None = None
+            if span.allocators:
+                allocators = {}
+                for (name, device), track in sorted(span.allocators.items()):
+                    figures = track.record(reset=span.torch_reset, final=final)
+                    allocators.setdefault(name, {})[str(device)] = figures
+        torch = None
+        if allocators is not None and "torch" in allocators:
+            torch = {d: f["peak_bytes"] for d, f in allocators["torch"].items()}
         reason = None if devices else self._reason(readers, fake)
         failed = [
             f"GPU {i}: {d['unavailable_reason']}"
@@ -678,8 +759,9 @@ class Engine:
             "vram": vram_record(
                 source,
                 devices,
-                None if torch is None else {str(k): v for k, v in sorted(torch.items())},
+                torch,
                 reason,
+                allocators,
             ),
             "timeline": None,
         }
@@ -709,10 +791,3 @@ def _without_own_figure(reader: Reader) -> Reader:
         return VramReading(None, reading.device_used_bytes, reading.source)
 
     return read
-
-
-def _torch_peaks(cuda: Any) -> dict[int, int]:
-    try:
-        return {d: int(cuda.max_memory_allocated(d)) for d in range(cuda.device_count())}
-    except Exception:
-        return {}

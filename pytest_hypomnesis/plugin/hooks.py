@@ -156,6 +156,8 @@ class HypomnesisPlugin:
         self.parallel: ParallelState | None = None
         self.worker_peaks: dict[str, int] = {}
         """On the controller: each xdist worker's run RAM peak, from its ``workeroutput``."""
+        self.warmup_note: str | None = None
+        """What ``--hypomnesis-cuda-warmup`` did in this process, for the summary."""
 
     @functools.cached_property
     def records(self) -> RecordStore:
@@ -171,7 +173,12 @@ class HypomnesisPlugin:
         from pytest_hypomnesis.plugin.engine import Engine
 
         s = self.settings
-        return Engine(interval_s=s.interval_s, devices=s.devices, keep_hwm=s.keep_hwm)
+        return Engine(
+            interval_s=s.interval_s,
+            devices=s.devices,
+            keep_hwm=s.keep_hwm,
+            torch_reset_peak=s.torch_reset_peak,
+        )
 
     def run_peaks(self) -> dict[str, int]:
         """The run's RAM peak of each of its processes: this one and, on the controller,
@@ -265,6 +272,13 @@ class HypomnesisPlugin:
             if wait_s is not None:
                 record["admission_wait_s"] = round(wait_s, 6)
         return record
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        # An xdist controller runs no test: a context there would only cost memory.
+        if self.settings.cuda_warmup and not self.config.pluginmanager.has_plugin("dsession"):
+            from pytest_hypomnesis.plugin.frameworks import warm_up_cuda
+
+            self.warmup_note = warm_up_cuda(self.settings.devices)
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
@@ -376,6 +390,7 @@ class HypomnesisPlugin:
             run_peaks=self.run_peaks(),
             notes=self._engine_notes(),
             outcomes=self.outcomes,
+            cuda_warmup=self.warmup_note,
         )
         self.session_report = report
         # A failed gate, or a report asked for and not written, fails an otherwise
@@ -444,6 +459,7 @@ class _RuntestHooks:
                     max_ram_bytes=s.max_ram_bytes,
                     max_vram_bytes=s.max_vram_bytes,
                     ram_source=s.ram_budget_source,
+                    vram_source=s.vram_budget_source,
                 )
             except BudgetError as exc:
                 # Outside the except block, so the failure does not chain to the BudgetError.

@@ -19,9 +19,11 @@ MARKERS: dict[str, str] = {
         "source='python' judges the peak of traced Python allocations instead"
     ),
     "max_vram": (
-        "max_vram(limit, *, device=None, absolute=False): fail the test when its per-process "
-        "VRAM increase (absolute=True: peak), summed over the watched GPUs or on `device` "
-        "(a CUDA ordinal: cuda:N in this process), exceeds limit, e.g. '2GiB'"
+        "max_vram(limit, *, device=None, absolute=False, source=None): fail the test when "
+        "its VRAM increase (absolute=True: peak), summed over the watched GPUs or on "
+        "`device` (a CUDA ordinal: cuda:N in this process), exceeds limit, e.g. '2GiB'; "
+        "source 'driver' (NVML per-process, net of a CUDA context), 'allocator' "
+        "(torch/CuPy/JAX) or 'auto' (the larger)"
     ),
 }
 

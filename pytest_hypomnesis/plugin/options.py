@@ -18,7 +18,14 @@ from pytest_hypomnesis._units import SizeError, clip, parse_duration_s, parse_si
 if TYPE_CHECKING:
     from pytest_hypomnesis.report.compare import Threshold
 
-__all__ = ["DEFAULT_INTERVAL_S", "DEFAULT_TOP", "Settings", "add_options", "resolve"]
+__all__ = [
+    "DEFAULT_INTERVAL_S",
+    "DEFAULT_TOP",
+    "VRAM_BUDGET_SOURCES",
+    "Settings",
+    "add_options",
+    "resolve",
+]
 
 DEFAULT_TOP = 10
 MAX_INTERVAL_S = 60.0
@@ -39,6 +46,7 @@ _BOOL_WORDS = {
 }
 _WHOLE_RE = re.compile(r"[0-9]+", re.ASCII)
 _VERBOSITY_RE = re.compile(r"-?[0-9]+", re.ASCII)
+VRAM_BUDGET_SOURCES = ("auto", "driver", "allocator")
 
 # (option suffix, ini type, help). The flag is "--hypomnesis" + suffix; the ini key is the
 # same with "_" for "-". Kept in one table so the ini twins cannot drift from the flags.
@@ -114,6 +122,24 @@ _OPTIONS: tuple[tuple[str, Literal["bool", "string"], str], ...] = (
         "leave the kernel's RSS high-water mark alone (RAM peaks sampled at the interval), so "
         "/usr/bin/time, CI accounting and wait4() still see the run's whole peak",
     ),
+    (
+        "-vram-budget-source",
+        "string",
+        "which VRAM figure max_vram judges by default: driver (NVML per-process, net of a "
+        "CUDA context), allocator (torch/CuPy/JAX allocated) or auto (the larger; default)",
+    ),
+    (
+        "-torch-reset-peak",
+        "bool",
+        "reset torch's peak counters at each test's start for an exact allocator peak "
+        "(this also resets what your own max_memory_allocated() returns)",
+    ),
+    (
+        "-cuda-warmup",
+        "bool",
+        "create the CUDA context on each watched GPU at session start, through torch or "
+        "CuPy (imported if installed), so no test is charged for it",
+    ),
 )
 
 _METAVARS = {
@@ -137,6 +163,7 @@ class Settings:
         "admit_headroom",
         "admit_timeout_s",
         "compare_path",
+        "cuda_warmup",
         "devices",
         "enabled",
         "html_path",
@@ -155,6 +182,8 @@ class Settings:
         "thresholds",
         "timeline",
         "top",
+        "torch_reset_peak",
+        "vram_budget_source",
     )
 
     def __init__(
@@ -182,6 +211,9 @@ class Settings:
         keep_hwm: bool = False,
         size_texts: tuple[str, ...] = (),
         ram_budget_source: str = "rss",
+        vram_budget_source: str = "auto",
+        torch_reset_peak: bool = False,
+        cuda_warmup: bool = False,
     ) -> None:
         self.enabled = enabled
         self.json_path = json_path
@@ -204,8 +236,11 @@ class Settings:
         self.ledger_dir = ledger_dir
         self.keep_hwm = keep_hwm
         self.size_texts = size_texts
-        self.ram_budget_source = ram_budget_source
         """The budget options' sizes as written (the header says what a decimal unit means)."""
+        self.ram_budget_source = ram_budget_source
+        self.vram_budget_source = vram_budget_source
+        self.torch_reset_peak = torch_reset_peak
+        self.cuda_warmup = cuda_warmup
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
@@ -244,6 +279,9 @@ class Settings:
             "top": self.top,
             "timeline": self.timeline,
             "keep_hwm": self.keep_hwm,
+            "vram_budget_source": self.vram_budget_source,
+            "torch_reset_peak": self.torch_reset_peak,
+            "cuda_warmup": self.cuda_warmup,
         }
 
 
@@ -473,6 +511,14 @@ def resolve(config: pytest.Config) -> Settings:
     if ledger_dir is not None and not os.path.isdir(ledger_dir):
         ledger_value, ledger_origin = _raw(config, "hypomnesis_ledger_dir")
         raise _usage(ledger_origin, ledger_value, "not a directory")
+    vram_budget_source = "auto"
+    source_value, source_origin = _raw(config, "hypomnesis_vram_budget_source")
+    if source_value is not None:
+        vram_budget_source = str(source_value).strip()
+        if vram_budget_source not in VRAM_BUDGET_SOURCES:
+            raise _usage(source_origin, source_value, "expected 'auto', 'driver' or 'allocator'")
+    torch_reset_peak = _bool(config, "hypomnesis_torch_reset_peak")
+    cuda_warmup = _bool(config, "hypomnesis_cuda_warmup")
 
     devices = None
     device_value, device_origin = _raw(config, "hypomnesis_device")
@@ -506,4 +552,7 @@ def resolve(config: pytest.Config) -> Settings:
         needs_path=_path(config, "hypomnesis_needs", writable=False),
         ledger_dir=ledger_dir,
         keep_hwm=keep_hwm,
+        vram_budget_source=vram_budget_source,
+        torch_reset_peak=torch_reset_peak,
+        cuda_warmup=cuda_warmup,
     )

@@ -118,6 +118,18 @@ def _span_fields(obj: dict[str, Any], where: str) -> None:
         _int_field(obj, key, where, optional=True)
 
 
+def _allocators(value: object, where: str) -> None:
+    for name, by_device in _check_obj(value, where).items():
+        for key, figures in _check_obj(by_device, f"{where}[{name!r}]").items():
+            awhere = f"{where}[{name!r}][{key!r}]"
+            fig = _check_obj(figures, awhere)
+            for field in ("start_bytes", "peak_bytes", "increase_bytes"):
+                _int_field(fig, field, awhere, optional=False)
+            for field in ("end_bytes", "reserved_peak_bytes"):
+                _int_field(fig, field, awhere, optional=True)
+            _str_field(fig, "peak_method", awhere)
+
+
 def validate_test_record(record: object, where: str = "test") -> MeasuredTestRecord:
     """Check one test record's structure and types; raises ``ReportError`` naming the field."""
     rec = _check_obj(record, where)
@@ -154,11 +166,16 @@ def validate_test_record(record: object, where: str = "test") -> MeasuredTestRec
         _int_field(dev, "samples", dwhere, optional=False)
         _present_int(dev, "failed_samples", dwhere)
         _present_str(dev, "unavailable_reason", dwhere)
+        for key in ("cuda_context_bytes", "gross_increase_bytes"):
+            if key in dev:  # absent from reports older than the CUDA context apart
+                _int_field(dev, key, dwhere, optional=True)
     torch_peaks = _field(vram, "torch_peak_allocated_bytes", vwhere)
     if torch_peaks is not None:
         peaks = _check_obj(torch_peaks, f"{vwhere}.torch_peak_allocated_bytes")
         for key in peaks:
             _int_field(peaks, key, f"{vwhere}.torch_peak_allocated_bytes", optional=False)
+    if vram.get("allocators") is not None:
+        _allocators(vram["allocators"], f"{vwhere}.allocators")
 
     budgets = _field(rec, "budgets", where)
     if not isinstance(budgets, list):
@@ -178,9 +195,11 @@ def validate_test_record(record: object, where: str = "test") -> MeasuredTestRec
         if _field(b, "origin", bwhere) not in ("marker", "option"):
             _wrong(b, "origin", bwhere, expect="'marker' or 'option'")
         _str_field(b, "message", bwhere, optional=True)
-        for key in ("limit_text", "source"):
-            if key in b:
-                _str_field(b, key, bwhere)
+        if "limit_text" in b:
+            _str_field(b, "limit_text", bwhere)
+        for key in ("source", "figure"):
+            if key in b:  # absent from reports older than budget sources
+                _str_field(b, key, bwhere, optional=True)
 
     if "admission_wait_s" in rec:
         wait = rec["admission_wait_s"]

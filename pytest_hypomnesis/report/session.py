@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from pytest_hypomnesis.plugin.frameworks import jax_preallocation
 from pytest_hypomnesis.probe import chain
 from pytest_hypomnesis.record import MeasuredTestRecord
 from pytest_hypomnesis.report.schema import build_report, write_report_atomic
@@ -82,7 +83,20 @@ def _ram_total_bytes() -> int | None:
         return None
 
 
-def _machine(devices: list[dict[str, Any]], gpu_reason: Callable[[], str | None]) -> dict[str, Any]:
+def _jax_preallocation(tests: Sequence[MeasuredTestRecord]) -> str | None:
+    # JAX may be loaded only in the xdist workers: their records say so.
+    jax = "jax" in sys.modules or any(
+        "jax" in (record["vram"].get("allocators") or {}) for record in tests
+    )
+    return jax_preallocation(loaded=jax)
+
+
+def _machine(
+    devices: list[dict[str, Any]],
+    gpu_reason: Callable[[], str | None],
+    tests: Sequence[MeasuredTestRecord],
+    cuda_warmup: str | None,
+) -> dict[str, Any]:
     reason = None
     if not devices:
         try:
@@ -98,6 +112,8 @@ def _machine(devices: list[dict[str, Any]], gpu_reason: Callable[[], str | None]
         "cpu_count": os.cpu_count(),
         "ram_total_bytes": _ram_total_bytes(),
         "gpu_unavailable_reason": reason,
+        "jax_preallocation": _jax_preallocation(tests),
+        "cuda_warmup": cuda_warmup,
     }
 
 
@@ -107,6 +123,7 @@ def _report_data(
     gpu_reason: Callable[[], str | None],
     pytest_version: str,
     run_peaks: Mapping[str, int] | None,
+    cuda_warmup: str | None,
 ) -> dict[str, Any]:
     from pytest_hypomnesis import __version__
 
@@ -118,7 +135,7 @@ def _report_data(
             "pytest": pytest_version,
             "python": platform.python_version(),
         },
-        machine=_machine(devices, gpu_reason),
+        machine=_machine(devices, gpu_reason, tests, cuda_warmup),
         settings=settings.to_dict(),
         devices=devices,
         tests=tests,
@@ -175,12 +192,14 @@ def build_session_report(
     run_peaks: Mapping[str, int] | None = None,
     notes: Sequence[str] = (),
     outcomes: Mapping[str, int] | None = None,
+    cuda_warmup: str | None = None,
 ) -> SessionReport:
     """Build the report once, write the JSON, compare with the baseline, write the HTML.
     Never raises for a report problem; ``gpu_reason`` says why no GPU was measured;
     ``run_peaks`` is each process's run RAM peak (``master``, ``gw0``, ...); ``outcomes``
-    are pytest's own counts (errors included), for the HTML heading."""
-    data = _report_data(settings, tests, gpu_reason, pytest_version, run_peaks)
+    are pytest's own counts (errors included), for the HTML heading; ``cuda_warmup`` is
+    what ``--hypomnesis-cuda-warmup`` did in this process."""
+    data = _report_data(settings, tests, gpu_reason, pytest_version, run_peaks, cuda_warmup)
     if outcomes is not None:
         data["outcomes"] = dict(outcomes)
     problems: list[str] = []

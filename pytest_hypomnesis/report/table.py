@@ -16,6 +16,7 @@ from pytest_hypomnesis.record import (
     MeasuredTestRecord,
     attempt_count,
     budget_failed,
+    cuda_context_total_bytes,
     heaviness,
     over_budget,
     unchecked_failure,
@@ -30,6 +31,7 @@ __all__ = [
     "fit_table",
     "format_interval",
     "header_line",
+    "header_notes",
     "heap_reuse_hid",
     "not_checked_lines",
     "run_peak_line",
@@ -38,6 +40,9 @@ __all__ = [
     "unit_note",
     "wrap_header",
 ]
+
+CONTEXT_MARK = "†"
+"""Marks a test that created the CUDA context; the footnote under the table says so."""
 
 _RAM_METHODS = {
     "rusage": "kernel high-water mark (exact)",
@@ -187,10 +192,13 @@ def summary_lines(
     if not verbose and width is None:
         for row in rows:
             row[0] = shorten_nodeid(row[0])
-    for row, i in zip(rows, shown, strict=True):
+    contexts = [cuda_context_total_bytes(worst[i]["vram"]) for i in shown]
+    for row, i, context in zip(rows, shown, contexts, strict=True):
         attempts = attempt_count(tests[i])
         if attempts > 1:
             row[0] += f" (worst of {attempts} attempts)"
+        if context is not None:
+            row[0] += f" {CONTEXT_MARK}"
     if sources is not None:
         header.insert(1, "source")
         right.insert(1, False)
@@ -202,6 +210,14 @@ def summary_lines(
         if dropped:
             notes.append(f"left out to fit {width} columns: {', '.join(dropped)} (-v shows all)")
     lines = _render(header, rows, right)
+    marked = [c for c in contexts if c is not None]
+    if marked:
+        size = format_bytes_iec(marked[0]) if len(marked) == 1 else "see cuda_context_bytes"
+        lines.append(
+            f"{CONTEXT_MARK} created the CUDA context ({size}): left out of its VRAM increase "
+            "(the JSON keeps gross_increase_bytes); --hypomnesis-cuda-warmup creates it "
+            "before the first test"
+        )
     hidden = len(tests) - len(shown)
     if hidden:
         notes.append(f"{hidden} more not shown (top {top} of {len(tests)}; top 0 shows all)")
@@ -420,3 +436,20 @@ def run_peak_line(report: Mapping[str, Any]) -> str | None:
         )
         text += f" ({each})"
     return printable(text)
+
+
+def header_notes(report: Mapping[str, Any]) -> list[str]:
+    """Lines under the header: measurement caveats of this run (what
+    ``--hypomnesis-cuda-warmup`` did, JAX's preallocated pool), from ``machine``."""
+    notes: list[str] = []
+    warmup = report.get("machine", {}).get("cuda_warmup")
+    if warmup:
+        notes.append(printable(f"hypomnesis: {warmup}"))
+    fraction = report.get("machine", {}).get("jax_preallocation")
+    if fraction:
+        notes.append(
+            f"hypomnesis: JAX preallocates {fraction} of each GPU: driver (NVML) figures "
+            "show that pool, not what a test used; set XLA_PYTHON_CLIENT_PREALLOCATE=false "
+            'or judge max_vram(..., source="allocator")'
+        )
+    return notes

@@ -15,6 +15,7 @@ from pytest_hypomnesis.record import (
 )
 from pytest_hypomnesis.report.table import (
     header_line,
+    header_notes,
     not_checked_lines,
     run_peak_line,
     summary_lines,
@@ -71,6 +72,9 @@ def _table(
                 tr.write_line(line)
         for note in report.notes:
             for line in wrap_header(f"hypomnesis: note: {note}", width):
+                tr.write_line(line, yellow=True)
+        for note in header_notes(report.data):
+            for line in wrap_header(note, width):
                 tr.write_line(line, yellow=True)
     unit = unit_note(tests, settings.size_texts)
     if unit is not None and verbosity >= 0:

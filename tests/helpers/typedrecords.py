@@ -37,10 +37,13 @@ def make_record(nodeid: str = "t.py::test_a", **over: Any) -> MeasuredTestRecord
                     "increase_bytes": 2 * 1024 * MIB,
                     "device_used_peak_bytes": 3 * 1024 * MIB,
                     "samples": 7,
+                    "cuda_context_bytes": None,
+                    "gross_increase_bytes": 2 * 1024 * MIB,
                 }
             },
             "torch_peak_allocated_bytes": None,
             "unavailable_reason": None,
+            "allocators": None,
         },
         "budgets": [
             {
@@ -53,6 +56,8 @@ def make_record(nodeid: str = "t.py::test_a", **over: Any) -> MeasuredTestRecord
                 "origin": "marker",
                 "message": "max_vram: test used 2.00 GiB VRAM on GPU 0 (peak increase, NVML) "
                 "> limit 1.00 GiB",
+                "source": "auto",
+                "figure": "driver",
             }
         ],
         "budget_failed": True,

@@ -148,6 +148,7 @@ def test_nulls_are_allowed_where_a_figure_is_unknown() -> None:
         "devices": {},
         "torch_peak_allocated_bytes": None,
         "unavailable_reason": "NVML: Driver Not Loaded",
+        "allocators": None,
     }
     record["budgets"][0]["passed"] = None
     record["budgets"][0]["measured_bytes"] = None
@@ -162,3 +163,37 @@ def test_unreadable_file(tmp_path: Path) -> None:
     path.chmod(0)
     with pytest.raises(ReportError, match="cannot read"):
         load_report(path)
+
+
+def test_records_from_before_allocators_and_budget_sources_still_load() -> None:
+    # Baselines written by earlier versions lack the allocator, CUDA-context and
+    # budget-source fields; comparing against them must keep working.
+    record: dict[str, Any] = json.loads(json.dumps(make_record()))
+    del record["vram"]["allocators"]
+    for key in ("cuda_context_bytes", "gross_increase_bytes"):
+        del record["vram"]["devices"]["0"][key]
+    for key in ("source", "figure"):
+        del record["budgets"][0][key]
+    assert validate_test_record(record) is record
+
+
+def test_allocator_figures_are_validated() -> None:
+    record = make_record()
+    record["vram"]["allocators"] = {
+        "torch": {
+            "0": {
+                "start_bytes": 0,
+                "peak_bytes": 5,
+                "end_bytes": None,
+                "increase_bytes": 5,
+                "reserved_peak_bytes": 8,
+                "peak_method": "counter",
+            }
+        }
+    }
+    assert validate_test_record(record) is record
+    allocators = record["vram"]["allocators"]
+    assert allocators is not None
+    allocators["torch"]["0"]["peak_bytes"] = -1
+    with pytest.raises(ReportError, match=r"allocators\['torch'\]\['0'\]\.peak_bytes"):
+        validate_test_record(record)
