@@ -356,6 +356,31 @@ def _usage(origin: str, value: object, problem: str) -> pytest.UsageError:
     return pytest.UsageError(f"{origin}={clip(str(value))}: {problem}")
 
 
+def _choice(config: pytest.Config, dest: str, choices: tuple[str, ...], default: str) -> str:
+    """One of ``choices`` (``default`` when unset); else one usage line naming them."""
+    value, origin = _raw(config, dest)
+    if value is None:
+        return default
+    text = str(value).strip()
+    if text not in choices:
+        quoted = [f"'{c}'" for c in choices]
+        valid = (
+            " or ".join(quoted) if len(quoted) < 3 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+        )
+        raise _usage(origin, value, f"expected {valid}")
+    return text
+
+
+def _duration(config: pytest.Config, dest: str, default: float) -> float:
+    value, origin = _raw(config, dest)
+    if value is None:
+        return default
+    try:
+        return parse_duration_s(str(value).strip())
+    except SizeError as exc:
+        raise _usage(origin, value, str(exc)) from None
+
+
 def _size(config: pytest.Config, dest: str) -> int | None:
     value, origin = _raw(config, dest)
     if value is None:
@@ -454,29 +479,13 @@ def resolve(config: pytest.Config) -> Settings:
             raise _usage(top_origin, top_value, problem)
         top = parsed_top
 
-    ram_source = "rss"
-    source_value, source_origin = _raw(config, "hypomnesis_ram_budget_source")
-    if source_value is not None:
-        ram_source = str(source_value).strip()
-        if ram_source not in RAM_SOURCES:
-            raise _usage(source_origin, source_value, "expected 'rss' or 'python'")
-    scope = "call"
-    scope_value, scope_origin = _raw(config, "hypomnesis_scope")
-    if scope_value is not None:
-        scope = str(scope_value).strip()
-        if scope not in _SCOPES:
-            raise _usage(scope_origin, scope_value, "expected 'call' or 'test'")
-
-    interval_s = DEFAULT_INTERVAL_S
-    interval_value, interval_origin = _raw(config, "hypomnesis_interval")
-    if interval_value is not None:
-        try:
-            interval_s = parse_duration_s(str(interval_value).strip())
-        except SizeError as exc:
-            raise _usage(interval_origin, interval_value, str(exc)) from None
-        if interval_s > MAX_INTERVAL_S:
-            # A sampler that sleeps for hours samples nothing; thread waits also overflow.
-            raise _usage(interval_origin, interval_value, "must be at most 60s")
+    ram_source = _choice(config, "hypomnesis_ram_budget_source", RAM_SOURCES, "rss")
+    scope = _choice(config, "hypomnesis_scope", _SCOPES, "call")
+    interval_s = _duration(config, "hypomnesis_interval", DEFAULT_INTERVAL_S)
+    if interval_s > MAX_INTERVAL_S:
+        # A sampler that sleeps for hours samples nothing; thread waits also overflow.
+        interval_value, interval_origin = _raw(config, "hypomnesis_interval")
+        raise _usage(interval_origin, interval_value, "must be at most 60s")
 
     verbosity_value = _getini(config, "verbosity_hypomnesis")
     if verbosity_value not in (None, "", "auto"):
@@ -500,23 +509,14 @@ def resolve(config: pytest.Config) -> Settings:
     headroom_value, headroom_origin = _raw(config, "hypomnesis_admit_headroom")
     if headroom_value is not None:
         headroom = _percent(str(headroom_value), headroom_origin)
-    admit_timeout_s = DEFAULT_ADMIT_TIMEOUT_S
-    timeout_value, timeout_origin = _raw(config, "hypomnesis_admit_timeout")
-    if timeout_value is not None:
-        try:
-            admit_timeout_s = parse_duration_s(str(timeout_value).strip())
-        except SizeError as exc:
-            raise _usage(timeout_origin, timeout_value, str(exc)) from None
+    admit_timeout_s = _duration(config, "hypomnesis_admit_timeout", DEFAULT_ADMIT_TIMEOUT_S)
     ledger_dir = _path(config, "hypomnesis_ledger_dir", writable=False)
     if ledger_dir is not None and not os.path.isdir(ledger_dir):
         ledger_value, ledger_origin = _raw(config, "hypomnesis_ledger_dir")
         raise _usage(ledger_origin, ledger_value, "not a directory")
-    vram_budget_source = "auto"
-    source_value, source_origin = _raw(config, "hypomnesis_vram_budget_source")
-    if source_value is not None:
-        vram_budget_source = str(source_value).strip()
-        if vram_budget_source not in VRAM_BUDGET_SOURCES:
-            raise _usage(source_origin, source_value, "expected 'auto', 'driver' or 'allocator'")
+    vram_budget_source = _choice(
+        config, "hypomnesis_vram_budget_source", VRAM_BUDGET_SOURCES, "auto"
+    )
     torch_reset_peak = _bool(config, "hypomnesis_torch_reset_peak")
     cuda_warmup = _bool(config, "hypomnesis_cuda_warmup")
 
