@@ -61,6 +61,7 @@ def render(reports: Sequence[LoadedReport], *, top: int, verbose: bool = False) 
         header_line,
         header_notes,
         not_checked_lines,
+        run_peak_line,
         summary_lines,
         unit_note,
     )
@@ -73,6 +74,12 @@ def render(reports: Sequence[LoadedReport], *, top: int, verbose: bool = False) 
     else:
         # Shards from different machines or settings: say which header is whose.
         lines = [f"{text} [{', '.join(srcs)}]" for text, srcs in headers.items()]
+    # Each file's run RAM peak (the JSON's optional `run`), as the plugin prints it under
+    # its header; shards are separate runs, so each keeps its own, named by its file.
+    for rep in reports:
+        peak = run_peak_line(rep.data)
+        if peak is not None:
+            lines.append(peak if len(reports) == 1 else f"{peak} [{rep.source}]")
     for note in dict.fromkeys(n for rep in reports for n in header_notes(rep.data)):
         lines.append(note)
     tests: list[MeasuredTestRecord] = []  # load_report validated every record

@@ -71,6 +71,7 @@ def machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Machine
     write_cli_report(
         tmp_path / "shard1.json",
         [cli_record("tests/test_model.py::test_forward", 48 * MIB, 2 * GIB)],
+        run={"ram_peak_bytes": 1612 * MIB, "ram_peak_bytes_by_worker": {"master": 1612 * MIB}},
     )
     write_cli_report(
         tmp_path / "shard2.json",
@@ -78,6 +79,10 @@ def machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Machine
             cli_record("tests/test_model.py::test_forward", 52 * MIB, int(2.5 * GIB)),
             cli_record("tests/test_data.py::test_loader", 310 * MIB, None),
         ],
+        run={
+            "ram_peak_bytes": 1650 * MIB,
+            "ram_peak_bytes_by_worker": {"master": 120 * MIB, "gw0": 1650 * MIB, "gw1": 980 * MIB},
+        },
     )
     yield fake
     chain.set_fake(previous)

@@ -58,7 +58,9 @@ def cli_record(
     }
 
 
-def write_cli_report(path: Path, tests: list[dict[str, Any]]) -> Path:
+def write_cli_report(
+    path: Path, tests: list[dict[str, Any]], *, run: dict[str, Any] | None = None
+) -> Path:
     from pytest_hypomnesis.report.schema import build_report
 
     data = build_report(
@@ -68,6 +70,7 @@ def write_cli_report(path: Path, tests: list[dict[str, Any]]) -> Path:
         settings={"scope": "call", "interval_s": 0.01},
         devices=[{"index": 0, "name": "Fake", "total_bytes": 16 * GIB, "driver_version": "1.0"}],
         tests=tests,
+        run=run,
     )
     path.write_text(json.dumps(data), encoding="utf-8")
     return path

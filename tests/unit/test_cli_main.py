@@ -369,3 +369,23 @@ def test_help_of_a_command_without_its_arguments_built_still_lists_every_command
     assert code == 0
     for command in ("ps", "watch", "spill", "report", "help"):
         assert f"\n    {command} " in out
+
+
+def test_report_prints_each_runs_ram_peak(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_hypomnesis.report.schema import load_report
+    from pytest_hypomnesis.report.table import header_line
+
+    run = {"ram_peak_bytes": 3 * GIB, "ram_peak_bytes_by_worker": {"master": 3 * GIB}}
+    one = write_cli_report(tmp_path / "one.json", [cli_record("t.py::a", MIB, GIB)], run=run)
+    code, out, _ = hmn(capsys, "report", str(one))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[:2] == [header_line(load_report(one)), "hypomnesis: run RAM peak 3.00 GiB"]
+    # Shards are separate runs: each file's own peak, named; a file without one adds none.
+    old = write_cli_report(tmp_path / "old.json", [cli_record("t.py::b", MIB, GIB)])
+    code, out, _ = hmn(capsys, "report", str(one), str(old))
+    assert code == 0
+    peaks = [line for line in out.splitlines() if "run RAM peak" in line]
+    assert peaks == [f"hypomnesis: run RAM peak 3.00 GiB [{one}]"]
