@@ -210,6 +210,8 @@ class Span:
     when the span does not trace."""
     traced_peak_bytes: int | None = None
     """The thread that opened it: only spans of one thread may reset the high-water mark."""
+    mig_moved: str | None = None
+    """Why its VRAM is unknown: this process's MIG device was found elsewhere meanwhile."""
 
 
 class Engine:
@@ -243,6 +245,9 @@ class Engine:
         # When the sampler thread's current GPU reading began (None between readings).
         self._sampler_call_t0: float | None = None
         self._blind_reason: str | None = None  # NVML cannot see this process (containers)
+        # A watched MIG device is only CUDA's first of its GPU: search for this process's
+        # own by PID at each span start until found (its CUDA context may come later).
+        self._mig_pending = False
         self._fake_seen: FakeGpu | None = None
         self._fake_count = -1
         self._fake_readers: list[tuple[int, Reader]] = []
@@ -274,7 +279,9 @@ class Engine:
         by_ordinal = {d.cuda_ordinal: d for d in targets}
         count = len(targets)
         blind: str | None = None
-        for ordinal in self._watched(count):
+        watched = self._watched(count)
+        self._mig_pending = any(by_ordinal[o].mig_source == "first" for o in watched)
+        for ordinal in watched:
             device = by_ordinal[ordinal]
             reader = chain.vram_reader(device.nvml_index, device.uuid)
             if reader is not None and visible.mapped:
@@ -350,6 +357,26 @@ class Engine:
         """Resolve the backends (NVML session, CUDA mapping, kept handles) now, before the
         first test's span, so no test is charged the plugin's own start-up."""
         self.readers()
+        if self._mig_pending and self._find_own_mig() is not None:
+            self.readers()
+
+    def _find_own_mig(self) -> str | None:
+        """Search for this process's MIG device by PID (only while a watched one is CUDA's
+        first of its GPU). When found, the readers are made again for it; the reason a
+        span's figures read another MIG device is returned, ``None`` when nothing moved."""
+        found = chain.find_own_mig_device()
+        if found is None:
+            return None
+        visible = self._visible
+        read = None if visible is None else visible.by_ordinal(found.cuda_ordinal)
+        self._mig_pending = False
+        self._real_readers = None
+        if read is not None and read.uuid == found.uuid:
+            return None
+        return (
+            f"this process's CUDA context appeared on {found.uuid} during the span, not on "
+            f"the MIG device read ({None if read is None else read.uuid}); later spans read it"
+        )
 
     def header_lines(self) -> list[str]:
         """What a user should know about the watched GPUs, one line each (``prepare`` first)."""
@@ -607,6 +634,8 @@ class Engine:
         ``traced`` it also traces Python allocations (tracemalloc) while it is open."""
         if self._retry_at is not None:
             self._maybe_retry()
+        if self._mig_pending:
+            self._find_own_mig()
         if traced:
             span = self._begin(timeline=timeline, plain=False)
             self._begin_tracing(span)
@@ -666,10 +695,26 @@ class Engine:
 
     def peek(self, span: Span) -> SpanRecord:
         """The figures so far, leaving the span open (budgets judged before teardown)."""
-        return self._figures(span, final=False)
+        return self._mig_moved(span, self._figures(span, final=False))
+
+    def _mig_moved(self, span: Span, record: SpanRecord) -> SpanRecord:
+        """Unknown VRAM, with the reason, when this process turned out to be on another MIG
+        device than the one the span read (its context was created during the span)."""
+        if self._mig_pending and span.mig_moved is None:
+            span.mig_moved = self._find_own_mig()
+        reason = span.mig_moved
+        if reason is not None:
+            vram = record["vram"]
+            for key, device in vram["devices"].items():
+                unknown = vram_device_record(None, None, None, None, device["samples"])
+                unknown["failed_samples"] = device.get("failed_samples", 0)
+                unknown["unavailable_reason"] = reason
+                vram["devices"][key] = unknown
+            vram["unavailable_reason"] = reason
+        return record
 
     def end(self, span: Span) -> SpanRecord:
-        record = self._figures(span, final=True)
+        record = self._mig_moved(span, self._figures(span, final=True))
         self._close(span)
         if span.traced_start_bytes is not None and self._tracer is not None:
             self._tracer.release()

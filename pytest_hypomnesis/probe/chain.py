@@ -54,6 +54,7 @@ __all__ = [
     "current_fake",
     "device_count",
     "device_info",
+    "find_own_mig_device",
     "gpu_processes",
     "platform",
     "process_gpu_info",
@@ -448,6 +449,17 @@ def cuda_devices() -> tuple[list[CudaDevice], VisibleDevices]:
         return list(visible.devices), visible
     count = device_count()
     return [_cuda.CudaDevice(i, None, i, None, None) for i in range(count)], visible
+
+
+def find_own_mig_device() -> CudaDevice | None:
+    """Look for this process on every MIG device (by PID) where the visible one is only
+    CUDA's first of a GPU in MIG mode; ``cuda_devices()`` gives the one found from then
+    on. Returns the device found (its readers should then be made again), else ``None``."""
+    if _fake is not None:
+        return None
+    from pytest_hypomnesis.probe import cuda_devices as _cuda
+
+    return _cuda.find_own_mig()
 
 
 def vram_reader(index: int, uuid: str | None = None) -> Reader | None:

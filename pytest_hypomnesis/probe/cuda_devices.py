@@ -51,6 +51,7 @@ __all__ = [
     "VisibleDevices",
     "VisibleEntry",
     "cuda_order",
+    "find_own_mig",
     "parse_cuda_visible_devices",
     "resolve",
     "visible_devices",
@@ -75,6 +76,11 @@ class CudaDevice:
     name: str | None
     parent_uuid: str | None = None  # the GPU a MIG device belongs to
     mig_index: int | None = None  # nvmlDeviceGetMigDeviceHandleByIndex(parent, mig_index)
+    mig_source: Literal["named", "first", "found"] | None = None
+    """How a MIG device was chosen: named in ``CUDA_VISIBLE_DEVICES``; ``first``, CUDA's
+    first MIG device of a GPU in MIG mode (an assumption: which one CUDA gives this
+    process is the driver's choice, so it is searched for by PID until found); ``found``,
+    the one whose process listing holds this process."""
 
     @property
     def is_mig(self) -> bool:
@@ -125,12 +131,18 @@ class VisibleDevices:
         cvd = "unset" if self.cuda_visible_devices is None else repr(self.cuda_visible_devices)
         shown = ", ".join(
             f"{d.cuda_ordinal}={_short(d.uuid)} (NVML {d.nvml_index}"
-            + (", MIG" if d.is_mig else "")
+            + _MIG_SHOWN.get(d.mig_source, ", MIG" if d.is_mig else "")
             + ")"
             for d in self.devices
         )
         line = f"CUDA devices (CUDA_VISIBLE_DEVICES {cvd}, {self.order}): {shown or 'none'}"
         return line if self.note is None else f"{line}; {self.note}"
+
+
+_MIG_SHOWN: dict[str | None, str] = {
+    "first": ", MIG: CUDA's first, this process not seen on any MIG device yet",
+    "found": ", MIG: found by this process's PID",
+}
 
 
 def _short(uuid: str | None) -> str:
@@ -207,11 +219,23 @@ def _unique(matches: Sequence[NvmlGpu]) -> NvmlGpu | None:
     return matches[0] if len(matches) == 1 else None
 
 
-def _device(ordinal: int, gpu: NvmlGpu, mig: NvmlMigDevice | None = None) -> CudaDevice:
+def _device(
+    ordinal: int,
+    gpu: NvmlGpu,
+    mig: NvmlMigDevice | None = None,
+    mig_source: Literal["named", "first", "found"] = "named",
+) -> CudaDevice:
     if mig is None:
         return CudaDevice(ordinal, gpu.uuid, gpu.nvml_index, gpu.pci_bus_id, gpu.name)
     return CudaDevice(
-        ordinal, mig.uuid, gpu.nvml_index, gpu.pci_bus_id, mig.name, gpu.uuid, mig.mig_index
+        ordinal,
+        mig.uuid,
+        gpu.nvml_index,
+        gpu.pci_bus_id,
+        mig.name,
+        gpu.uuid,
+        mig.mig_index,
+        mig_source,
     )
 
 
@@ -281,6 +305,7 @@ def resolve(
     if stopped is not None:
         notes[-1] = f"CUDA stops at {stopped!r}: " + notes[-1] + ", later entries are ignored"
     migs = [c for c in chosen if c[1] is not None]
+    first_mig = False  # the MIG device below is CUDA's first of a GPU named whole
     if migs:
         if len(chosen) > 1:
             notes.append(
@@ -304,11 +329,13 @@ def resolve(
                     "device only and no other GPU"
                 )
             kept = [(gpu, gpu.mig_devices[0])]
+            first_mig = True
             break
         chosen = kept
     if not unset and not parsed.entries and parsed.stopped_at is None:
         notes.append("CUDA_VISIBLE_DEVICES is empty: no GPU is visible")
-    devices = tuple(_device(i, gpu, mig) for i, (gpu, mig) in enumerate(chosen))
+    source: Literal["named", "first"] = "first" if first_mig else "named"
+    devices = tuple(_device(i, gpu, mig, source) for i, (gpu, mig) in enumerate(chosen))
     return devices, "; ".join(notes) or None
 
 
@@ -444,6 +471,37 @@ def visible_devices(environ: Mapping[str, str] | None = None) -> VisibleDevices:
     with _cache_lock:
         _cache[key] = result
     return result
+
+
+def find_own_mig(environ: Mapping[str, str] | None = None) -> CudaDevice | None:
+    """Where a visible MIG device is only CUDA's first of its GPU (``mig_source`` ``first``),
+    look for this process on every MIG device by PID; when found, that device replaces it
+    under the same CUDA ordinal in ``visible_devices`` from now on. Returns the device found
+    (``None``: nothing changed). Cheap to repeat: nothing is asked unless such a device is
+    visible."""
+    visible = visible_devices(environ)
+    first = next((d for d in visible.devices if d.mig_source == "first"), None)
+    if first is None:
+        return None
+    try:
+        hit, refused = nvml.find_mig_device_of(os.getpid())
+    except BackendFailure as exc:
+        debug("CUDA", f"MIG search failed: {exc.reason}")
+        return None
+    if hit is None:
+        if refused:
+            debug("CUDA", f"MIG search: not found; refused: {'; '.join(refused)}")
+        return None
+    gpu, mig = hit
+    own = _device(first.cuda_ordinal, gpu, mig, "found")
+    devices = tuple(own if d is first else d for d in visible.devices)
+    found = VisibleDevices(devices, visible.cuda_visible_devices, visible.order, visible.note)
+    debug("CUDA", f"MIG device found by PID: {found.describe()}")
+    with _cache_lock:
+        for key, cached in list(_cache.items()):
+            if cached is visible:
+                _cache[key] = found
+    return own
 
 
 def _reset_for_tests() -> None:

@@ -52,6 +52,7 @@ __all__ = [
     "NvmlMigDevice",
     "device_count",
     "device_query",
+    "find_mig_device_of",
     "impossible_device_figures",
     "inventory",
     "list_processes",
@@ -469,6 +470,73 @@ def _gpu(nv: Any, index: int) -> NvmlGpu:
     from pytest_hypomnesis.probe.readings import NvmlGpu
 
     return NvmlGpu(index, uuid, bus_id, name, mig_enabled, migs)
+
+
+_mig_slots: tuple[int, list[tuple[int, int, Any]]] | None = None
+"""(generation, [(parent NVML index, MIG index, MIG handle)]): every MIG device of every GPU
+in MIG mode, enumerated once per NVML session (a search repeats at each span start)."""
+
+
+def _mig_handles_of(nv: Any, index: int, handle: Any) -> list[tuple[int, int, Any]]:
+    modes = _best_effort(
+        nv, f"nvmlDeviceGetMigMode({index})", lambda: nv.nvmlDeviceGetMigMode(handle)
+    )
+    if not modes or int(modes[0]) != 1:
+        return []
+    # nvml.h: SUCCESS with 0 when MIG is unsupported or disabled.
+    slots = _best_effort(
+        nv, "nvmlDeviceGetMaxMigDeviceCount", lambda: int(nv.nvmlDeviceGetMaxMigDeviceCount(handle))
+    )
+    found: list[tuple[int, int, Any]] = []
+    for k in range(slots or 0):
+        try:
+            found.append((index, k, nv.nvmlDeviceGetMigDeviceHandleByIndex(handle, k)))
+        except nv.NVMLError as exc:  # NOT_FOUND: an empty slot
+            _note_error(exc, f"nvmlDeviceGetMigDeviceHandleByIndex({index}, {k})")
+    return found
+
+
+def _mig_handles(nv: Any) -> list[tuple[int, int, Any]]:
+    global _mig_slots
+    if _mig_slots is not None and _mig_slots[0] == _generation:
+        return _mig_slots[1]
+    found: list[tuple[int, int, Any]] = []
+    try:
+        count = int(nv.nvmlDeviceGetCount())
+    except nv.NVMLError as exc:
+        raise _failure(exc, "nvmlDeviceGetCount_v2") from exc
+    for index in range(count):
+        try:
+            handle = _handle(nv, index)
+        except BackendFailure:
+            continue
+        found.extend(_mig_handles_of(nv, index, handle))
+    _mig_slots = (_generation, found)
+    return found
+
+
+def find_mig_device_of(pid: int) -> tuple[tuple[NvmlGpu, NvmlMigDevice] | None, tuple[str, ...]]:
+    """The MIG device whose compute-process listing holds ``pid`` (its GPU, and the device),
+    searched over every MIG device of every GPU in MIG mode (a GPU's own handle refuses
+    that listing to an unprivileged caller, and would mix tenants); ``None`` when no
+    listing holds it. Also the reasons of listings NVML refused (``Insufficient
+    Permissions`` on a slice this container cannot use). Raises when NVML cannot count."""
+    refused: list[str] = []
+    with _lock:
+        nv = _ensure()
+        for index, k, mig in _mig_handles(nv):
+            try:
+                rows = _raw_processes(nv, mig)
+            except BackendFailure as exc:
+                refused.append(f"MIG device {k} of GPU {index}: {exc.reason}")
+                continue
+            if any(row_pid == pid for row_pid, _ in rows):
+                device = _mig_device(nv, mig, k)
+                if device is not None:
+                    gpu = _gpu(nv, index)
+                    debug("NVML", f"pid {pid} found on {device.uuid} (GPU {index})")
+                    return (gpu, device), tuple(refused)
+    return None, tuple(refused)
 
 
 def inventory() -> tuple[NvmlGpu, ...]:

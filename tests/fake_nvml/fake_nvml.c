@@ -12,6 +12,8 @@
  *   pci <device> <bus id>             (default 00000000:NN:00.0, NN = index + 1, hex)
  *   migmode <device> <current> <pending>   (absent: NOT_SUPPORTED, a pre-Ampere GPU)
  *   mig <parent> <gi> <ci> <total> <free> <used> <uuid> <name, rest of line>
+ *   migslot m<k> <index>              (its nvmlDeviceGetMigDeviceHandleByIndex index;
+ *                                      default: its position among its parent's mig lines)
  *   deverror <device> <function name> <nvml return code>   (only calls on that handle)
  *   cuda_order <device> ...           (the fake libcuda's fastest-first enumeration)
  *   reap                              (drop process rows of PIDs that exited, zombies
@@ -20,6 +22,14 @@
  * through nvmlDeviceGetMigDeviceHandleByIndex of its parent or nvmlDeviceGetHandleByUUID).
  * "self" is getpid() of the calling process; "-" makes nvmlDeviceGetMemoryInfo_v2 return
  * NOT_SUPPORTED; "*" applies to every function but nvmlErrorString and nvmlShutdown.
+ *
+ * MIG, as nvml.h documents it: a GPU in MIG mode (migmode current 1) refuses the process
+ * queries on its own handle with NO_PERMISSION (only a privileged caller gets the
+ * aggregate; the fake plays an unprivileged one); its MIG devices answer for themselves,
+ * with their GPU/compute instance ids in v2/v3 rows. nvmlDeviceGetMaxMigDeviceCount is
+ * SUCCESS with 0 when MIG is unsupported or disabled, 7 when enabled;
+ * nvmlDeviceGetMigDeviceHandleByIndex is NOT_FOUND for an empty slot below that count,
+ * INVALID_ARGUMENT at or past it, NOT_SUPPORTED on a GPU without MIG support.
  * No config file: nvmlInit returns DRIVER_NOT_LOADED.
  *
  * The same file is also a fake libcuda.so.1 (cuInit, cuDeviceGetCount, cuDeviceGet,
@@ -47,6 +57,7 @@ enum {
     NVML_ERROR_UNINITIALIZED = 1,
     NVML_ERROR_INVALID_ARGUMENT = 2,
     NVML_ERROR_NOT_SUPPORTED = 3,
+    NVML_ERROR_NO_PERMISSION = 4,
     NVML_ERROR_NOT_FOUND = 6,
     NVML_ERROR_INSUFFICIENT_SIZE = 7,
     NVML_ERROR_DRIVER_NOT_LOADED = 9,
@@ -84,6 +95,7 @@ struct fake_device {
     unsigned int mig_current, mig_pending;
     /* MIG devices only (slot >= MAX_DEVICES): */
     unsigned int parent, gi, ci;
+    int mig_slot; /* nvmlDeviceGetMigDeviceHandleByIndex index; -1: position */
 };
 
 typedef struct {
@@ -179,6 +191,12 @@ static void parse(struct fake_config *cfg, FILE *f) {
             }
             continue;
         }
+        if (strncmp(line, "migslot ", 8) == 0) {
+            int k;
+            if (sscanf(line + 8, "%95s %d", a, &k) == 2 && (s1 = slot(a)) >= MAX_DEVICES)
+                cfg->devices[s1].mig_slot = k;
+            continue;
+        }
         if (strncmp(line, "mig ", 4) == 0 && cfg->mig_count < MAX_MIG) {
             struct fake_device *d = &cfg->devices[MAX_DEVICES + cfg->mig_count];
             unsigned int parent;
@@ -188,6 +206,7 @@ static void parse(struct fake_config *cfg, FILE *f) {
                        &d->total, &d->free, &d->used, d->uuid, &used_chars) < 7)
                 continue;
             d->parent = parent;
+            d->mig_slot = -1;
             rest_of_line(d->name, sizeof d->name, line + 4 + used_chars);
             cfg->mig_count++;
             continue;
@@ -382,6 +401,16 @@ static int slot_exists(struct fake_config *cfg, int index) {
            (index >= MAX_DEVICES && (unsigned int)(index - MAX_DEVICES) < cfg->mig_count);
 }
 
+/* The nvmlDeviceGetMigDeviceHandleByIndex index of MIG slot `index` (>= MAX_DEVICES). */
+static unsigned int mig_slot_of(struct fake_config *cfg, int index) {
+    struct fake_device *d = &cfg->devices[index];
+    if (d->mig_slot >= 0) return (unsigned int)d->mig_slot;
+    unsigned int k = 0;
+    for (int i = MAX_DEVICES; i < index; i++)
+        if (cfg->devices[i].parent == d->parent) k++;
+    return k;
+}
+
 static struct fake_device *lookup(struct fake_config *cfg, nvmlDevice_t device, int *index) {
     if (device < handle_table || device >= handle_table + MAX_SLOTS) return NULL;
     *index = (int)(device - handle_table);
@@ -493,7 +522,12 @@ static nvmlReturn_t processes(const char *name, nvmlDevice_t device, unsigned in
     BEGIN(name, 1)
     if (!count) { ret = NVML_ERROR_INVALID_ARGUMENT; goto done; }
     LOOKUP
-    (void)d;
+    /* nvml.h: "In MIG mode, if device handle is provided, the API returns aggregate
+     * information, only if the caller has appropriate privileges." */
+    if (index < MAX_DEVICES && d->has_mig_mode && d->mig_current == 1) {
+        ret = NVML_ERROR_NO_PERMISSION;
+        goto done;
+    }
     unsigned int needed = 0;
     for (unsigned int i = 0; i < cfg->process_count; i++)
         if (cfg->processes[i].device == (unsigned int)index) needed++;
@@ -514,8 +548,9 @@ static nvmlReturn_t processes(const char *name, nvmlDevice_t device, unsigned in
             nvmlProcessInfo_v2_t *row = (nvmlProcessInfo_v2_t *)infos + n;
             row->pid = p->pid;
             row->usedGpuMemory = p->used;
-            row->gpuInstanceId = 0xFFFFFFFFu;
-            row->computeInstanceId = 0xFFFFFFFFu;
+            /* Rows of a MIG device name its instances; a whole GPU's say "none". */
+            row->gpuInstanceId = index >= MAX_DEVICES ? d->gi : 0xFFFFFFFFu;
+            row->computeInstanceId = index >= MAX_DEVICES ? d->ci : 0xFFFFFFFFu;
         }
         n++;
     }
@@ -600,10 +635,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t device, unsigned int *out) {
     if (index < MAX_DEVICES) {
         *out = (unsigned int)index;
     } else {
-        unsigned int k = 0;
-        for (int i = MAX_DEVICES; i < index; i++)
-            if (cfg->devices[i].parent == d->parent) k++;
-        *out = k;
+        *out = mig_slot_of(cfg, index);
     }
     END
 }
@@ -629,8 +661,8 @@ EXPORT nvmlReturn_t nvmlDeviceIsMigDeviceHandle(nvmlDevice_t device, unsigned in
 EXPORT nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(nvmlDevice_t device, unsigned int *count) {
     BEGIN("nvmlDeviceGetMaxMigDeviceCount", 1)
     LOOKUP
-    if (index >= MAX_DEVICES || !d->has_mig_mode) { ret = NVML_ERROR_NOT_SUPPORTED; goto done; }
-    *count = 7;
+    /* nvml.h: "Returns zero if MIG is not supported or enabled." */
+    *count = (index < MAX_DEVICES && d->has_mig_mode && d->mig_current == 1) ? 7 : 0;
     END
 }
 
@@ -640,17 +672,15 @@ EXPORT nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(nvmlDevice_t device, uns
     LOOKUP
     if (index >= MAX_DEVICES || !d->has_mig_mode) { ret = NVML_ERROR_NOT_SUPPORTED; goto done; }
     if (d->mig_current != 1) { ret = NVML_ERROR_INVALID_ARGUMENT; goto done; }
-    ret = NVML_ERROR_NOT_FOUND;
-    unsigned int seen = 0;
+    if (k >= 7) { ret = NVML_ERROR_INVALID_ARGUMENT; goto done; }
+    ret = NVML_ERROR_NOT_FOUND; /* an empty slot: slots need not be dense */
     for (unsigned int i = 0; i < cfg->mig_count; i++) {
-        if (cfg->devices[MAX_DEVICES + i].parent != (unsigned int)index) continue;
-        if (seen++ == k) {
-            *mig = &handle_table[MAX_DEVICES + i];
-            ret = NVML_SUCCESS;
-            break;
-        }
+        int at = MAX_DEVICES + (int)i;
+        if (cfg->devices[at].parent != (unsigned int)index || mig_slot_of(cfg, at) != k) continue;
+        *mig = &handle_table[at];
+        ret = NVML_SUCCESS;
+        break;
     }
-    if (ret == NVML_ERROR_NOT_FOUND && k >= 7) ret = NVML_ERROR_INVALID_ARGUMENT;
     END
 }
 

@@ -43,8 +43,11 @@ index), pci_bus_id=None (00000000:NN:00.0, NN = index + 1), mig_mode=None (None:
 has no MIG support; True/False: enabled/disabled), mig_devices=(FakeMigDevice...),
 errors={function: code} (only calls on this handle))``;
 ``FakeMigDevice(uuid, gpu_instance_id, compute_instance_id, name, total_bytes, used_bytes,
-processes, errors)`` is a MIG device of its parent (reached by
-``nvmlDeviceGetMigDeviceHandleByIndex`` or ``nvmlDeviceGetHandleByUUID``).
+processes, errors, mig_index=None)`` is a MIG device of its parent (reached by
+``nvmlDeviceGetMigDeviceHandleByIndex(parent, mig_index)``, default its position among the
+parent's, or ``nvmlDeviceGetHandleByUUID``; other slots below 7 answer NOT_FOUND). A GPU
+with ``mig_mode=True`` refuses process queries on its own handle with NO_PERMISSION, as
+an unprivileged caller sees it; its MIG devices list their own processes.
 ``set(..., cuda_order=[1, 0])`` also makes the library a fake ``libcuda.so.1`` (through
 ``HYPOMNESIS_CUDA_LIBRARY``) whose fastest-first enumeration is those NVML indices (or
 MIG UUIDs); without it no libcuda is configured and CUDA order falls back to PCI order.
@@ -129,6 +132,7 @@ class FakeMigDevice:
     used_bytes: int = 64 * MIB
     processes: Sequence[FakeProcess] = field(default_factory=tuple)
     errors: Mapping[str, int | str] = field(default_factory=dict)
+    mig_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +228,8 @@ def render_config(
                 f"mig {index} {mig.gpu_instance_id} {mig.compute_instance_id} {mig.total_bytes} "
                 f"{free} {mig.used_bytes} {mig.uuid} {_escape(mig.name)}"
             )
+            if mig.mig_index is not None:
+                lines.append(f"migslot {slot} {mig.mig_index}")
             lines.extend(f"process {slot} {p.pid} {p.used_bytes}" for p in mig.processes)
             lines.extend(
                 f"deverror {slot} {function} {_code(code)}" for function, code in mig.errors.items()

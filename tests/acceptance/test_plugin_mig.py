@@ -1,0 +1,228 @@
+"""What a user sees on a GPU sliced with MIG: budgets read this process's own MIG device
+(named by ``CUDA_VISIBLE_DEVICES``, or found by its PID on every MIG device), never the
+parent GPU's listing (refused to an unprivileged caller, and shared by every tenant), and
+NVML's own reason when it refuses. Runs the real NVML backend against the compiled fake
+library, whose parent handle answers NO_PERMISSION in MIG mode as the real one does."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from pytest_hypomnesis.probe import cuda_devices
+from tests.helpers.fakenvml import (
+    GIB,
+    MIB,
+    SELF,
+    FakeMigDevice,
+    FakeNvml,
+    FakeNvmlDevice,
+    FakeProcess,
+    render_config,
+)
+
+pytestmark = [
+    pytest.mark.usefixtures("inner_pytester_run"),
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"), reason="the fake library is an ELF .so"
+    ),
+]
+
+GPU = "GPU-a100a100-0000-4000-8000-000000000000"
+MIG_A = "MIG-aaaaaaaa-1111-5222-8333-000000000001"
+MIG_B = "MIG-bbbbbbbb-1111-5222-8333-000000000002"
+OTHER_TENANT = 1  # PID 1 exists here: a real process of this namespace, not ours
+
+
+def a100(self_on_b: int | None, *, refused: bool = False) -> list[FakeNvmlDevice]:
+    """One A100 in MIG mode: MIG_A (slot 0, another tenant's 5 GiB) and MIG_B (slot 3;
+    slots 1 and 2 are empty), this process on MIG_B when ``self_on_b`` is given."""
+    errors = {"nvmlDeviceGetComputeRunningProcesses_v3": "NO_PERMISSION"} if refused else {}
+    mine: Sequence[FakeProcess] = () if self_on_b is None else (FakeProcess(SELF, self_on_b),)
+    return [
+        FakeNvmlDevice(
+            name="NVIDIA A100-SXM4-80GB",
+            total_bytes=80 * GIB,
+            used_bytes=12 * GIB,
+            uuid=GPU,
+            mig_mode=True,
+            mig_devices=(
+                FakeMigDevice(
+                    MIG_A,
+                    1,
+                    0,
+                    name="NVIDIA A100-SXM4-80GB MIG 2g.20gb",
+                    total_bytes=20 * GIB,
+                    used_bytes=5 * GIB,
+                    processes=(FakeProcess(OTHER_TENANT, 5 * GIB),),
+                    errors=errors,
+                ),
+                FakeMigDevice(
+                    MIG_B,
+                    2,
+                    0,
+                    name="NVIDIA A100-SXM4-80GB MIG 3g.40gb",
+                    total_bytes=40 * GIB,
+                    used_bytes=self_on_b or 0,
+                    processes=mine,
+                    errors=errors,
+                    mig_index=3,
+                ),
+            ),
+        )
+    ]
+
+
+WRITER = """
+import os, time
+import pytest
+
+def write(text):
+    path = os.environ["FAKE_NVML_CONFIG"]
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+IDLE = {idle!r}
+SPIKE = {spike!r}
+"""
+
+SPIKE_TEST = """
+@pytest.mark.max_vram("1GiB")
+def test_grows_3gib():
+    write(SPIKE)
+    time.sleep(0.06)
+    write(IDLE)
+    time.sleep(0.03)
+"""
+
+
+def config(devices: list[FakeNvmlDevice]) -> str:
+    return render_config(devices, "555.42.06", {})
+
+
+@pytest.fixture(autouse=True)
+def _fresh_mapping() -> object:
+    cuda_devices._reset_for_tests()
+    yield
+    cuda_devices._reset_for_tests()
+
+
+def suite(pytester: pytest.Pytester, idle: list[FakeNvmlDevice], body: str) -> None:
+    spike = a100(3 * GIB + 100 * MIB)
+    pytester.makepyfile(WRITER.format(idle=config(idle), spike=config(spike)) + body)
+
+
+def report(pytester: pytest.Pytester) -> Any:
+    return json.loads((pytester.path / "out.json").read_text("utf-8"))
+
+
+def test_mig_uuid_in_cuda_visible_devices_is_read_on_that_mig_device(
+    pytester: pytest.Pytester, fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    idle = a100(100 * MIB)
+    fake_nvml.set(idle)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", MIG_B)
+    suite(pytester, idle, SPIKE_TEST)
+    result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines_random(
+        [
+            f"hypomnesis: CUDA devices (CUDA_VISIBLE_DEVICES '{MIG_B}', *): "
+            "0=MIG-bbbbbbbb (NVML 0, MIG)",
+            "*max_vram: test used 3.00 GiB VRAM on GPU 0 (peak increase, NVML) > limit 1.00 GiB*",
+        ]
+    )
+    data = report(pytester)
+    # The slice's own figures: its 40 GiB, its name, not the parent's 80 GiB.
+    assert [(d["name"], d["total_bytes"]) for d in data["devices"]] == [
+        ("NVIDIA A100-SXM4-80GB MIG 3g.40gb", 40 * GIB)
+    ]
+
+
+def test_mig_device_found_by_this_process_pid(
+    pytester: pytest.Pytester, fake_nvml: FakeNvml
+) -> None:
+    # CUDA_VISIBLE_DEVICES unset: CUDA gives this process one MIG device, and NVML's first
+    # (MIG_A, another tenant's 5 GiB) is not necessarily it. Read MIG_A and this test's
+    # 3 GiB passed a 1 GiB budget as 0 B; the parent's listing refuses (Insufficient
+    # Permissions) and would mix tenants.
+    idle = a100(100 * MIB)
+    fake_nvml.set(idle)
+    suite(pytester, idle, SPIKE_TEST)
+    result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines_random(
+        [
+            "hypomnesis: CUDA devices (CUDA_VISIBLE_DEVICES unset, *): "
+            "0=MIG-bbbbbbbb (NVML 0, MIG: found by this process's PID)",
+            "*max_vram: test used 3.00 GiB VRAM on GPU 0 (peak increase, NVML) > limit 1.00 GiB*",
+        ]
+    )
+    data = report(pytester)
+    (record,) = data["tests"]
+    assert record["vram"]["devices"]["0"]["increase_bytes"] == 3 * GIB
+    assert [d["total_bytes"] for d in data["devices"]] == [40 * GIB]
+
+
+MID_SESSION = """
+def test_creates_its_cuda_context():
+    write(IDLE_AFTER)
+    time.sleep(0.03)
+
+""" + SPIKE_TEST.replace("write(IDLE)", "write(IDLE_AFTER)")
+
+
+def test_cuda_context_created_mid_session_is_found_at_the_next_span(
+    pytester: pytest.Pytester, fake_nvml: FakeNvml
+) -> None:
+    # At session start this process has no CUDA context: no MIG device lists it. The first
+    # test creates one on MIG_B; from the next test on, MIG_B is read.
+    before = a100(None)
+    fake_nvml.set(before)
+    after = config(a100(100 * MIB))
+    pytester.makepyfile(
+        WRITER.format(idle=config(before), spike=config(a100(3 * GIB + 100 * MIB)))
+        + f"IDLE_AFTER = {after!r}\n"
+        + MID_SESSION
+    )
+    result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json", "-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines_random(
+        [
+            "hypomnesis: CUDA devices (CUDA_VISIBLE_DEVICES unset, *): 0=MIG-aaaaaaaa "
+            "(NVML 0, MIG: CUDA's first, this process not seen on any MIG device yet)",
+            "*test_grows_3gib*max_vram: test used 3.00 GiB VRAM on GPU 0*",
+        ]
+    )
+    first, second = report(pytester)["tests"]
+    # The span that read MIG_A while the context appeared on MIG_B: unknown, said why.
+    assert first["vram"]["devices"]["0"]["peak_bytes"] is None
+    assert f"appeared on {MIG_B} during the span" in first["vram"]["unavailable_reason"]
+    assert second["vram"]["devices"]["0"]["increase_bytes"] == 3 * GIB
+
+
+def test_refused_mig_listings_keep_nvml_reason(
+    pytester: pytest.Pytester, fake_nvml: FakeNvml
+) -> None:
+    # Every listing refused (a container without the MIG capability files): the budget is
+    # not checked, with NVML's own words, never "NVML unavailable" or a silent 0.
+    refused = a100(100 * MIB, refused=True)
+    fake_nvml.set(refused)
+    pytester.makepyfile(
+        WRITER.format(idle=config(refused), spike=config(refused))
+        + SPIKE_TEST.replace("write(SPIKE)", "pass")
+    )
+    result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines_random(["*max_vram: not checked*Insufficient Permissions*"])
+    assert "NVML unavailable" not in result.stdout.str()
+    (record,) = report(pytester)["tests"]
+    assert "Insufficient Permissions" in record["vram"]["unavailable_reason"]
+    strict = pytester.runpytest("--hypomnesis", "--hypomnesis-strict")
+    strict.assert_outcomes(failed=1)
+    strict.stdout.fnmatch_lines_random(["*could not be checked*Insufficient Permissions*"])

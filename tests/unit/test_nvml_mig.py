@@ -1,0 +1,139 @@
+"""NVML on a GPU in MIG mode, through nvidia-ml-py against the compiled fake library, which
+answers as nvml.h documents: the parent's process queries refused (NO_PERMISSION) to an
+unprivileged caller, ``nvmlDeviceGetMaxMigDeviceCount`` 0 without MIG, NOT_FOUND for an
+empty MIG slot; and the search for this process's MIG device by PID."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from pytest_hypomnesis._errors import BackendFailure
+from pytest_hypomnesis.probe import chain, cuda_devices, nvml
+from tests.helpers.fakenvml import (
+    GIB,
+    SELF,
+    FakeMigDevice,
+    FakeNvml,
+    FakeNvmlDevice,
+    FakeProcess,
+)
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the fake library is built as an ELF .so"
+)
+
+GPU = "GPU-a100a100-0000-4000-8000-000000000000"
+MIG_A = "MIG-aaaaaaaa-1111-5222-8333-000000000001"
+MIG_B = "MIG-bbbbbbbb-1111-5222-8333-000000000002"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_mapping() -> object:
+    cuda_devices._reset_for_tests()
+    yield
+    cuda_devices._reset_for_tests()
+
+
+def mig_gpu(self_on_b: bool) -> list[FakeNvmlDevice]:
+    mine = (FakeProcess(SELF, 2 * GIB),) if self_on_b else ()
+    return [
+        FakeNvmlDevice(uuid="GPU-0000aaaa-0000-4000-8000-000000000000", mig_mode=None),
+        FakeNvmlDevice(
+            uuid=GPU,
+            mig_mode=True,
+            mig_devices=(
+                FakeMigDevice(MIG_A, 1, 0, processes=(FakeProcess(1, GIB),)),
+                FakeMigDevice(MIG_B, 2, 0, processes=mine, mig_index=4),
+            ),
+        ),
+    ]
+
+
+def test_fake_answers_mig_queries_as_nvml_h_documents(fake_nvml: FakeNvml) -> None:
+    fake_nvml.set(mig_gpu(self_on_b=True))
+    import pynvml
+
+    nvml.device_count()  # initialises NVML through the backend
+    plain, parent = (pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(2))
+    # "Returns zero if MIG is not supported or enabled."
+    assert pynvml.nvmlDeviceGetMaxMigDeviceCount(plain) == 0
+    assert pynvml.nvmlDeviceGetMaxMigDeviceCount(parent) == 7
+    with pytest.raises(pynvml.NVMLError_NotSupported):
+        pynvml.nvmlDeviceGetMigDeviceHandleByIndex(plain, 0)
+    # Slot 4 holds MIG_B; slots 1-3 and 5-6 are empty; 7 is past the count.
+    mig_b = pynvml.nvmlDeviceGetMigDeviceHandleByIndex(parent, 4)
+    assert pynvml.nvmlDeviceGetUUID(mig_b) == MIG_B
+    assert pynvml.nvmlDeviceGetIndex(mig_b) == 4
+    with pytest.raises(pynvml.NVMLError_NotFound):
+        pynvml.nvmlDeviceGetMigDeviceHandleByIndex(parent, 2)
+    with pytest.raises(pynvml.NVMLError_InvalidArgument):
+        pynvml.nvmlDeviceGetMigDeviceHandleByIndex(parent, 7)
+    # The parent's listing needs privileges in MIG mode; the MIG device's is its own, with
+    # its GPU and compute instance ids.
+    with pytest.raises(pynvml.NVMLError_NoPermission):
+        pynvml.nvmlDeviceGetComputeRunningProcesses(parent)
+    (row,) = pynvml.nvmlDeviceGetComputeRunningProcesses(mig_b)
+    assert (row.pid, row.usedGpuMemory, row.gpuInstanceId, row.computeInstanceId) == (
+        os.getpid(),
+        2 * GIB,
+        2,
+        0,
+    )
+
+
+def test_parent_queries_keep_nvml_reason(fake_nvml: FakeNvml) -> None:
+    fake_nvml.set(mig_gpu(self_on_b=True))
+    with pytest.raises(BackendFailure) as caught:
+        nvml.process_used_bytes(1, os.getpid())
+    assert (caught.value.backend, caught.value.reason) == ("NVML", "Insufficient Permissions")
+    info = chain.snapshot_now(1)
+    assert info.gpu_unavailable_reason is not None
+    assert "NVML: Insufficient Permissions" in info.gpu_unavailable_reason
+    assert "NVML unavailable" not in info.gpu_unavailable_reason
+
+
+def test_search_finds_this_process_on_a_sparse_slot(fake_nvml: FakeNvml) -> None:
+    fake_nvml.set(mig_gpu(self_on_b=True))
+    hit, refused = nvml.find_mig_device_of(os.getpid())
+    assert hit is not None and refused == ()
+    gpu, mig = hit
+    assert (gpu.nvml_index, gpu.uuid, mig.uuid, mig.mig_index) == (1, GPU, MIG_B, 4)
+    assert nvml.find_mig_device_of(os.getpid() + 1_000_000)[0] is None
+
+
+def test_mapping_moves_from_cudas_first_to_the_one_found(
+    fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # the parent, named whole
+    fake_nvml.set(mig_gpu(self_on_b=False))
+    (first,) = cuda_devices.visible_devices().devices
+    assert (first.uuid, first.mig_source) == (MIG_A, "first")
+    assert cuda_devices.find_own_mig() is None  # no context yet: nothing moves
+    fake_nvml.set(mig_gpu(self_on_b=True))
+    found = cuda_devices.find_own_mig()
+    assert found is not None
+    assert (found.cuda_ordinal, found.uuid, found.parent_uuid, found.nvml_index) == (
+        0,
+        MIG_B,
+        GPU,
+        1,
+    )
+    assert found.mig_source == "found" and found.mig_index == 4
+    (now,) = cuda_devices.visible_devices().devices
+    assert now == found
+    assert cuda_devices.find_own_mig() is None  # found: never searched again
+
+
+def test_named_mig_device_is_never_searched(
+    fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", MIG_A)
+    fake_nvml.set(mig_gpu(self_on_b=True))
+    (named,) = cuda_devices.visible_devices().devices
+    assert (named.uuid, named.mig_source) == (MIG_A, "named")
+    calls = fake_nvml.stats().calls
+    assert cuda_devices.find_own_mig() is None
+    assert fake_nvml.stats().calls == calls
