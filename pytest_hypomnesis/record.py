@@ -108,18 +108,24 @@ class VramDeviceRecord(_RequiredDeviceFields, total=False):
     unavailable_reason: str | None
 
 
-class VramRecord(TypedDict):
-    """``devices`` is keyed by the device index as a string; empty without a GPU.
-    ``torch_peak_allocated_bytes`` (keyed by torch's CUDA index) is ``None`` unless
-    PyTorch was imported and had initialised CUDA. ``allocators`` (framework name →
-    framework device index → figures) is ``None`` unless torch, CuPy or JAX was loaded
-    with memory on a GPU; older reports lack it."""
-
+class _RequiredVramFields(TypedDict):
     source: str | None
     devices: dict[str, VramDeviceRecord]
     torch_peak_allocated_bytes: dict[str, int] | None
     unavailable_reason: str | None
     allocators: dict[str, dict[str, AllocatorDeviceRecord]] | None
+
+
+class VramRecord(_RequiredVramFields, total=False):
+    """``devices`` is keyed by the device index as a string; empty without a GPU.
+    ``torch_peak_allocated_bytes`` (keyed by torch's CUDA index) is ``None`` unless
+    PyTorch was imported and had initialised CUDA. ``allocators`` (framework name →
+    framework device index → figures) is ``None`` unless torch, CuPy or JAX was loaded
+    with memory on a GPU; older reports lack it. ``attribution``: ``process`` (this
+    process's own per-process figure) or ``device`` (the device-wide used figure,
+    ``--hypomnesis-vram-source=device``); older reports lack it (``process``)."""
+
+    attribution: Literal["process", "device"]
 
 
 class _RequiredBudgetFields(TypedDict):

@@ -267,6 +267,8 @@ def _judge_vram(
             return None, "", "", _NO_ALLOCATOR, None  # never the driver's figure instead
     elif allocator is None or (driver is not None and driver >= allocator):
         source = (vram["source"] or "unknown").upper().replace("NVIDIA_SMI", "nvidia-smi")
+        if vram.get("attribution") == "device":
+            source += " device-wide used"
         return driver, _gpus(gpus), source, reason, None if driver is None else "driver"
     where = _gpus([str(i) for i in alloc_devices])
     return allocator, where, f"{'/'.join(names)} allocator", reason, "allocator"

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 from pytest_hypomnesis.plugin import frameworks
 from pytest_hypomnesis.plugin.frameworks import AllocatorReading
@@ -224,9 +224,15 @@ class Engine:
         devices: tuple[int, ...] | None = None,
         keep_hwm: bool = False,
         torch_reset_peak: bool = False,
+        vram_source: Literal["process", "device"] | str = "process",
     ) -> None:
         self.interval_s = interval_s
         self.torch_reset_peak = torch_reset_peak
+        # "device": the device-wide used figure stands in for this process's (a CI job that
+        # owns its GPU; a container where NVML cannot see this process's PID).
+        self.vram_attribution: Literal["process", "device"] = (
+            "device" if vram_source == "device" else "process"
+        )
         self._device_filter = devices
         # The process's peak before the first span (start-up, collection), read before
         # calibration or any reset of the kernel's mark can lose it.
@@ -284,7 +290,9 @@ class Engine:
         for ordinal in watched:
             device = by_ordinal[ordinal]
             reader = chain.vram_reader(device.nvml_index, device.uuid)
-            if reader is not None and visible.mapped:
+            if reader is not None and self.vram_attribution == "device":
+                reader = _device_wide(reader)  # no own row needed: nothing to be blind to
+            elif reader is not None and visible.mapped:
                 why = _nvml_blind(device.nvml_index, device.uuid, ordinal)
                 if why is not None:
                     blind = blind or why
@@ -345,7 +353,7 @@ class Engine:
             count = fake.device_count()
             if fake is not self._fake_seen or count != self._fake_count:
                 pairs = [(i, fake.vram_reader(i)) for i in self._watched(count)]
-                self._fake_readers = [(i, r) for i, r in pairs if r is not None]
+                self._fake_readers = [(i, self._attributed(r)) for i, r in pairs if r is not None]
                 self._fake_seen, self._fake_count = fake, count
             return self._fake_readers, fake
         if self._real_readers is None:
@@ -381,9 +389,15 @@ class Engine:
     def header_lines(self) -> list[str]:
         """What a user should know about the watched GPUs, one line each (``prepare`` first)."""
         visible = self._visible
+        attribution = []
+        if self.vram_attribution == "device":
+            attribution = [
+                "VRAM attribution: device-wide used increase charged to each test "
+                "(--hypomnesis-vram-source=device; right only when nothing else uses the GPU)"
+            ]
         if chain.current_fake() is not None or visible is None or not visible.mapped:
-            return []
-        lines = [visible.describe()]
+            return attribution
+        lines = [*attribution, visible.describe()]
         if self._blind_reason is not None:
             lines.append(f"per-process VRAM unavailable: {self._blind_reason}")
         return lines
@@ -695,11 +709,16 @@ class Engine:
 
     def peek(self, span: Span) -> SpanRecord:
         """The figures so far, leaving the span open (budgets judged before teardown)."""
-        return self._mig_moved(span, self._figures(span, final=False))
+        return self._finish(span, self._figures(span, final=False))
 
-    def _mig_moved(self, span: Span, record: SpanRecord) -> SpanRecord:
+    def _attributed(self, reader: Reader) -> Reader:
+        return _device_wide(reader) if self.vram_attribution == "device" else reader
+
+    def _finish(self, span: Span, record: SpanRecord) -> SpanRecord:
         """Unknown VRAM, with the reason, when this process turned out to be on another MIG
-        device than the one the span read (its context was created during the span)."""
+        device than the one the span read (its context was created during the span); and
+        which figure the record's VRAM is (``attribution``)."""
+        record["vram"]["attribution"] = self.vram_attribution
         if self._mig_pending and span.mig_moved is None:
             span.mig_moved = self._find_own_mig()
         reason = span.mig_moved
@@ -714,7 +733,7 @@ class Engine:
         return record
 
     def end(self, span: Span) -> SpanRecord:
-        record = self._mig_moved(span, self._figures(span, final=True))
+        record = self._finish(span, self._figures(span, final=True))
         self._close(span)
         if span.traced_start_bytes is not None and self._tracer is not None:
             self._tracer.release()
@@ -826,6 +845,22 @@ def _nvml_blind(index: int, uuid: str | None, ordinal: int) -> str | None:
     from pytest_hypomnesis.probe import nvml, pidns
 
     return pidns.blind_reason(lambda: nvml.listed_pids(index, uuid), str(ordinal))
+
+
+def _device_wide(reader: Reader) -> Reader:
+    """The device-wide used figure as the span's own (``--hypomnesis-vram-source=device``):
+    its increase is the test's when nothing else grows on that device. A reading without
+    a device-wide figure is unknown, with the reason, never the per-process one instead."""
+
+    def read() -> VramReading:
+        reading = reader()
+        used = reading.device_used_bytes
+        if used is None:
+            failure = reading.failure or "no device-wide used figure in this reading"
+            return VramReading(None, None, reading.source, failure=failure)
+        return VramReading(used, used, reading.source)
+
+    return read
 
 
 def _without_own_figure(reader: Reader) -> Reader:

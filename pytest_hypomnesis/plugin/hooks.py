@@ -178,6 +178,7 @@ class HypomnesisPlugin:
             devices=s.devices,
             keep_hwm=s.keep_hwm,
             torch_reset_peak=s.torch_reset_peak,
+            vram_source=s.vram_source,
         )
 
     def run_peaks(self) -> dict[str, int]:

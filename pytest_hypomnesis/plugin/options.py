@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_INTERVAL_S",
     "DEFAULT_TOP",
     "VRAM_BUDGET_SOURCES",
+    "VRAM_SOURCES",
     "Settings",
     "add_options",
     "resolve",
@@ -47,6 +48,7 @@ _BOOL_WORDS = {
 _WHOLE_RE = re.compile(r"[0-9]+", re.ASCII)
 _VERBOSITY_RE = re.compile(r"-?[0-9]+", re.ASCII)
 VRAM_BUDGET_SOURCES = ("auto", "driver", "allocator")
+VRAM_SOURCES = ("process", "device")
 
 # (option suffix, ini type, help). The flag is "--hypomnesis" + suffix; the ini key is the
 # same with "_" for "-". Kept in one table so the ini twins cannot drift from the flags.
@@ -129,6 +131,13 @@ _OPTIONS: tuple[tuple[str, Literal["bool", "string"], str], ...] = (
         "CUDA context), allocator (torch/CuPy/JAX allocated) or auto (the larger; default)",
     ),
     (
+        "-vram-source",
+        "string",
+        "what a test's VRAM figures are: process (this process's own NVML row, default) or "
+        "device (the device-wide used increase, for a CI job that owns its GPU, or a "
+        "container where NVML cannot see this process)",
+    ),
+    (
         "-torch-reset-peak",
         "bool",
         "reset torch's peak counters at each test's start for an exact allocator peak "
@@ -184,6 +193,7 @@ class Settings:
         "top",
         "torch_reset_peak",
         "vram_budget_source",
+        "vram_source",
     )
 
     def __init__(
@@ -214,6 +224,7 @@ class Settings:
         vram_budget_source: str = "auto",
         torch_reset_peak: bool = False,
         cuda_warmup: bool = False,
+        vram_source: str = "process",
     ) -> None:
         self.enabled = enabled
         self.json_path = json_path
@@ -241,6 +252,8 @@ class Settings:
         self.vram_budget_source = vram_budget_source
         self.torch_reset_peak = torch_reset_peak
         self.cuda_warmup = cuda_warmup
+        self.vram_source = vram_source
+        """``process`` (own NVML row) or ``device`` (device-wide used, attributed to the test)."""
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
@@ -280,6 +293,7 @@ class Settings:
             "timeline": self.timeline,
             "keep_hwm": self.keep_hwm,
             "vram_budget_source": self.vram_budget_source,
+            "vram_source": self.vram_source,
             "torch_reset_peak": self.torch_reset_peak,
             "cuda_warmup": self.cuda_warmup,
         }
@@ -517,6 +531,7 @@ def resolve(config: pytest.Config) -> Settings:
     vram_budget_source = _choice(
         config, "hypomnesis_vram_budget_source", VRAM_BUDGET_SOURCES, "auto"
     )
+    vram_source = _choice(config, "hypomnesis_vram_source", VRAM_SOURCES, "process")
     torch_reset_peak = _bool(config, "hypomnesis_torch_reset_peak")
     cuda_warmup = _bool(config, "hypomnesis_cuda_warmup")
 
@@ -555,4 +570,5 @@ def resolve(config: pytest.Config) -> Settings:
         vram_budget_source=vram_budget_source,
         torch_reset_peak=torch_reset_peak,
         cuda_warmup=cuda_warmup,
+        vram_source=vram_source,
     )

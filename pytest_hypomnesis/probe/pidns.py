@@ -22,7 +22,11 @@ from collections.abc import Callable, Sequence
 
 __all__ = ["FIXES", "blind_reason"]
 
-FIXES = "run the container with --pid=host (Kubernetes: hostPID: true) or use a driver >= 565"
+FIXES = (
+    "run the container with --pid=host (Kubernetes: hostPID: true) or use a driver >= 565, "
+    "or, where this job owns the GPU, --hypomnesis-vram-source=device (the device-wide "
+    "used increase)"
+)
 
 
 def _absent(pids: Sequence[int]) -> list[int]:

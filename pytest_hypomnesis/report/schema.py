@@ -155,6 +155,8 @@ def validate_test_record(record: object, where: str = "test") -> MeasuredTestRec
     vram = _check_obj(_field(rec, "vram", where), vwhere)
     _str_field(vram, "source", vwhere, optional=True)
     _str_field(vram, "unavailable_reason", vwhere, optional=True)
+    if "attribution" in vram and vram["attribution"] not in ("process", "device"):
+        _wrong(vram, "attribution", vwhere, expect="'process' or 'device'")
     devices = _check_obj(_field(vram, "devices", vwhere), f"{vwhere}.devices")
     for key, device in devices.items():
         dwhere = f"{vwhere}.devices[{key!r}]"

@@ -399,8 +399,14 @@ def header_line(report: Mapping[str, Any]) -> str:
         parts.append("RAM peak: " + ", ".join(dict.fromkeys(texts)))
     sources = sorted({t["vram"]["source"] for t in tests if t.get("vram", {}).get("source")})
     devices = report.get("devices", [])
+    device_wide = settings.get("vram_source") == "device" or any(
+        t.get("vram", {}).get("attribution") == "device" for t in tests
+    )
     if sources:
-        parts.append(f"VRAM: {'/'.join(s.upper() for s in sources)} per-process{every}")
+        kind = (
+            "device-wide used (--hypomnesis-vram-source=device)" if device_wide else "per-process"
+        )
+        parts.append(f"VRAM: {'/'.join(s.upper() for s in sources)} {kind}{every}")
     elif devices:
         parts.append("VRAM: per-process figure unavailable")
     if devices:
