@@ -515,6 +515,40 @@ def _mig_handles(nv: Any) -> list[tuple[int, int, Any]]:
     return found
 
 
+_pid_rows: list[Any] = []  # [row type, capacity, rows]: the search's kept ctypes buffer
+
+
+def _pid_listed(nv: Any, handle: Any, pid: int) -> bool:
+    """Whether ``pid`` has a row in ``handle``'s compute-process listing. Repeated at each
+    span start while the search goes on, so the ``_v3`` C function is called into a kept
+    buffer where it can be (pynvml's wrapper costs ~80 us a listing, a Python object per
+    row); else through ``_raw_processes``. Raises BackendFailure with NVML's reason."""
+    import ctypes
+
+    fn = None
+    if _process_query_start == 0:
+        try:
+            fn = nv._nvmlGetFunctionPointer(_PROCESS_QUERIES[0])
+            row_type = nv.c_nvmlProcessInfo_v3_t
+        except Exception:  # another pynvml, or the symbol missing: the wrapper path
+            fn = None
+    if fn is None:
+        return any(row_pid == pid for row_pid, _ in _raw_processes(nv, handle))
+    if not _pid_rows or _pid_rows[0] is not row_type:
+        _pid_rows[:] = [row_type, 16, (row_type * 16)()]
+    count = ctypes.c_uint()
+    for _ in range(_SIZE_ATTEMPTS):
+        count.value = _pid_rows[1]
+        ret = fn(handle, ctypes.byref(count), _pid_rows[2])
+        if ret != _ERROR_INSUFFICIENT_SIZE:
+            break
+        capacity = max(count.value * 2 + 5, _pid_rows[1] * 2)
+        _pid_rows[1:] = [capacity, (row_type * capacity)()]
+    if ret != _SUCCESS:
+        raise _failure(nv.NVMLError(ret), _PROCESS_QUERIES[0])
+    return any(row.pid == pid for row in _pid_rows[2][: count.value])
+
+
 def find_mig_device_of(pid: int) -> tuple[tuple[NvmlGpu, NvmlMigDevice] | None, tuple[str, ...]]:
     """The MIG device whose compute-process listing holds ``pid`` (its GPU, and the device),
     searched over every MIG device of every GPU in MIG mode (a GPU's own handle refuses
@@ -526,11 +560,11 @@ def find_mig_device_of(pid: int) -> tuple[tuple[NvmlGpu, NvmlMigDevice] | None, 
         nv = _ensure()
         for index, k, mig in _mig_handles(nv):
             try:
-                rows = _raw_processes(nv, mig)
+                listed = _pid_listed(nv, mig, pid)
             except BackendFailure as exc:
                 refused.append(f"MIG device {k} of GPU {index}: {exc.reason}")
                 continue
-            if any(row_pid == pid for row_pid, _ in rows):
+            if listed:
                 device = _mig_device(nv, mig, k)
                 if device is not None:
                     gpu = _gpu(nv, index)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 import pytest
 
@@ -14,6 +15,7 @@ from pytest_hypomnesis._errors import BackendFailure
 from pytest_hypomnesis.probe import chain, cuda_devices, nvml
 from tests.helpers.fakenvml import (
     GIB,
+    MIB,
     SELF,
     FakeMigDevice,
     FakeNvml,
@@ -137,3 +139,23 @@ def test_named_mig_device_is_never_searched(
     calls = fake_nvml.stats().calls
     assert cuda_devices.find_own_mig() is None
     assert fake_nvml.stats().calls == calls
+
+
+@pytest.mark.parametrize("defines", [(), ("NO_V3",)])
+def test_search_through_a_long_listing_and_without_v3(
+    fake_nvml_factory: Callable[..., FakeNvml], defines: tuple[str, ...]
+) -> None:
+    # 40 other processes before this one's row: the kept buffer grows; a driver without
+    # the _v3 query is searched through the older ones.
+    fake = fake_nvml_factory(defines=defines)
+    crowd = (*(FakeProcess(1, MIB) for _ in range(40)), FakeProcess(SELF, GIB))
+    fake.set(
+        [
+            FakeNvmlDevice(
+                uuid=GPU, mig_mode=True, mig_devices=(FakeMigDevice(MIG_A, 1, 0, processes=crowd),)
+            )
+        ]
+    )
+    hit, _ = nvml.find_mig_device_of(os.getpid())
+    assert hit is not None and hit[1].uuid == MIG_A
+    assert nvml.find_mig_device_of(os.getpid() + 1_000_000)[0] is None
