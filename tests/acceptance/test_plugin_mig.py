@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -226,3 +227,33 @@ def test_refused_mig_listings_keep_nvml_reason(
     strict = pytester.runpytest("--hypomnesis", "--hypomnesis-strict")
     strict.assert_outcomes(failed=1)
     strict.stdout.fnmatch_lines_random(["*could not be checked*Insufficient Permissions*"])
+
+
+def test_container_given_one_slice_reads_it_though_the_first_is_refused(
+    pytester: pytest.Pytester, fake_nvml: FakeNvml
+) -> None:
+    # A Kubernetes pod given MIG_B only: NVML refuses MIG_A's listing (no capability for
+    # that slice), and CUDA_VISIBLE_DEVICES is unset. Found by PID on MIG_B, it is read
+    # there; the refusal of MIG_A does not make the budget "not checked".
+    def pod(self_on_b: int) -> list[FakeNvmlDevice]:
+        (gpu,) = a100(self_on_b)
+        mig_a, mig_b = gpu.mig_devices
+        refused = {"nvmlDeviceGetComputeRunningProcesses_v3": "NO_PERMISSION"}
+        return [replace(gpu, mig_devices=(replace(mig_a, errors=refused), mig_b))]
+
+    idle = pod(100 * MIB)
+    fake_nvml.set(idle)
+    pytester.makepyfile(
+        WRITER.format(idle=config(idle), spike=config(pod(3 * GIB + 100 * MIB))) + SPIKE_TEST
+    )
+    result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines_random(
+        [
+            "hypomnesis: CUDA devices (*): "
+            "0=MIG-bbbbbbbb (NVML 0, MIG: found by this process's PID)",
+            "*max_vram: test used 3.00 GiB VRAM on GPU 0 (peak increase, NVML) > limit 1.00 GiB*",
+        ]
+    )
+    (record,) = report(pytester)["tests"]
+    assert record["vram"]["devices"]["0"]["increase_bytes"] == 3 * GIB
