@@ -12,11 +12,13 @@ verifies the order, collects script errors) and writes its verdict as JSON into
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from importlib import resources
+from typing import Any, TypeAlias
 
 from pytest_hypomnesis._units import format_bytes_iec
 from pytest_hypomnesis.plugin.timeline import Timeline, parse_timeline
@@ -166,84 +168,6 @@ def _heavy_chart(tests: Sequence[Mapping[str, Any]], top: int) -> str:
     return "".join(out)
 
 
-def _series_path(ts: Sequence[float], values: Sequence[int | None], x: Any, y: Any) -> str:
-    """An SVG path through the known values; a gap (``None``) breaks the line."""
-    parts: list[str] = []
-    pen_down = False
-    for t, v in zip(ts, values, strict=True):
-        if v is None:
-            pen_down = False
-            continue
-        parts.append(f"{'L' if pen_down else 'M'}{x(t):.1f},{y(v):.1f}")
-        pen_down = True
-    return " ".join(parts)
-
-
-def _timeline_chart(timeline: Timeline, nodeid: str, exact_peak: int | None = None) -> str:
-    """The sampled series; ``exact_peak`` (the record's RAM peak, from the kernel's
-    high-water mark) is drawn as a dashed line when the samples missed it."""
-    width, height, left, right, top, bottom = 720, 210, 78, 12, 26, 26
-    t_max = max(timeline.t_s) if timeline.t_s else 0.0
-    sampled_rss = max((v for v in timeline.rss_bytes if v is not None), default=None)
-    missed = exact_peak is not None and (sampled_rss is None or exact_peak > sampled_rss)
-    y_max = max(timeline.max_bytes() or 0, exact_peak if missed and exact_peak else 0)
-    y_top = y_max * 1.05 or 1
-
-    def x(t: float) -> float:
-        return left + (t / t_max if t_max > 0 else 0.0) * (width - left - right)
-
-    def y(v: float) -> float:
-        return height - bottom - (v / y_top) * (height - top - bottom)
-
-    out = [
-        f'<svg class="timeline-chart" role="img" width="{width}" height="{height}" '
-        f"><title>Memory over time: {_e(nodeid)}</title>"
-    ]
-    for k in range(5):
-        level = y_top * k / 4
-        out.append(
-            f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(level):.1f}" '
-            f'y2="{y(level):.1f}"/><text class="small" x="{left - 4}" y="{y(level) + 4:.1f}" '
-            f'text-anchor="end">{_e(format_bytes_iec(round(level)))}</text>'
-        )
-    out.append(
-        f'<text class="small" x="{left}" y="{height - 8}">0 s</text>'
-        f'<text class="small" x="{width - right}" y="{height - 8}" text-anchor="end">'
-        f"{t_max:.3g} s</text>"
-    )
-    series = [("RSS", timeline.rss_bytes)]
-    series += [(f"VRAM GPU {k}", v) for k, v in sorted(timeline.vram_bytes.items())]
-    for n, (label, values) in enumerate(series):
-        color = _COLORS[n % len(_COLORS)]
-        path = _series_path(timeline.t_s, values, x, y)
-        if path:
-            out.append(
-                f'<path d="{path}" fill="none" stroke="{color}" stroke-width="1.5">'
-                f"<title>{_e(label)}</title></path>"
-            )
-        peak = max((v for v in values if v is not None), default=None)
-        text = f"{label} (peak {format_bytes_iec(peak)})"
-        if n == 0 and missed:
-            text = f"RSS (sampled peak {format_bytes_iec(peak)})"
-        out.append(
-            f'<text class="small" x="{left + 4 + n * 190}" y="14" fill="{color}">{_e(text)}</text>'
-        )
-    if missed and exact_peak is not None:
-        level = y(exact_peak)
-        label = (
-            f"exact peak {format_bytes_iec(exact_peak)} (kernel high-water mark, between samples)"
-        )
-        out.append(
-            f'<line class="exact-peak" x1="{left}" x2="{width - right}" y1="{level:.1f}" '
-            f'y2="{level:.1f}" stroke="{_COLORS[0]}" stroke-dasharray="5,4">'
-            f"<title>{_e(label)}</title></line>"
-            f'<text class="small exact-peak" x="{width - right - 4}" y="{level - 4:.1f}" '
-            f'text-anchor="end" fill="{_COLORS[0]}">{_e(label)}</text>'
-        )
-    out.append("</svg>")
-    return "".join(out)
-
-
 # ---------------------------------------------------------------------------------------
 # Page sections.
 
@@ -312,7 +236,8 @@ def _comparison_section(comparison: Comparison) -> str:
     return "".join(out)
 
 
-def _header_cells(compared: bool) -> str:
+def _columns(compared: bool) -> list[tuple[str, str, str]]:
+    """(key, title, "text" or "num") of every table column, in order."""
     cells = [
         ("test", "test", "text"),
         ("outcome", "outcome", "text"),
@@ -325,55 +250,111 @@ def _header_cells(compared: bool) -> str:
             cells.append((f"{metric}_base", f"{METRIC_TITLES[metric]} (baseline)", "num"))
             cells.append((f"{metric}_change", f"{METRIC_TITLES[metric]} change", "num"))
     cells.append(("budget", "budget", "num"))
+    return cells
+
+
+def _header_cells(compared: bool) -> str:
     return "".join(
         f'<th data-key="{key}" data-type="{kind}" tabindex="0" '
         f'title="click to sort">{_e(title)}</th>'
-        for key, title, kind in cells
+        for key, title, kind in _columns(compared)
     )
 
 
-def _row(
-    index: int, test: Mapping[str, Any], comparison: Comparison | None, has_timeline: bool
-) -> str:
+Cell: TypeAlias = "str | list[Any]"
+"""One table cell in the page's data: a string is a text cell whose sort key is its text;
+``[text, sort]`` or ``[text, sort, css_class]``, where ``sort`` is a number, a string, or
+``null`` (a missing figure, sorted last)."""
+
+
+def _row_cells(test: Mapping[str, Any], comparison: Comparison | None) -> list[Cell]:
     nodeid = test["nodeid"]
-    name = f'<a href="#tl-{index}">{_e(nodeid)}</a>' if has_timeline else _e(nodeid)
-    outcome = str(test.get("outcome", ""))
     duration = test.get("duration_s")
     duration_s = duration if isinstance(duration, (int, float)) else None
-    cells = [
-        f'<td class="nodeid" data-sort="{_e(nodeid)}">{name}</td>',
-        f'<td class="outcome-{_e(outcome)}">{_e(outcome)}</td>',
-        f"<td>{_e(test.get('worker', ''))}</td>",
-        f'<td data-sort="{_num(duration_s)}">'
-        f"{'-' if duration_s is None else f'{duration_s:.2f}s'}</td>",
+    cells: list[Cell] = [
+        nodeid,
+        str(test.get("outcome", "")),
+        str(test.get("worker", "")),
+        ["-" if duration_s is None else f"{duration_s:.2f}s", duration_s],
     ]
     compared = comparison.row(nodeid) if comparison is not None else None
     for metric in _TABLE_METRICS:
         value = metric_bytes(test, metric, f"test {nodeid!r}")
-        cells.append(f'<td data-sort="{_num(value)}">{_e(format_bytes_iec(value))}</td>')
+        cells.append([format_bytes_iec(value), value])
         if comparison is None:
             continue
         change = compared.changes[metric] if compared is not None else None
         before = change.before_bytes if change is not None else None
         delta = change.change_bytes if change is not None else None
         percent = change.change_percent if change is not None else None
-        regressed = comparison.regressed(nodeid, metric)
         text = format_bytes_iec(delta, signed=True) if delta is not None else "-"
         if percent is not None:
             text += f" ({percent:+.1f}%)"
-        cells.append(
-            f'<td class="base" data-sort="{_num(before)}">{_e(format_bytes_iec(before))}</td>'
-        )
-        cells.append(
-            f'<td class="{"regressed" if regressed else "change"}" data-sort="{_num(delta)}">'
-            f"{_e(text)}</td>"
-        )
+        cells.append([format_bytes_iec(before), before])
+        change_cell: list[Any] = [text, delta]
+        if comparison.regressed(nodeid, metric):
+            change_cell.append("regressed")
+        cells.append(change_cell)
     severity, budget_text = _budget_status(test)
     cells.append(
-        f'<td class="budget{" over" if severity == 2 else ""}" data-sort="{severity}">'
-        f"{_e(budget_text)}</td>"
+        [budget_text, severity, "budget over"] if severity == 2 else [budget_text, severity]
     )
-    return f'<tr data-nodeid="{_e(nodeid)}">{"".join(cells)}</tr>'
+    return cells
+
+
+def _deltas(values: Sequence[int | None]) -> list[int | None]:
+    """Each known value as its difference from the previous known one (the first known one
+    as itself); a gap stays ``None``. Samples change little: this keeps the page small."""
+    out: list[int | None] = []
+    last = 0
+    for v in values:
+        if v is None:
+            out.append(None)
+        else:
+            out.append(v - last)
+            last = v
+    return out
+
+
+def _timeline_spec(timeline: Timeline, exact_peak: int | None) -> dict[str, Any]:
+    """What the page's script needs to draw one timeline chart: the series (delta-encoded),
+    the scale, and every label already formatted here (one formatter for the whole report).
+    ``exact_peak`` (the record's RAM peak, from the kernel's high-water mark) is drawn as a
+    dashed line when the samples missed it."""
+    t_max = max(timeline.t_s) if timeline.t_s else 0.0
+    sampled_rss = max((v for v in timeline.rss_bytes if v is not None), default=None)
+    missed = exact_peak is not None and (sampled_rss is None or exact_peak > sampled_rss)
+    y_max = max(timeline.max_bytes() or 0, exact_peak if missed and exact_peak else 0)
+    y_top = y_max * 1.05 or 1
+    series = [("RSS", timeline.rss_bytes)]
+    series += [(f"VRAM GPU {k}", v) for k, v in sorted(timeline.vram_bytes.items())]
+    drawn: list[list[Any]] = []
+    for n, (label, values) in enumerate(series):
+        peak = max((v for v in values if v is not None), default=None)
+        text = f"{label} (peak {format_bytes_iec(peak)})"
+        if n == 0 and missed:
+            text = f"RSS (sampled peak {format_bytes_iec(peak)})"
+        drawn.append([label, text, _deltas(values)])
+    spec: dict[str, Any] = {
+        "t_us": _deltas([round(t * 1e6) for t in timeline.t_s]),
+        "t_max": f"{t_max:.3g} s",
+        "y_top": y_top,
+        "ticks": [format_bytes_iec(round(y_top * k / 4)) for k in range(5)],
+        "series": drawn,
+    }
+    if missed and exact_peak is not None:
+        spec["exact"] = [
+            exact_peak,
+            f"exact peak {format_bytes_iec(exact_peak)} (kernel high-water mark, between samples)",
+        ]
+    return spec
+
+
+def _json_for_script(data: object, *, ascii_only: bool = False) -> str:
+    """JSON safe inside ``<script type="application/json">``: no ``<``, ``>`` or ``&`` at
+    all, so neither ``</script>`` nor ``<!--`` can end or bend the element."""
+    text = json.dumps(data, ensure_ascii=ascii_only, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def render_html(
@@ -386,7 +367,11 @@ def render_html(
 ) -> str:
     """The whole page for ``report``. With ``baseline`` (and optionally a precomputed
     ``comparison``) the table carries the baseline's figures and the changes beside the
-    new ones. Raises ``CompareError`` (a ``ValueError``) naming a malformed field."""
+    new ones. Raises ``CompareError`` (a ``ValueError``) naming a malformed field.
+
+    The table's rows and the timeline charts are not in the HTML: the page carries them as
+    data (``<script type="application/json">``) and its script builds one page of rows at a
+    time and a chart when its row is opened, so a 20,000-test report opens at once."""
     tests = _tests_of(report)
     if comparison is None and baseline is not None:
         comparison = compare(baseline, report)
@@ -396,35 +381,67 @@ def render_html(
         range(len(tests)),
         key=lambda i: (tests[i].get("outcome") != "failed", _heaviness(tests[i])),
     )
-    rows = "".join(_row(i, tests[i], comparison, timelines[i] is not None) for i in order)
-    figures = "".join(
-        f'<figure class="timeline" id="tl-{i}"><figcaption><code>{_e(tests[i]["nodeid"])}'
-        f"</code></figcaption>"
-        f"{_timeline_chart(tl, tests[i]['nodeid'], _exact_peak(tests[i]))}</figure>"
-        for i, tl in enumerate(timelines)
-        if tl is not None
-    )
+    rows: list[list[Any]] = []
+    timeline_lines: list[str] = []
+    for i in order:
+        timeline = timelines[i]
+        slot = -1
+        if timeline is not None:
+            slot = len(timeline_lines)
+            spec = _timeline_spec(timeline, _exact_peak(tests[i]))
+            timeline_lines.append(_json_for_script(spec, ascii_only=True))
+        rows.append([i, slot, *_row_cells(tests[i], comparison)])
+    data = _json_for_script({"rows": rows})
+    n = len(tests)
     parts = [
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">",
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)}</title><style>{_CSS}</style><script>{_JS_ERRORS}</script>",
+        f"<title>{_e(title)}</title><style>{_asset('html.css')}</style>",
+        f"<script>{_asset('html_errors.js')}</script>",
         f"</head><body><h1>{_e(title)}</h1>",
         f'<p class="counts">{_e(heading_counts(report, tests))}</p>',
         _meta(report),
         _comparison_section(comparison) if comparison is not None else "",
         f'<section id="heaviest"><h2>Heaviest tests</h2>{_heavy_chart(tests, heavy_top)}</section>',
-        '<section id="all-tests"><h2>All tests</h2><p class="small">Click a column title '
-        "to sort; sizes in IEC units; a missing figure sorts last.</p>",
+        '<section id="all-tests"><h2>All tests</h2>',
+        f'<noscript><p class="warn">The table of all {n} tests and their timelines are drawn '
+        "by this page's script: allow JavaScript for this file to see them (it fetches "
+        "nothing). The heaviest tests are charted above; every figure is also in the JSON "
+        "report (<code>--hypomnesis-json</code>, <code>hmn report</code>).</p></noscript>",
+        '<p class="small">Click a column title to sort; sizes in IEC units; a missing '
+        "figure sorts last. The filter keeps the tests whose id, outcome, worker or budget "
+        "contains its text (any case)."
+        + (" Click a test's name to draw its timeline under it." if timeline_lines else "")
+        + "</p>",
+        '<div class="controls"><input id="hmn-filter" type="search" placeholder="filter" '
+        'aria-label="filter the tests"> <button id="hmn-prev" type="button">&lsaquo; '
+        'previous</button> <span id="hmn-range"></span> <button id="hmn-next" type="button">'
+        'next &rsaquo;</button> <label>rows per page <select id="hmn-size">'
+        "<option>100</option><option>500</option><option>2000</option></select></label></div>",
         f'<div class="scroll"><table id="tests" class="sortable"><thead><tr>'
-        f"{_header_cells(comparison is not None)}</tr></thead><tbody>{rows}</tbody></table>"
+        f"{_header_cells(comparison is not None)}</tr></thead><tbody></tbody></table>"
         "</div></section>",
-        '<section id="timelines"><h2>Timelines</h2>'
-        f'<div class="timelines">{figures or _NO_TIMELINES}</div></section>',
-        f"<script>{_JS_SORT}</script></body></html>\n",
+        '<section id="timelines"><h2>Timelines</h2>',
+        f"<p>{len(timeline_lines)} tests have a memory timeline (RSS and VRAM per device, "
+        "sampled): click a test's name in the table to draw its chart under its row.</p>"
+        if timeline_lines
+        else _NO_TIMELINES,
+        "</section>",
+        f'<script type="application/json" id="hmn-data">{data}</script>',
+        # One timeline per line: the script splits them and parses only the charts drawn.
+        '<script type="application/json" id="hmn-timelines">',
+        "\n".join(timeline_lines),
+        f"</script><script>{_asset('html_table.js')}</script></body></html>\n",
     ]
     return "".join(parts)
+
+
+@functools.cache
+def _asset(name: str) -> str:
+    """The page's CSS or script, shipped beside this module (package data)."""
+    return resources.files("pytest_hypomnesis.report").joinpath(name).read_text(encoding="utf-8")
 
 
 _COUNT_ORDER = ("failed", "passed", "skipped", "xfailed", "xpassed", "error", "rerun")
@@ -461,102 +478,3 @@ def write_html_atomic(path: str | os.PathLike[str], page: str) -> None:
 
 
 _NO_TIMELINES = "<p>no timelines recorded (run with --hypomnesis-timeline)</p>"
-
-_CSS = """
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
-h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.5em}
-table{border-collapse:collapse;font-variant-numeric:tabular-nums}
-th,td{border-bottom:1px solid #ddd;padding:3px 8px;text-align:right;white-space:nowrap}
-th{background:#f4f4f4;cursor:pointer;user-select:none}
-th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
-td.nodeid,td:nth-child(2),td:nth-child(3),td.budget{text-align:left}
-td.nodeid{white-space:normal;word-break:break-all;min-width:22em;max-width:40em}
-th{white-space:normal;min-width:5em}th[data-type=text]{text-align:left}.scroll{overflow-x:auto}
-div.timelines{display:flex;flex-wrap:wrap;gap:0 2em}
-td.base{color:#666}td.regressed,td.over,.bad{color:#b00020;font-weight:bold}
-.good{color:#1b7f2a}.warn{color:#8a5a00}td.outcome-failed{color:#b00020}
-.small,svg text.small{font-size:11px}svg text{font-size:12px;fill:#222}
-svg line.grid{stroke:#e4e4e4}figure.timeline{margin:1em 0}
-dl{display:grid;grid-template-columns:max-content auto;gap:0 1em}
-dt{font-weight:bold}dd{margin:0;word-break:break-all}
-"""
-
-# Installed first, in <head>, so that errors of any later script are caught too.
-_JS_ERRORS = """
-window.__hmnErrors=[];
-window.addEventListener("error",function(e){window.__hmnErrors.push("error: "+e.message);});
-document.addEventListener("securitypolicyviolation",function(e){
-window.__hmnErrors.push("blocked by CSP: "+e.violatedDirective+" "+e.blockedURI);});
-(function(){var orig=console.error;console.error=function(){
-window.__hmnErrors.push("console.error: "+Array.prototype.join.call(arguments," "));
-return orig.apply(console,arguments);};})();
-"""
-
-_JS_SORT = """
-(function(){
-"use strict";
-function key(cell,numeric){
-  var raw=cell.getAttribute("data-sort");
-  if(raw===null){raw=cell.textContent;}
-  if(!numeric){return raw;}
-  if(raw===""){return null;}
-  var n=Number(raw);return isNaN(n)?null:n;
-}
-function sortBy(th){
-  var table=th.closest("table"),body=table.tBodies[0];
-  var index=Array.prototype.indexOf.call(th.parentNode.children,th);
-  var numeric=th.getAttribute("data-type")==="num";
-  var now=th.getAttribute("aria-sort");
-  // Sizes read best heaviest-first, names A-Z; a second click reverses.
-  var asc=now?now==="descending":!numeric;
-  var rows=Array.prototype.slice.call(body.rows);
-  rows.sort(function(a,b){
-    var ka=key(a.cells[index],numeric),kb=key(b.cells[index],numeric);
-    if(ka===null||kb===null){return ka===kb?0:(ka===null?1:-1);}
-    var c=ka<kb?-1:(ka>kb?1:0);return asc?c:-c;
-  });
-  rows.forEach(function(r){body.appendChild(r);});
-  Array.prototype.forEach.call(th.parentNode.children,function(h){h.removeAttribute("aria-sort");});
-  th.setAttribute("aria-sort",asc?"ascending":"descending");
-}
-Array.prototype.forEach.call(document.querySelectorAll("table.sortable th"),function(th){
-  th.addEventListener("click",function(){sortBy(th);});
-  th.addEventListener("keydown",function(e){if(e.key==="Enter"){sortBy(th);}});
-});
-function column(k,numeric){
-  var th=document.querySelector('#tests th[data-key="'+k+'"]');
-  var i=Array.prototype.indexOf.call(th.parentNode.children,th);
-  return Array.prototype.map.call(document.querySelectorAll("#tests tbody tr"),
-    function(r){return key(r.cells[i],numeric);});
-}
-function ordered(values,asc){
-  for(var i=1;i<values.length;i++){
-    var a=values[i-1],b=values[i];
-    if(a===null){if(b!==null){return false;}continue;}
-    if(b===null){continue;}
-    if(asc?a>b:a<b){return false;}
-  }
-  return true;
-}
-function selftest(){
-  var checks=[];
-  try{
-    var th=document.querySelector('#tests th[data-key="ram_peak"]');
-    th.click();checks.push({name:"ram_peak descending",ok:ordered(column("ram_peak",true),false)});
-    th.click();checks.push({name:"ram_peak ascending",ok:ordered(column("ram_peak",true),true)});
-    document.querySelector('#tests th[data-key="test"]').click();
-    checks.push({name:"test ascending",ok:ordered(column("test",false),true)});
-  }catch(e){window.__hmnErrors.push("selftest: "+e);}
-  var errors=window.__hmnErrors.slice();
-  var ok=errors.length===0&&checks.length===3&&checks.every(function(c){return c.ok;});
-  var pre=document.createElement("pre");pre.id="hmn-selftest";
-  pre.textContent=JSON.stringify({ok:ok,checks:checks,errors:errors,
-    rows:document.querySelectorAll("#tests tbody tr").length});
-  document.body.appendChild(pre);
-}
-// After load and one more turn, so late script errors and blocked loads are counted too.
-if(location.hash==="#selftest"){
-  window.addEventListener("load",function(){setTimeout(selftest,0);});
-}
-})();
-"""

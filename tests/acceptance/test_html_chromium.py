@@ -1,17 +1,21 @@
 """The HTML report in a real browser: headless Chromium (Debian's ``chromium`` package).
 
-The page carries a self-test run by the fragment ``#selftest``: it clicks column titles,
-checks the row order and collects script errors, console errors and CSP-blocked loads into
-``<pre id="hmn-selftest">``. ``--dump-dom`` hands back the DOM after that ran. Chromium's own
-console log (stderr) is checked too. The screenshot is kept as an artifact: its path is
-recorded as the ``screenshot`` property (JUnit XML) and, when ``HYPOMNESIS_ARTIFACT_DIR``
-is set, the PNG is copied there.
+The page builds its table rows (one page at a time) and its timeline charts with its own
+script, from data embedded in the page. It carries a self-test run by the fragment
+``#selftest``: it clicks column titles, checks the order of every row and of the page shown,
+turns the page, types into the filter, opens a timeline, and collects script errors, console
+errors and CSP-blocked loads into ``<pre id="hmn-selftest">``. ``--dump-dom`` hands back the
+DOM after that ran, so the rows and charts the script built are checked against the data.
+Chromium's own console log (stderr) is checked too. The screenshot is kept as an artifact:
+its path is recorded as the ``screenshot`` property (JUnit XML) and, when
+``HYPOMNESIS_ARTIFACT_DIR`` is set, the PNG is copied there.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -84,6 +88,12 @@ def _selftest(tmp_path: Path, page: Path) -> tuple[dict[str, Any], str, str]:
     return result, dom, log
 
 
+def _selftest_names(*, paged: bool) -> list[str]:
+    names = ["ram_peak descending", "ram_peak ascending", "test ascending"]
+    names += ["page shows the first rows in order"] + (["next page"] if paged else [])
+    return [*names, "filter", "filter cleared", "timeline drawn"]
+
+
 def _rich_report() -> tuple[dict[str, Any], dict[str, Any]]:
     tests = [
         make_test(
@@ -94,7 +104,8 @@ def _rich_report() -> tuple[dict[str, Any], dict[str, Any]]:
             timeline={
                 "t_s": [k * 0.01 for k in range(120)],
                 "rss_bytes": [100 * MIB + (k % 40) * i * MIB // 8 for k in range(120)],
-                "vram_bytes": {"0": [GIB + k * MIB for k in range(120)]},
+                # A gap in every VRAM series: the drawn line must restart there.
+                "vram_bytes": {"0": [None if k == 60 else GIB + k * MIB for k in range(120)]},
             },
         )
         for i in range(25)
@@ -114,18 +125,24 @@ def test_report_renders_without_errors_and_sorts(
 
     result, dom, log = _selftest(tmp_path, page)
     assert result["errors"] == []
-    assert result["checks"] == [
-        {"name": "ram_peak descending", "ok": True},
-        {"name": "ram_peak ascending", "ok": True},
-        {"name": "test ascending", "ok": True},
-    ]
+    assert result["checks"] == [{"name": n, "ok": True} for n in _selftest_names(paged=False)]
     assert result["ok"] is True
-    assert result["rows"] == len(report["tests"])
+    assert result["rows"] == result["shown"] == len(report["tests"])
     # Our page logs nothing; any console line is a script error, a blocked load or a warning.
     assert [line for line in log.splitlines() if ":CONSOLE" in line] == []
-    # The last click sorted by node id: the DOM Chromium hands back must be in that order.
-    rows = [r["nodeid"] for r in Page(dom).rows]
-    assert rows == sorted(t["nodeid"] for t in report["tests"])
+    # The last click sorted by node id: the DOM Chromium hands back must be in that order,
+    # and every cell the script built must say what the data says.
+    built, served = Page(dom), Page(page.read_text(encoding="utf-8"))
+    assert [r["nodeid"] for r in built.dom_rows] == sorted(t["nodeid"] for t in report["tests"])
+    assert sorted(built.dom_rows, key=lambda r: r["nodeid"]) == sorted(
+        ({"nodeid": r["nodeid"], "cells": r["cells"]} for r in served.rows),
+        key=lambda r: r["nodeid"],
+    )
+    assert built.cell(NASTY, "test", dom=True)["text"] == NASTY  # escaped, not interpreted
+    # The self-test opened the first timeline: one chart, its gap restarting the line.
+    assert built.svgs.count("timeline-chart") == 1
+    assert "tl-0" in built.ids
+    assert sorted(d.count("M") for d in built.paths) == [1, 2]
 
     shot = tmp_path / "report.png"
     _chromium(
@@ -202,11 +219,13 @@ def test_issue_page_in_chromium_failures_first_counts_and_exact_peak(tmp_path: P
     page = tmp_path / "issue.html"
     write_html_atomic(page, render_html(report))
     result, dom, _ = _selftest(tmp_path, page)
-    assert result["errors"] == []
+    assert result["errors"] == [] and result["ok"] is True
     assert "1 failed, 2 passed, 1 skipped, 1 error; 3 measured; 1 over budget" in dom
     # Failures first as served (the self-test's clicks re-sort the DOM afterwards).
     assert Page(page.read_text(encoding="utf-8")).rows[0]["nodeid"].endswith("test_over_budget")
-    assert "exact peak 96.00 MiB" in dom
+    # The chart the self-test opened marks the exact peak the samples missed.
+    assert re.search(r'<text class="small exact-peak"[^>]*>exact peak 96\.00 MiB', dom)
+    assert "RSS (sampled peak 46.00 MiB)</text>" in dom
     shot = tmp_path / "issue.png"
     _chromium(
         tmp_path,
@@ -221,3 +240,43 @@ def test_issue_page_in_chromium_failures_first_counts_and_exact_peak(tmp_path: P
     if artifacts:
         Path(artifacts).mkdir(parents=True, exist_ok=True)
         shutil.copy2(shot, Path(artifacts) / "html-issue-page.png")
+
+
+def test_many_tests_page_by_page_and_a_timeline_link(tmp_path: Path) -> None:
+    """1,200 tests: one page of 100 rows in the DOM; sorting, the filter and the next page
+    work over all of them; ``#tl-N`` opens that test's chart on its page."""
+    timeline = {"t_s": [0.0, 0.01, 0.02], "rss_bytes": [MIB, 3 * MIB, 2 * MIB], "vram_bytes": {}}
+    tests = [
+        make_test(
+            f"tests/test_big_{i % 7}.py::test_{i}",
+            ram_increase=(i * 7919 % 1000) * MIB if i % 11 else None,
+            outcome="failed" if i % 97 == 0 else "passed",
+            timeline=timeline if i % 50 == 0 else None,
+        )
+        for i in range(1200)
+    ]
+    report = make_report(tests)
+    page = tmp_path / "big.html"
+    write_html_atomic(page, render_html(report))
+    result, dom, _ = _selftest(tmp_path, page)
+    assert result["errors"] == []
+    assert result["checks"] == [{"name": n, "ok": True} for n in _selftest_names(paged=True)]
+    assert (result["rows"], result["shown"]) == (1200, 100)
+    assert "tests 1\u2013100 of 1200" in dom
+
+    served = Page(page.read_text(encoding="utf-8"))
+    last = served.rows[-1]  # the lightest test: on the last page as served
+    assert last["timeline"] < 0
+    linked = next(r for r in reversed(served.rows) if r["timeline"] >= 0)
+    assert served.rows.index(linked) >= 100
+    dom, _ = _chromium(
+        tmp_path,
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        f"{page.as_uri()}#tl-{linked['index']}",
+    )
+    opened = Page(dom)
+    assert f"tl-{linked['index']}" in opened.ids
+    assert opened.svgs.count("timeline-chart") == 1
+    assert linked["nodeid"] in [r["nodeid"] for r in opened.dom_rows]
+    assert len(opened.dom_rows) == 100

@@ -10,6 +10,7 @@ import re
 import pytest
 
 from pytest_hypomnesis.report.html import chart_label, heading_counts, render_html
+from tests.helpers.htmlpage import Page
 from tests.helpers.reports import make_budget, make_report, make_test
 from tests.helpers.units import GIB, MIB
 
@@ -64,10 +65,8 @@ def test_plugin_report_counts_equal_pytests(pytester: pytest.Pytester) -> None:
     assert heading is not None
     assert heading.group(1) == ("2 failed, 2 passed, 1 skipped, 1 error; 4 measured; 1 over budget")
     # Failures first in the table.
-    rows = re.findall(r'<tr data-nodeid="([^"]+)">', page)
-    assert [r.split("::")[1] for r in rows[:2]] == ["test_over", "test_fails"] or [
-        r.split("::")[1] for r in rows[:2]
-    ] == ["test_fails", "test_over"]
+    rows = [r["nodeid"] for r in Page(page).rows]
+    assert {r.split("::")[1] for r in rows[:2]} == {"test_over", "test_fails"}
     assert "VRAM increase</text>" not in page  # no GPU: no VRAM legend
     spike = next(t for t in data["tests"] if t["nodeid"].endswith("test_spike"))
     sampled = max(v for v in spike["timeline"]["rss_bytes"] if v is not None)
@@ -98,8 +97,7 @@ def test_failures_first_and_vram_legend_only_with_a_gpu() -> None:
     )
     heavy = make_test("a.py::test_heavy", ram_increase=900 * MIB)
     page = render_html(make_report([heavy, over]))
-    rows = re.findall(r'<tr data-nodeid="([^"]+)">', page)
-    assert rows == ["a.py::test_over", "a.py::test_heavy"]
+    assert [r["nodeid"] for r in Page(page).rows] == ["a.py::test_over", "a.py::test_heavy"]
     assert "VRAM increase</text>" not in page
     gpu = make_test("a.py::test_gpu", vram={"0": (GIB, 2 * GIB)})
     assert "VRAM increase</text>" in render_html(make_report([gpu]))
