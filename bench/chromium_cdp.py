@@ -10,7 +10,9 @@ the page (``performance.now()``, milliseconds since navigation began):
   one task);
 * ``sort_ms``: a click on the RAM peak column title until its frame was produced (sort,
   rebuild, layout, paint);
-* ``rows``: table rows in the DOM after the sort (a paged table shows one page).
+* ``rows``: table rows in the DOM after the sort (a paged table shows one page);
+* ``timeline_ms`` and ``charts``: where a row's test name is a timeline link (the new
+  page), a click on the first one until its frame, and the charts then in the page.
 
 The probe is the same for any page that has ``#tests th[data-key="ram_peak"]``, so the old
 page (every row in the served HTML) and the new one (rows built from the embedded data) are
@@ -51,8 +53,17 @@ frame(function(){
   frame(function(){
     out.sort_ms=performance.now()-t0;
     out.rows=document.querySelectorAll("#tests tbody tr").length;
-    out.errors=(window.__hmnErrors||[]).slice();
-    window.__hmnBench=out;
+    function done(){out.errors=(window.__hmnErrors||[]).slice();window.__hmnBench=out;}
+    var link=document.querySelector("#tests a.tl-link");
+    if(!link){done();return;}
+    var t1=performance.now();
+    link.click();
+    void document.body.offsetHeight;
+    frame(function(){
+      out.timeline_ms=performance.now()-t1;
+      out.charts=document.querySelectorAll("svg.timeline-chart").length;
+      done();
+    });
   });
 });
 })();

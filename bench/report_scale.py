@@ -195,6 +195,7 @@ def main() -> int:
             f"Chromium, {label:<18} first rows {t['first_rows_ms'] / 1e3:.2f} s "
             f"({t['first_rows']} rows in the DOM), first frame {t['painted_ms'] / 1e3:.2f} s, "
             f"sort by RAM peak {t['sort_ms'] / 1e3:.2f} s, wall {t['wall_s']:.2f} s"
+            + (f", open a timeline {t['timeline_ms'] / 1e3:.2f} s" if "timeline_ms" in t else "")
             + (f", ERRORS {t['errors']}" if t["errors"] else "")
         )
     return 0

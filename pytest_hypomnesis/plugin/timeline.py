@@ -206,9 +206,20 @@ class Timeline:
         return max(values) if values else None
 
 
+_INTEGER_TYPES = frozenset((int, type(None)))
+_NUMBER_TYPES = frozenset((int, float))
+
+
 def _number_list(value: object, where: str, *, integers: bool) -> list[Any]:
     if not isinstance(value, list):
         raise ValueError(f"{where}: expected a list")
+    # The common case checked at C speed (a report can hold millions of samples); anything
+    # else (a bool, a subclass, NaN) goes through the loop, which names the first bad item.
+    types = set(map(type, value))
+    if integers and types <= _INTEGER_TYPES:
+        return value
+    if not integers and types <= _NUMBER_TYPES and all(map(math.isfinite, value)):
+        return value
     for i, item in enumerate(value):
         if item is None and integers:
             continue

@@ -18,7 +18,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from importlib import resources
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 from pytest_hypomnesis._units import format_bytes_iec
 from pytest_hypomnesis.plugin.timeline import Timeline, parse_timeline
@@ -305,6 +305,9 @@ def _row_cells(test: Mapping[str, Any], comparison: Comparison | None) -> list[C
 def _deltas(values: Sequence[int | None]) -> list[int | None]:
     """Each known value as its difference from the previous known one (the first known one
     as itself); a gap stays ``None``. Samples change little: this keeps the page small."""
+    if None not in values:  # the common case, at C speed
+        known = cast("Sequence[int]", values)
+        return [b - a for a, b in zip([0, *known], known, strict=False)]
     out: list[int | None] = []
     last = 0
     for v in values:
@@ -316,21 +319,27 @@ def _deltas(values: Sequence[int | None]) -> list[int | None]:
     return out
 
 
+def _peak(values: Sequence[int | None]) -> int | None:
+    if None not in values:
+        return max(cast("Sequence[int]", values), default=None)
+    return max((v for v in values if v is not None), default=None)
+
+
 def _timeline_spec(timeline: Timeline, exact_peak: int | None) -> dict[str, Any]:
     """What the page's script needs to draw one timeline chart: the series (delta-encoded),
     the scale, and every label already formatted here (one formatter for the whole report).
     ``exact_peak`` (the record's RAM peak, from the kernel's high-water mark) is drawn as a
     dashed line when the samples missed it."""
     t_max = max(timeline.t_s) if timeline.t_s else 0.0
-    sampled_rss = max((v for v in timeline.rss_bytes if v is not None), default=None)
-    missed = exact_peak is not None and (sampled_rss is None or exact_peak > sampled_rss)
-    y_max = max(timeline.max_bytes() or 0, exact_peak if missed and exact_peak else 0)
-    y_top = y_max * 1.05 or 1
     series = [("RSS", timeline.rss_bytes)]
     series += [(f"VRAM GPU {k}", v) for k, v in sorted(timeline.vram_bytes.items())]
+    peaks = [_peak(values) for _, values in series]
+    sampled_rss = peaks[0]
+    missed = exact_peak is not None and (sampled_rss is None or exact_peak > sampled_rss)
+    y_max = max([p for p in peaks if p is not None] + [exact_peak if missed and exact_peak else 0])
+    y_top = y_max * 1.05 or 1
     drawn: list[list[Any]] = []
-    for n, (label, values) in enumerate(series):
-        peak = max((v for v in values if v is not None), default=None)
+    for n, ((label, values), peak) in enumerate(zip(series, peaks, strict=True)):
         text = f"{label} (peak {format_bytes_iec(peak)})"
         if n == 0 and missed:
             text = f"RSS (sampled peak {format_bytes_iec(peak)})"
@@ -348,6 +357,37 @@ def _timeline_spec(timeline: Timeline, exact_peak: int | None) -> dict[str, Any]
             f"exact peak {format_bytes_iec(exact_peak)} (kernel high-water mark, between samples)",
         ]
     return spec
+
+
+NOSCRIPT_ROWS = 100
+
+
+def _noscript(rows: Sequence[Sequence[Any]], compared: bool) -> str:
+    """What a reader without JavaScript gets instead of the table: why, and the first
+    ``NOSCRIPT_ROWS`` rows as served (failures first, then heaviest), unsortable."""
+    n = len(rows)
+    shown = rows[:NOSCRIPT_ROWS]
+    head = "".join(f"<th>{_e(title)}</th>" for _, title, _ in _columns(compared))
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="{_e(cell[2])}">{_e(cell[0])}</td>'
+            if isinstance(cell, list) and len(cell) > 2
+            else f"<td>{_e(cell if isinstance(cell, str) else cell[0])}</td>"
+            for cell in row[2:]
+        )
+        + "</tr>"
+        for row in shown
+    )
+    which = f"all {n}" if n <= NOSCRIPT_ROWS else f"the first {len(shown)} of {n}"
+    return (
+        f'<noscript><p class="warn">Sorting, the filter, the pages and the timelines need '
+        "this page's script (it fetches nothing): allow JavaScript for this file to use them. "
+        f"Below, {which} tests as served (failures first, then heaviest); every figure is "
+        "also in the JSON report (<code>--hypomnesis-json</code>, <code>hmn report</code>)."
+        f'</p><div class="scroll"><table class="static"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div></noscript>"
+    )
 
 
 def _json_for_script(data: object, *, ascii_only: bool = False) -> str:
@@ -392,7 +432,6 @@ def render_html(
             timeline_lines.append(_json_for_script(spec, ascii_only=True))
         rows.append([i, slot, *_row_cells(tests[i], comparison)])
     data = _json_for_script({"rows": rows})
-    n = len(tests)
     parts = [
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
@@ -406,13 +445,11 @@ def render_html(
         _comparison_section(comparison) if comparison is not None else "",
         f'<section id="heaviest"><h2>Heaviest tests</h2>{_heavy_chart(tests, heavy_top)}</section>',
         '<section id="all-tests"><h2>All tests</h2>',
-        f'<noscript><p class="warn">The table of all {n} tests and their timelines are drawn '
-        "by this page's script: allow JavaScript for this file to see them (it fetches "
-        "nothing). The heaviest tests are charted above; every figure is also in the JSON "
-        "report (<code>--hypomnesis-json</code>, <code>hmn report</code>).</p></noscript>",
-        '<p class="small">Click a column title to sort; sizes in IEC units; a missing '
-        "figure sorts last. The filter keeps the tests whose id, outcome, worker or budget "
-        "contains its text (any case)."
+        _noscript(rows, comparison is not None),
+        # Shown by the script: without it, the noscript table above stands in.
+        '<div id="hmn-live" hidden><p class="small">Click a column title to sort; sizes in '
+        "IEC units; a missing figure sorts last. The filter keeps the tests whose id, "
+        "outcome, worker or budget contains its text (any case)."
         + (" Click a test's name to draw its timeline under it." if timeline_lines else "")
         + "</p>",
         '<div class="controls"><input id="hmn-filter" type="search" placeholder="filter" '
@@ -422,7 +459,7 @@ def render_html(
         "<option>100</option><option>500</option><option>2000</option></select></label></div>",
         f'<div class="scroll"><table id="tests" class="sortable"><thead><tr>'
         f"{_header_cells(comparison is not None)}</tr></thead><tbody></tbody></table>"
-        "</div></section>",
+        "</div></div></section>",
         '<section id="timelines"><h2>Timelines</h2>',
         f"<p>{len(timeline_lines)} tests have a memory timeline (RSS and VRAM per device, "
         "sampled): click a test's name in the table to draw its chart under its row.</p>"

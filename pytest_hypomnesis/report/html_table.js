@@ -214,6 +214,7 @@ function openFromHash(){
   if(fig){fig.scrollIntoView();}
 }
 window.addEventListener("hashchange",openFromHash);
+document.getElementById("hmn-live").hidden=false;
 render();
 openFromHash();
 

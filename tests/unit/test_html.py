@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import re
 from pathlib import Path
@@ -210,3 +211,20 @@ def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.undo()
     write_html_atomic(target, render_html(_report()))
     assert target.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_without_javascript_the_first_rows_stand_in() -> None:
+    tests = [make_test(f"t.py::t{i}", ram_increase=i * MIB) for i in range(150)]
+    tests.append(make_test(NASTY, outcome="failed"))
+    text = render_html(make_report(tests))
+    assert '<div id="hmn-live" hidden>' in text  # the script's controls and table
+    fallback = text[text.index("<noscript>") : text.index("</noscript>")]
+    assert "the first 100 of 151 tests as served (failures first, then heaviest)" in fallback
+    rows = [html.unescape(r) for r in re.findall(r"<tr><td>(.*?)</td>", fallback)]
+    assert rows[:3] == [NASTY, "t.py::t149", "t.py::t148"]
+    assert len(rows) == 100
+    assert "<script>alert" not in fallback
+    assert '<td class="outcome-failed">' not in fallback  # classes only where the data has one
+    small = render_html(_report())
+    assert "all 4 tests as served" in small
+    assert '<td class="budget over">vram 200% OVER</td>' in small

@@ -176,6 +176,12 @@ def test_recorder_rejects_tiny_max_points() -> None:
         ({"t_s": [0.0], "rss_bytes": [1], "vram_bytes": []}, "vram_bytes: expected an object"),
         ({"t_s": [0.0], "rss_bytes": [1], "vram_bytes": {"0": [1, 2]}}, "vram_bytes['0']"),
         ({"t_s": "0", "rss_bytes": []}, "t_s: expected a list"),
+        # The whole-list fast path must still name these (found by the item loop).
+        ({"t_s": [0.0, 1.0], "rss_bytes": [1, False]}, "rss_bytes[1]: expected integers"),
+        ({"t_s": [0.0, float("nan")], "rss_bytes": [1, 2]}, "t_s[1]: expected numbers"),
+        ({"t_s": [0.0, float("inf")], "rss_bytes": [1, 2]}, "t_s[1]: expected numbers"),
+        ({"t_s": [0.0, True], "rss_bytes": [1, 2]}, "t_s[1]: expected numbers"),
+        ({"t_s": [0.0], "rss_bytes": [1.5]}, "rss_bytes[0]: expected integers"),
     ],
 )
 def test_parse_timeline_names_the_bad_field(data: Any, needle: str) -> None:
