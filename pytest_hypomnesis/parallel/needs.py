@@ -23,6 +23,13 @@ class RecordedNeed:
 
     need_bytes: int | None
     duration_s: float
+    budget_bytes: int | None = None
+    """The tightest ``max_vram`` limit the test had on its ``cuda:0`` in that run: what
+    admission will use as its need again, so what the scheduler plans with."""
+
+    @property
+    def planned_bytes(self) -> int | None:
+        return self.budget_bytes if self.budget_bytes is not None else self.need_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +59,25 @@ def needs_from_report(report: Mapping[str, Any]) -> dict[str, RecordedNeed]:
     """nodeid -> ``RecordedNeed`` for every test in a validated report."""
     needs: dict[str, RecordedNeed] = {}
     for record in report.get("tests", []):
-        needs[record["nodeid"]] = RecordedNeed(record_need(record), float(record["duration_s"]))
+        needs[record["nodeid"]] = RecordedNeed(
+            record_need(record), float(record["duration_s"]), _recorded_limit(record)
+        )
     return needs
+
+
+def _recorded_limit(record: Mapping[str, Any]) -> int | None:
+    """The tightest ``max_vram`` limit on ``cuda:0`` (no ``device`` or ``device=0``) the
+    record's budgets list, as ``need_of`` picks it from the live markers."""
+    budgets = record.get("budgets")
+    limits = [
+        b["limit_bytes"]
+        for b in (budgets if isinstance(budgets, list) else ())
+        if isinstance(b, Mapping)
+        and b.get("kind") == "max_vram"
+        and b.get("device") in (None, 0)
+        and isinstance(b.get("limit_bytes"), int)
+    ]
+    return min(limits, default=None)
 
 
 def need_of(

@@ -129,6 +129,9 @@ class SchedulerHooks:
 
     def __init__(self, state: ParallelState) -> None:
         self.state = state
+        self._capacities: dict[str, int | None] = {}
+        self._default: Gpu | None = None
+        self._default_read = False
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
@@ -140,7 +143,37 @@ class SchedulerHooks:
         from pytest_hypomnesis.parallel.scheduler import NeedsScheduling
 
         assert self.state.needs is not None
-        return NeedsScheduling(config, log, self.state.needs)
+        return NeedsScheduling(config, log, self.state.needs, self._placement)
+
+    def _placement(self, worker: str) -> tuple[str, int | None]:
+        """The worker's GPU and its capacity after headroom, for the plan: its pinned GPU,
+        else the controller's ``cuda:0``, which an unpinned worker inherits."""
+        gpu = self.state.pinned.get(worker)
+        if gpu is None:
+            if not self._default_read:
+                self._default_read = True
+                try:
+                    visible = visible_gpus()
+                except GpuPoolError:
+                    visible = []
+                self._default = visible[0] if visible else None
+            gpu = self._default
+        if gpu is None:
+            return ("", None)
+        if gpu.uuid not in self._capacities:
+            self._capacities[gpu.uuid] = self._capacity(gpu)
+        return (gpu.uuid, self._capacities[gpu.uuid])
+
+    def _capacity(self, gpu: Gpu) -> int | None:
+        from pytest_hypomnesis._errors import BackendFailure
+        from pytest_hypomnesis.parallel.admission import headroom_bytes
+        from pytest_hypomnesis.parallel.gpus import read_device
+
+        try:
+            total = read_device(gpu.nvml_index).total_bytes
+        except BackendFailure:
+            return None  # planned by duration alone; admission still guards
+        return total - headroom_bytes(total, self.state.settings.admit_headroom)
 
 
 class AdmissionHooks:

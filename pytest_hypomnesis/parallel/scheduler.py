@@ -1,61 +1,94 @@
-"""A pytest-xdist scheduler that hands out tests by VRAM need x duration, largest first.
+"""A pytest-xdist scheduler that hands out a planned packing of the tests onto the GPUs.
 
 With ``--hypomnesis-needs`` the controller knows each test's need and duration from an
-earlier run. Handing the big, long tests out first (the longest-processing-time rule) stops
-them queueing behind each other at the end, where one worker would run them alone while
-the others idle. Each worker holds two tests (the one running and the next, which the
-xdist worker protocol needs before it runs the first) and gets one more per finished test.
+earlier run, and (with ``--hypomnesis-pin-gpus``) which GPU each worker runs on and how
+much memory it has. Before it hands out the first test it plans the whole run
+(``plan.best_pack``: list scheduling on a simulated clock, largest need x duration first,
+a free worker taking the first test that fits beside what already runs on its GPU), and
+then sends each worker its own planned sequence, a few tests ahead.
+
+Planning ahead is what makes the packing real: an xdist worker starts a test only once it
+holds the next one, so a choice made when a test ends (what fits now?) lands one test
+late, when what runs on the GPU has changed. Admission still guards every start at run
+time, so a plan that timing spoils costs waiting, never an out-of-memory failure. A
+worker that runs out of its plan takes from the tail of the longest remaining plan; tests
+of a crashed worker go to whoever is free first.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
 
 from pytest_hypomnesis.parallel.needs import RecordedNeed
+from pytest_hypomnesis.parallel.plan import PlanTest, best_pack, largest_first
 
-__all__ = ["NeedsScheduling", "priority_order"]
+__all__ = ["AHEAD", "NeedsScheduling", "Placement", "plan_tests", "priority_order"]
 
-_PER_NODE = 2
+AHEAD = 3
+"""Tests a worker holds: the running one, the next (which the xdist worker needs before it
+starts one) and one more, so its next start never waits for the controller."""
+
+Placement = Callable[[str], tuple[str, int | None]]
+"""Worker id (``gw0``) -> (its GPU, that GPU's capacity after headroom or ``None``)."""
+
+
+def plan_tests(nodeids: Sequence[str], needs: Mapping[str, RecordedNeed]) -> list[PlanTest]:
+    """What the plan knows of each collected test: the report's ``max_vram`` limit, else
+    its measured need, else unknown (a test missing from the report runs alone, for the
+    median duration)."""
+    durations = [n.duration_s for n in needs.values()]
+    median = statistics.median(durations) if durations else 1.0
+    tests: list[PlanTest] = []
+    for nodeid in nodeids:
+        known = needs.get(nodeid)
+        if known is None:
+            tests.append(PlanTest(nodeid, None, median))
+        else:
+            tests.append(PlanTest(nodeid, known.planned_bytes, known.duration_s))
+    return tests
 
 
 def priority_order(nodeids: Sequence[str], needs: Mapping[str, RecordedNeed]) -> list[int]:
-    """Indices of ``nodeids``, largest need x duration first. An unknown need counts as the
-    largest known one (it will run alone on its GPU); a test missing from the report
-    counts with the median duration; ties keep collection order."""
-    known_needs = [n.need_bytes for n in needs.values() if n.need_bytes is not None]
-    durations = [n.duration_s for n in needs.values()]
-    biggest = max(known_needs, default=1)
-    median = statistics.median(durations) if durations else 1.0
+    """Indices of ``nodeids``, largest need x duration first (an unknown need counts as the
+    largest known one); ties keep collection order."""
+    return largest_first(plan_tests(nodeids, needs), [])
 
-    def weight(index: int) -> float:
-        need = needs.get(nodeids[index])
-        if need is None:
-            return float(biggest) * median
-        size = biggest if need.need_bytes is None else need.need_bytes
-        return float(max(size, 1)) * max(need.duration_s, 1e-6)
 
-    return sorted(range(len(nodeids)), key=lambda i: -weight(i))
+def _whole_gpu(worker: str) -> tuple[str, int | None]:
+    return ("", None)
 
 
 class NeedsScheduling:
     """Implements xdist's ``Scheduling`` protocol (see ``xdist/scheduler/protocol.py``)."""
 
-    def __init__(self, config: pytest.Config, log: Any, needs: Mapping[str, RecordedNeed]) -> None:
+    def __init__(
+        self,
+        config: pytest.Config,
+        log: Any,
+        needs: Mapping[str, RecordedNeed],
+        placement: Placement = _whole_gpu,
+    ) -> None:
         from xdist.remote import Producer
         from xdist.workermanage import parse_tx_spec_config
 
         self.numnodes = len(parse_tx_spec_config(config))
         self.node2collection: dict[Any, list[str]] = {}
         self.node2pending: dict[Any, list[int]] = {}
-        self.pending: list[int] = []
+        self.planned: dict[Any, deque[int]] = {}
+        """Per worker, its planned tests not yet sent."""
+        self.pool: list[int] = []
+        """Tests for whoever is free first (a crashed worker's, a re-run), by priority."""
         self.collection: list[str] | None = None
         self.log = Producer("needsched") if log is None else log.needsched
         self.config = config
         self.needs = needs
+        self.placement = placement
+        self.plan_wall_s: float | None = None
         self._rank: dict[int, int] = {}
 
     @property
@@ -63,22 +96,31 @@ class NeedsScheduling:
         return list(self.node2pending)
 
     @property
+    def pending(self) -> list[int]:
+        """The tests not yet sent to any worker."""
+        return [*self.pool, *(i for queue in self.planned.values() for i in queue)]
+
+    @property
     def collection_is_completed(self) -> bool:
         return len(self.node2collection) >= self.numnodes
 
     @property
     def tests_finished(self) -> bool:
-        if not self.collection_is_completed or self.pending:
+        if not self.collection_is_completed or self._unsent():
             return False
         return all(len(p) < 2 for p in self.node2pending.values())
 
     @property
     def has_pending(self) -> bool:
-        return bool(self.pending) or any(self.node2pending.values())
+        return self._unsent() or any(self.node2pending.values())
+
+    def _unsent(self) -> bool:
+        return bool(self.pool) or any(self.planned.values())
 
     def add_node(self, node: Any) -> None:
         assert node not in self.node2pending
         self.node2pending[node] = []
+        self.planned[node] = deque()
 
     def add_node_collection(self, node: Any, collection: Sequence[str]) -> None:
         assert node in self.node2pending
@@ -102,7 +144,7 @@ class NeedsScheduling:
 
     def mark_test_pending(self, item: str) -> None:
         assert self.collection is not None
-        self.pending.insert(0, self.collection.index(item))
+        self.pool.insert(0, self.collection.index(item))
         for node in self.node2pending:
             self.check_schedule(node)
 
@@ -112,19 +154,40 @@ class NeedsScheduling:
     def check_schedule(self, node: Any, duration: float = 0) -> None:
         if node.shutting_down:
             return
-        if self.pending:
-            self._send(node, _PER_NODE - len(self.node2pending[node]))
-        else:
+        chosen: list[int] = []
+        while (holding := len(self.node2pending[node]) + len(chosen)) < AHEAD:
+            index = self._next_for(node, holding)
+            if index is None:
+                break
+            chosen.append(index)
+        if chosen:
+            self.node2pending[node].extend(chosen)
+            node.send_runtest_some(chosen)
+        if not self._unsent():
             node.shutdown()
+
+    def _next_for(self, node: Any, holding: int) -> int | None:
+        if self.pool:  # a crashed worker's tests first: they were due already
+            return self.pool.pop(0)
+        own = self.planned.get(node)
+        if own:
+            return own.popleft()
+        if holding >= 2:
+            return None  # it has work until its next test ends; the plans stay as they are
+        # Out of plan, and a worker holding one test waits for a second before it runs
+        # it: the last test (the smallest) of the longest remaining plan.
+        victim = max(self.planned.values(), key=len, default=None)
+        return victim.pop() if victim else None
 
     def remove_node(self, node: Any) -> str | None:
         pending = self.node2pending.pop(node)
-        if not pending:
-            return None
-        assert self.collection is not None
-        crashed = self.collection[pending.pop(0)]
-        self.pending.extend(pending)
-        self.pending.sort(key=self._rank.__getitem__)
+        self.pool.extend(self.planned.pop(node, ()))
+        crashed: str | None = None
+        if pending:
+            assert self.collection is not None
+            crashed = self.collection[pending.pop(0)]
+            self.pool.extend(pending)
+        self.pool.sort(key=self._rank.__getitem__)
         for other in self.node2pending:
             self.check_schedule(other)
         return crashed
@@ -139,25 +202,34 @@ class NeedsScheduling:
             self.log("**Different tests collected, aborting run**")
             return
         self.collection = next(iter(self.node2collection.values()))
-        order = priority_order(self.collection, self.needs)
-        self._rank = {index: rank for rank, index in enumerate(order)}
-        self.pending[:] = order
         if not self.collection:
             return
-        # Round-robin, so the largest tests start at once on different workers.
-        for _ in range(_PER_NODE):
-            for node in self.nodes:
-                self._send(node, 1)
-        if not self.pending:
-            for node in self.nodes:
-                node.shutdown()
-
-    def _send(self, node: Any, count: int) -> None:
-        chosen = self.pending[: max(count, 0)]
-        if chosen:
-            del self.pending[: len(chosen)]
-            self.node2pending[node].extend(chosen)
-            node.send_runtest_some(chosen)
+        nodes = self.nodes
+        gpu_of: dict[str, int] = {}
+        capacities: list[int | None] = []
+        worker_gpus: list[int] = []
+        for node in nodes:
+            key, capacity = self.placement(str(node.gateway.id))
+            if key not in gpu_of:
+                gpu_of[key] = len(capacities)
+                capacities.append(capacity)
+            worker_gpus.append(gpu_of[key])
+        tests = plan_tests(self.collection, self.needs)
+        self._rank = {i: r for r, i in enumerate(largest_first(tests, capacities))}
+        packing = best_pack(tests, worker_gpus, capacities)
+        self.plan_wall_s = packing.wall_s
+        for node, sequence in zip(nodes, packing.sequences, strict=True):
+            self.planned[node] = deque(sequence)
+        # A few rounds, one test each: every worker starts at once.
+        for _ in range(AHEAD):
+            for node in nodes:
+                own = self.planned[node]
+                if own:
+                    index = own.popleft()
+                    self.node2pending[node].append(index)
+                    node.send_runtest_some([index])
+        for node in nodes:
+            self.check_schedule(node)
 
     def _same_collections(self) -> bool:
         from xdist.report import report_collection_diff

@@ -7,7 +7,13 @@ import pytest
 
 from pytest_hypomnesis.parallel.admission import DeviceNow, decide
 from pytest_hypomnesis.parallel.ledger import Entry
-from pytest_hypomnesis.parallel.needs import Need, RecordedNeed, need_of, record_need
+from pytest_hypomnesis.parallel.needs import (
+    Need,
+    RecordedNeed,
+    need_of,
+    needs_from_report,
+    record_need,
+)
 from pytest_hypomnesis.plugin.budgets import Budget
 from tests.helpers.units import GIB
 
@@ -120,3 +126,33 @@ def test_record_need_is_peak_increase_plus_ten_percent(
     devices: dict[str, dict[str, int | None]], need: int | None
 ) -> None:
     assert record_need({"vram": {"devices": devices}}) == need
+
+
+def test_the_report_keeps_the_budget_the_scheduler_plans_with() -> None:
+    def budget(limit: int, device: int | None = None, kind: str = "max_vram") -> dict[str, object]:
+        return {"kind": kind, "limit_bytes": limit, "device": device}
+
+    vram = {"devices": {"0": {"increase_bytes": 4 * GIB}}}
+    report = {
+        "tests": [
+            {"nodeid": "a", "duration_s": 1.0, "vram": vram, "budgets": [budget(6 * GIB)]},
+            {
+                "nodeid": "b",
+                "duration_s": 1.0,
+                "vram": vram,
+                # Another GPU's limit and a RAM limit are not this GPU's need.
+                "budgets": [budget(GIB, device=1), budget(GIB, kind="max_ram")],
+            },
+            {
+                "nodeid": "c",
+                "duration_s": 1.0,
+                "vram": vram,
+                "budgets": [budget(6 * GIB), budget(5 * GIB, device=0)],
+            },
+        ]
+    }
+    needs = needs_from_report(report)
+    assert needs["a"] == RecordedNeed(int(4.4 * GIB) + 1, 1.0, 6 * GIB)
+    assert needs["a"].planned_bytes == 6 * GIB
+    assert needs["b"].budget_bytes is None and needs["b"].planned_bytes == needs["b"].need_bytes
+    assert needs["c"].planned_bytes == 5 * GIB
