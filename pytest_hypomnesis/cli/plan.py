@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     headroom = DEFAULT_HEADROOM if args.headroom is None else args.headroom
     capacity = memory - headroom_bytes(memory, headroom)
     needs = needs_from_report(report)
-    tests = [PlanTest(nodeid, n.need_bytes, n.duration_s) for nodeid, n in needs.items()]
+    tests = [PlanTest(nodeid, n.planned_bytes, n.duration_s) for nodeid, n in needs.items()]
     never = [t for t in tests if t.need_bytes is not None and t.need_bytes > capacity]
     runnable = [t for t in tests if t not in never]
     serial = sum(t.duration_s for t in tests)
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         f"{format_bytes_iec(min(known))} to {format_bytes_iec(max(known))}" if known else "none"
     )
     out(
-        f"needs (peak VRAM increase + 10%): {len(known)} known ({spread}), "
+        f"needs (max_vram limit, else peak VRAM increase + 10%): {len(known)} known ({spread}), "
         f"{len(tests) - len(known)} unknown (run alone on their GPU)\n"
     )
     for t in never:
