@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.helpers.hmnrun",
     "tests.helpers.fakepynvml",
     "tests.helpers.chainmachine",
+    "tests.helpers.fakevram",
 ]
 
 

@@ -16,37 +16,15 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from pytest_hypomnesis.parallel.ledger import Ledger
-from tests.helpers.fakenvml import FakeNvml
 from tests.helpers.fakevram import FakeVram
 
 GIB = 1024**3
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the fake NVML is a .so")
-
-
-@pytest.fixture
-def gpus(
-    fake_nvml_factory: Callable[..., FakeNvml],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Callable[..., FakeVram]:
-    """``gpus([10 * GIB, ...])``: fake GPUs for the subprocesses of this test."""
-
-    def make(totals: list[int]) -> FakeVram:
-        fake = fake_nvml_factory(activate=False)
-        vram = FakeVram.create(fake, tmp_path / "vram.json", totals)
-        for key, value in vram.env.items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-        monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:cacheprovider")
-        return vram
-
-    return make
 
 
 def _ledger_dir(pytester: pytest.Pytester) -> str:
@@ -84,9 +62,9 @@ def _seen(pytester: pytest.Pytester) -> dict[str, str | None]:
 
 @pytest.mark.parametrize("count", [1, 2, 4])
 def test_pin_round_robin_with_four_workers(
-    pytester: pytest.Pytester, gpus: Callable[..., FakeVram], count: int
+    pytester: pytest.Pytester, fake_gpus: Callable[..., FakeVram], count: int
 ) -> None:
-    vram = gpus([10 * GIB] * count)
+    vram = fake_gpus([10 * GIB] * count)
     pytester.makeconftest(_PIN_CONFTEST)
     pytester.makepyfile(_PIN_TESTS)
     result = pytester.runpytest_subprocess("-n", "4", "--hypomnesis-pin-gpus")
@@ -101,11 +79,11 @@ def test_pin_round_robin_with_four_workers(
 @pytest.mark.parametrize("form", ["indices", "uuids"])
 def test_pin_pool_is_the_controllers_visible_devices(
     pytester: pytest.Pytester,
-    gpus: Callable[..., FakeVram],
+    fake_gpus: Callable[..., FakeVram],
     monkeypatch: pytest.MonkeyPatch,
     form: str,
 ) -> None:
-    vram = gpus([10 * GIB] * 4)
+    vram = fake_gpus([10 * GIB] * 4)
     uuids = vram.uuids
     # A reordered list, as indices or as UUIDs (full and prefix): the controller's pool.
     value = "3,1" if form == "indices" else f"{uuids[3][:14]},{uuids[1]}"
@@ -122,9 +100,9 @@ def test_pin_pool_is_the_controllers_visible_devices(
 
 
 def test_pin_without_a_gpu_says_so(
-    pytester: pytest.Pytester, gpus: Callable[..., FakeVram]
+    pytester: pytest.Pytester, fake_gpus: Callable[..., FakeVram]
 ) -> None:
-    gpus([10 * GIB])
+    fake_gpus([10 * GIB])
     pytester.makepyfile("def test_a(): pass")
     result = pytester.runpytest_subprocess(
         "-n", "2", "--hypomnesis-pin-gpus", "-o", "hypomnesis_pin_gpus=true"
@@ -154,9 +132,9 @@ def test_big(i):
 
 
 def test_admission_by_budget_prevents_oom(
-    pytester: pytest.Pytester, gpus: Callable[..., FakeVram]
+    pytester: pytest.Pytester, fake_gpus: Callable[..., FakeVram]
 ) -> None:
-    vram = gpus([10 * GIB])
+    vram = fake_gpus([10 * GIB])
     pytester.makepyfile(_BUDGETED)
     plain = pytester.runpytest_subprocess("-n", "4")
     assert plain.ret == pytest.ExitCode.TESTS_FAILED  # four 4 GiB tests on a 10 GiB GPU
@@ -195,8 +173,10 @@ def test_unknown(i):
 """
 
 
-def test_unknown_needs_run_alone(pytester: pytest.Pytester, gpus: Callable[..., FakeVram]) -> None:
-    vram = gpus([10 * GIB])
+def test_unknown_needs_run_alone(
+    pytester: pytest.Pytester, fake_gpus: Callable[..., FakeVram]
+) -> None:
+    vram = fake_gpus([10 * GIB])
     pytester.makepyfile(_EXCLUSIVE)
     result = pytester.runpytest_subprocess("-n", "4", "--hypomnesis-admit", _ledger_dir(pytester))
     result.assert_outcomes(passed=6)
@@ -207,8 +187,8 @@ def test_unknown_needs_run_alone(pytester: pytest.Pytester, gpus: Callable[..., 
         assert start >= end  # never two at once
 
 
-def test_needs_from_a_report(pytester: pytest.Pytester, gpus: Callable[..., FakeVram]) -> None:
-    vram = gpus([10 * GIB])
+def test_needs_from_a_report(pytester: pytest.Pytester, fake_gpus: Callable[..., FakeVram]) -> None:
+    vram = fake_gpus([10 * GIB])
     pytester.makepyfile(_EXCLUSIVE)
     # Measured once serially; then the report's peaks (+10%) let two run side by side.
     pytester.runpytest_subprocess("--hypomnesis-json=needs.json").assert_outcomes(passed=6)
@@ -224,9 +204,9 @@ def test_needs_from_a_report(pytester: pytest.Pytester, gpus: Callable[..., Fake
 
 
 def test_report_needs_pack_small_tests_side_by_side(
-    pytester: pytest.Pytester, gpus: Callable[..., FakeVram]
+    pytester: pytest.Pytester, fake_gpus: Callable[..., FakeVram]
 ) -> None:
-    gpus([10 * GIB])
+    fake_gpus([10 * GIB])
     pytester.makepyfile(_EXCLUSIVE.replace("6 * GIB", "2 * GIB"))
     pytester.runpytest_subprocess("--hypomnesis-json=needs.json").assert_outcomes(passed=6)
     for path in pytester.path.glob("span-*.json"):
@@ -241,9 +221,9 @@ def test_report_needs_pack_small_tests_side_by_side(
 
 
 def test_need_bigger_than_the_gpu_fails_at_once(
-    pytester: pytest.Pytester, gpus: Callable[..., FakeVram]
+    pytester: pytest.Pytester, fake_gpus: Callable[..., FakeVram]
 ) -> None:
-    gpus([10 * GIB])
+    fake_gpus([10 * GIB])
     pytester.makepyfile(
         """
         import pytest
@@ -270,9 +250,9 @@ def test_need_bigger_than_the_gpu_fails_at_once(
 
 
 def test_timeout_names_who_held_the_memory(
-    pytester: pytest.Pytester, gpus: Callable[..., FakeVram]
+    pytester: pytest.Pytester, fake_gpus: Callable[..., FakeVram]
 ) -> None:
-    vram = gpus([10 * GIB])
+    vram = fake_gpus([10 * GIB])
     ledger_dir = pytester.path / "ledger"
     ledger_dir.mkdir()
     # This process (alive, not the inner run) holds 8 GiB in the ledger.
@@ -316,9 +296,9 @@ def test_share(i):
 
 
 def test_two_concurrent_runs_share_one_ledger(
-    pytester: pytest.Pytester, gpus: Callable[..., FakeVram]
+    pytester: pytest.Pytester, fake_gpus: Callable[..., FakeVram]
 ) -> None:
-    vram = gpus([10 * GIB])
+    vram = fake_gpus([10 * GIB])
     ledger = _ledger_dir(pytester)
     runs = []
     for job in ("a", "b"):
@@ -353,9 +333,9 @@ def test_two_concurrent_runs_share_one_ledger(
 
 
 def test_a_killed_worker_frees_its_reservation(
-    pytester: pytest.Pytester, gpus: Callable[..., FakeVram]
+    pytester: pytest.Pytester, fake_gpus: Callable[..., FakeVram]
 ) -> None:
-    vram = gpus([10 * GIB])
+    vram = fake_gpus([10 * GIB])
     pytester.makepyfile(
         f"""
         import os, signal, pytest

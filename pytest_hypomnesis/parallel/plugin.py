@@ -120,7 +120,11 @@ class PinHooks:
         uuid = node.gateway.spec.env.get(VISIBLE_ENV)
         gpu = self.by_uuid.get(uuid) if isinstance(uuid, str) else None
         if gpu is not None:
-            node.workerinput[WORKERINPUT_KEY] = {"uuid": gpu.uuid, "nvml_index": gpu.nvml_index}
+            node.workerinput[WORKERINPUT_KEY] = {
+                "uuid": gpu.uuid,
+                "nvml_index": gpu.nvml_index,
+                "mig": gpu.mig,
+            }
             self.state.pinned[str(node.gateway.id)] = gpu
 
 
@@ -170,7 +174,7 @@ class SchedulerHooks:
         from pytest_hypomnesis.parallel.gpus import read_device
 
         try:
-            total = read_device(gpu.nvml_index).total_bytes
+            total = read_device(gpu.nvml_index, gpu.handle_uuid).total_bytes
         except BackendFailure:
             return None  # planned by duration alone; admission still guards
         return total - headroom_bytes(total, self.state.settings.admit_headroom)
@@ -198,7 +202,7 @@ class AdmissionHooks:
         settings = self.state.settings
         pinned = (self._workerinput or {}).get(WORKERINPUT_KEY)
         if isinstance(pinned, dict):
-            uuid, index = str(pinned["uuid"]), int(pinned["nvml_index"])
+            gpu = Gpu(int(pinned["nvml_index"]), str(pinned["uuid"]), bool(pinned.get("mig")))
         else:
             try:
                 gpus = visible_gpus()
@@ -208,14 +212,16 @@ class AdmissionHooks:
             if not gpus:
                 self.unavailable = f"{VISIBLE_ENV} names no GPU"
                 return
-            uuid, index = gpus[0].uuid, gpus[0].nvml_index
-        ledger = Ledger(settings.ledger_dir or default_ledger_dir(), uuid)
+            gpu = gpus[0]
+        ledger = Ledger(settings.ledger_dir or default_ledger_dir(), gpu.uuid)
+        mig_uuid = gpu.handle_uuid
         self._admitter = Admitter(
             ledger,
-            index,
+            gpu.nvml_index,
             headroom_fraction=settings.admit_headroom,
             timeout_s=settings.admit_timeout_s,
-            read_device=read_device,
+            # A MIG device is reached by its UUID: its memory and processes are its own.
+            read_device=lambda index: read_device(index, mig_uuid),
         )
 
     @pytest.hookimpl(tryfirst=True)
