@@ -4,14 +4,20 @@ simulated GPU suite, run serially, with plain ``-n 4``, and with ``-n 4
 tests' ``max_vram`` budgets) and with ``--hypomnesis-needs`` (the largest-first scheduler).
 
     .venv/bin/python bench/gpu_share.py [--gpus 2] [--gpu-memory-gib 10] [--tests 24] [--seed 7]
+                                        [-n 4] [--repeat 1]
 
 The GPUs are fake and their memory really limited (``tests/helpers/fakevram.py`` behind
 the fake NVML library): each test holds 1-8 GiB on its ``cuda:0`` for 0.2-1 s, and an
 allocation past a device's total fails as CUDA's would. The packing lower bound is the
-larger of sum(need x time) over the total capacity and the longest test. "tests wall" is
-from the first test's start to the last test's end (what scheduling decides); "run wall"
-adds pytest and worker start-up. Targets: 0 OOM; tests wall within 1.5x the lower bound
-with the default handout and 1.3x with --hypomnesis-needs; at least 2x faster than serial.
+larger of sum(need x time) over the total capacity and the longest test; with -n workers
+no run beats the sum of the durations over the workers either (printed beside it), nor,
+with pinning, the plan the needs scheduler makes (printed too: "x bound" of a plan is what
+scheduling alone could reach). "tests wall" is from the first test's start to the last
+test's end (what scheduling decides); "run wall" adds pytest and worker start-up. Tests
+run in collection order (pytest-randomly, if installed, is switched off). --repeat runs
+every parallel variant that many times and prints each run. Targets: 0 OOM; tests wall
+within 1.5x the lower bound with the default handout and 1.3x with --hypomnesis-needs; at
+least 2x faster than serial.
 Not a test: timings depend on the machine.
 """
 
@@ -71,22 +77,32 @@ def _build_fake_nvml(directory: Path) -> Path:
 
 
 def _run(
-    work: Path, library: Path, totals: list[int], args: list[str], name: str
+    work: Path, library: Path, totals: list[int], args: list[str], name: str, tag: str = "0"
 ) -> dict[str, float | int | str]:
     import pytest
 
     from tests.helpers.fakenvml import FakeNvml
 
-    spans = work / f"spans-{name}"
+    spans = work / f"spans-{tag}"
     spans.mkdir()
-    ledger = work / f"ledger-{name}"
+    ledger = work / f"ledger-{tag}"
     ledger.mkdir()
-    fake = FakeNvml(library, work / f"nvml-{name}.conf", pytest.MonkeyPatch())
-    vram = FakeVram.create(fake, work / f"vram-{name}.json", totals)
+    fake = FakeNvml(library, work / f"nvml-{tag}.conf", pytest.MonkeyPatch())
+    vram = FakeVram.create(fake, work / f"vram-{tag}.json", totals)
     env = {**os.environ, **vram.env, "BENCH_SPANS": str(spans)}
     env.pop("CUDA_VISIBLE_DEVICES", None)
     env.pop("PYTEST_ADDOPTS", None)
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        *args,
+    ]
     if any(a.startswith("--hypomnesis-admit") for a in args):
         command.append(f"--hypomnesis-ledger-dir={ledger}")
     started = time.perf_counter()
@@ -116,6 +132,7 @@ def main() -> int:
     parser.add_argument("--tests", type=int, default=24)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("-n", "--workers", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=1)
     options = parser.parse_args()
     cases = _cases(options.tests, options.seed)
     totals = [options.gpu_memory_gib * GIB] * options.gpus
@@ -129,30 +146,16 @@ def main() -> int:
         library = _build_fake_nvml(work)
         (work / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
         (work / "test_gpu_suite.py").write_text(SUITE.format(cases=cases), encoding="utf-8")
-        rows = [
-            _run(work, library, totals, ["--hypomnesis-json=needs.json"], "serial"),
-            _run(work, library, totals, ["-n", n], f"-n {n}"),
-            _run(
-                work,
-                library,
-                totals,
-                ["-n", n, "--hypomnesis-pin-gpus", "--hypomnesis-admit"],
-                f"-n {n} --hypomnesis-pin-gpus --hypomnesis-admit",
-            ),
-            _run(
-                work,
-                library,
-                totals,
-                [
-                    "-n",
-                    n,
-                    "--hypomnesis-pin-gpus",
-                    "--hypomnesis-admit",
-                    "--hypomnesis-needs=needs.json",
-                ],
-                "  ... --hypomnesis-needs=needs.json",
-            ),
+        admit = ["-n", n, "--hypomnesis-pin-gpus", "--hypomnesis-admit"]
+        variants = [
+            (["-n", n], f"-n {n}"),
+            (admit, f"-n {n} --hypomnesis-pin-gpus --hypomnesis-admit"),
+            ([*admit, "--hypomnesis-needs=needs.json"], "  ... --hypomnesis-needs=needs.json"),
         ]
+        rows = [_run(work, library, totals, ["--hypomnesis-json=needs.json"], "serial")]
+        for repeat in range(options.repeat):
+            for args, name in variants:
+                rows.append(_run(work, library, totals, args, name, f"{repeat}-{len(rows)}"))
     print(
         f"{options.tests} tests of 1-8 GiB holding 0.2-1 s on {options.gpus} fake GPUs of "
         f"{options.gpu_memory_gib} GiB; sum of durations {serial_sum:.2f}s"
@@ -162,16 +165,21 @@ def main() -> int:
         f"{area / capacity:.2f}s; longest test {max(s for _, s in cases.values()):.2f}s)"
     )
     from pytest_hypomnesis.parallel.admission import headroom_bytes
-    from pytest_hypomnesis.parallel.plan import PlanTest, simulate_wall_s
+    from pytest_hypomnesis.parallel.plan import PlanTest, best_pack
 
     total = options.gpu_memory_gib * GIB
-    model = simulate_wall_s(
+    per_gpu_capacity = total - headroom_bytes(total, 0.05)
+    plan = best_pack(
         [PlanTest(k, gib * GIB, s) for k, (gib, s) in cases.items()],
-        options.gpus,
-        max(options.workers // options.gpus, 1),
-        total - headroom_bytes(total, 0.05),
+        [w % options.gpus for w in range(options.workers)],
+        [per_gpu_capacity] * options.gpus,
     )
-    print(f"hmn plan's model for -n {n} ({options.workers // options.gpus} per GPU): {model:.2f}s")
+    print(
+        f"with -n {n}: sum of durations / {n} workers = {serial_sum / options.workers:.2f}s; "
+        f"the needs scheduler's plan ({options.workers // options.gpus} per GPU, "
+        f"{per_gpu_capacity / GIB:.1f} GiB after headroom): {plan.wall_s:.2f}s "
+        f"= {plan.wall_s / bound:.2f}x bound"
+    )
     serial_wall = float(rows[0]["tests_wall_s"])
     header = (
         f"{'variant':58} {'OOM':>4} {'passed':>6} {'tests wall':>10} {'x bound':>7} "

@@ -9,6 +9,13 @@ that no listed process accounts for (processes NVML cannot attribute, other cont
 A need of ``None`` means unknown: the test runs alone on its GPU. It is admitted when no
 other process holds a reservation; while it waits it is queued in the ledger and no new
 test is admitted on that GPU, so it cannot starve.
+
+A test that waits is queued in the ledger with its need. A later test yields to the ones
+queued before it that fit now (they are admitted at their next poll), for at most
+``YIELD_S``; without that, the worker that just finished a test (it asks again at once)
+would win every race against a worker polling for a larger need, which then waits while
+its GPU runs one test at a time. A queued test that does not fit now holds nobody up, so
+memory that waiting cannot free (another worker's cache) never deadlocks two workers.
 """
 
 from __future__ import annotations
@@ -42,8 +49,8 @@ class Verdict:
     """What the rule left for this test; ``None`` for an exclusive need."""
     holders: tuple[str, ...] = ()
     """Who holds the memory, for a message when the wait times out."""
-    queue_exclusive: bool = False
-    """An exclusive test that must wait: queue it in the ledger."""
+    queue: bool = False
+    """The test must wait: queue it in the ledger, so later tests do not pass it."""
 
 
 def headroom_bytes(total_bytes: int, fraction: float) -> int:
@@ -82,10 +89,13 @@ def decide(
     headroom_fraction: float,
     *,
     queued_since: float | None = None,
+    yield_ahead: bool = True,
 ) -> Verdict:
     """Whether a test of this process needing ``need_bytes`` (``None``: unknown, run
     alone) may start now. ``entries`` are the ledger's live entries; ``queued_since`` is
-    when this process's own exclusive wait was queued, if it is."""
+    when this process's own wait was queued, if it is; ``yield_ahead``: leave tests queued
+    earlier the memory they can take now (the admitter stops yielding after a while, so a
+    stuck neighbour cannot hold this test up)."""
     headroom = headroom_bytes(device.total_bytes, headroom_fraction)
     capacity = device.total_bytes - headroom
     if need_bytes is not None and need_bytes > capacity:
@@ -103,25 +113,33 @@ def decide(
     held, holders = _holders(me, entries, device, unaccounted)
     others = [e for e in entries if e.pid != me]
     if any(e.kind == "reserved" and e.need_bytes is None for e in others):
-        return Verdict(False, holders=holders, queue_exclusive=need_bytes is None)
+        return Verdict(False, holders=holders, queue=True)
+    # Tests waiting on this GPU go in the order they queued: one queued before this one
+    # (every one, while this one is not queued yet) comes first.
+    ahead = [
+        e
+        for e in others
+        if e.kind == "waiting" and (queued_since is None or e.since < queued_since)
+    ]
     if need_bytes is None:
-        # Queued exclusive tests go in order; reservations of others must end first.
-        ahead = [
-            e
-            for e in others
-            if e.kind == "waiting" and (queued_since is None or e.since < queued_since)
-        ]
         if ahead or any(e.kind == "reserved" for e in others):
-            return Verdict(False, holders=holders, queue_exclusive=True)
+            return Verdict(False, holders=holders, queue=True)
         return Verdict(True, holders=holders)
-    if any(e.kind == "waiting" for e in others):
-        return Verdict(False, holders=holders)
+    if any(e.need_bytes is None for e in ahead):
+        return Verdict(False, holders=holders, queue=True)  # an exclusive test is queued
     mine = device.process_bytes.get(me, 0)
     free = capacity - mine - sum(held.values()) - unaccounted
-    if need_bytes <= free:
+    # Tests queued ahead that fit now will be admitted at their next poll: while this test
+    # yields, it leaves them that memory (the worker that just finished a test asks again
+    # at once, and would otherwise win every race against one polling for a larger need).
+    promised = 0
+    for e in sorted(ahead, key=lambda e: e.since):
+        if e.need_bytes is not None and promised + e.need_bytes <= free:
+            promised += e.need_bytes
+    if need_bytes <= free - promised or (need_bytes <= free and not yield_ahead):
         return Verdict(True, free_bytes=free, holders=holders)
-    if not held and not unaccounted:
+    if not held and not unaccounted and not promised:
         # Only this process holds memory: waiting frees nothing. Its caching allocator
         # can reuse what it holds, so let the test run (it is judged on its budget).
         return Verdict(True, free_bytes=free, holders=holders)
-    return Verdict(False, free_bytes=free, holders=holders)
+    return Verdict(False, free_bytes=free, holders=holders, queue=True)

@@ -12,6 +12,9 @@ from pytest_hypomnesis.parallel.ledger import Ledger
 __all__ = ["AdmissionFailed", "Admitter"]
 
 POLL_S = 0.02
+YIELD_S = 1.0
+"""How long a test leaves the memory to tests queued before it that fit: they take it at
+their next poll (``POLL_S``), unless their process is stuck."""
 
 
 class AdmissionFailed(Exception):
@@ -61,6 +64,7 @@ class Admitter:
                         device,
                         self.headroom_fraction,
                         queued_since=queued_since,
+                        yield_ahead=time.monotonic() - start < YIELD_S,
                     )
                     if verdict.never_fits is not None:
                         state.remove(me, nodeid)
@@ -72,8 +76,8 @@ class Admitter:
                             self.ledger.entry("reserved", need_bytes, nodeid, base)
                         )
                         return time.monotonic() - start
-                    if verdict.queue_exclusive and queued_since is None:
-                        entry = self.ledger.entry("waiting", None, nodeid)
+                    if verdict.queue and queued_since is None:
+                        entry = self.ledger.entry("waiting", need_bytes, nodeid)
                         queued_since = entry.since
                         state.entries.append(entry)
             waited = time.monotonic() - start

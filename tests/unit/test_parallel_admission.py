@@ -82,7 +82,7 @@ def test_need_larger_than_the_gpu_never_fits() -> None:
 def test_unknown_need_runs_alone() -> None:
     assert decide(None, ME, [], _gpu(used=GIB, p200=GIB), 0.05).admit
     verdict = decide(None, ME, [_entry(OTHER, GIB)], _gpu(), 0.05)
-    assert not verdict.admit and verdict.queue_exclusive
+    assert not verdict.admit and verdict.queue
     # While it holds the GPU, nothing else is admitted, however small.
     assert not decide(1, OTHER, [_entry(ME, None)], _gpu(), 0.05).admit
 
@@ -95,6 +95,35 @@ def test_a_queued_exclusive_test_stops_new_admissions() -> None:
     assert not later.admit
     earlier = decide(None, ME, waiting[:1], _gpu(), 0.05, queued_since=2.0)
     assert earlier.admit
+
+
+def test_a_later_test_yields_to_an_earlier_one_that_fits_now() -> None:
+    # OTHER has waited for 6 GiB, which fits now (its neighbour just ended): ME, asking at
+    # once for its next test, leaves it the memory instead of winning the race.
+    waiting = [_entry(OTHER, 6 * GIB, "waiting")]
+    verdict = decide(4 * GIB, ME, waiting, _gpu(), 0.05)
+    assert not verdict.admit and verdict.queue
+    assert decide(3 * GIB, ME, waiting, _gpu(), 0.05).admit  # fits beside it
+    # The admitter stops yielding after a while: a stuck neighbour holds nobody up.
+    assert decide(4 * GIB, ME, waiting, _gpu(), 0.05, yield_ahead=False).admit
+    # Queued before OTHER, ME does not yield to it.
+    assert decide(4 * GIB, ME, waiting, _gpu(), 0.05, queued_since=0.5).admit
+
+
+def test_a_waiter_that_does_not_fit_now_holds_nobody_up() -> None:
+    # OTHER's cache holds 5 GiB and it waits for 6 GiB more: that frees only when OTHER
+    # frees it, so a small test of ME passes instead of both waiting until the timeout.
+    waiting = [_entry(OTHER, 6 * GIB, "waiting")]
+    assert decide(2 * GIB, ME, waiting, _gpu(used=5 * GIB, p200=5 * GIB), 0.05).admit
+
+
+def test_an_exclusive_test_queued_later_does_not_block_an_earlier_one() -> None:
+    exclusive = [_entry(OTHER, None, "waiting", since=5.0)]
+    assert decide(GIB, ME, exclusive, _gpu(), 0.05, queued_since=2.0).admit
+    assert not decide(GIB, ME, exclusive, _gpu(), 0.05, queued_since=9.0).admit
+    # ... and the exclusive test waits for the earlier one: no deadlock either way.
+    earlier = [_entry(ME, GIB, "waiting", since=2.0)]
+    assert not decide(None, OTHER, earlier, _gpu(), 0.05, queued_since=5.0).admit
 
 
 def test_own_entries_are_not_counted() -> None:
