@@ -125,6 +125,20 @@ def _run(
     }
 
 
+def _hmn_plan(report: Path, gpus: int, gib: int) -> dict[str, object]:
+    """What ``hmn plan`` predicts from the serial run's report."""
+    import contextlib
+    import io
+
+    from pytest_hypomnesis.cli import main as hmn
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        hmn(["plan", str(report), "--gpus", str(gpus), "--gpu-memory", f"{gib}GiB", "--json"])
+    result: dict[str, object] = json.loads(out.getvalue())
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gpus", type=int, default=2)
@@ -153,6 +167,7 @@ def main() -> int:
             ([*admit, "--hypomnesis-needs=needs.json"], "  ... --hypomnesis-needs=needs.json"),
         ]
         rows = [_run(work, library, totals, ["--hypomnesis-json=needs.json"], "serial")]
+        plan = _hmn_plan(work / "needs.json", options.gpus, options.gpu_memory_gib)
         for repeat in range(options.repeat):
             for args, name in variants:
                 rows.append(_run(work, library, totals, args, name, f"{repeat}-{len(rows)}"))
@@ -169,7 +184,7 @@ def main() -> int:
 
     total = options.gpu_memory_gib * GIB
     per_gpu_capacity = total - headroom_bytes(total, 0.05)
-    plan = best_pack(
+    packing = best_pack(
         [PlanTest(k, gib * GIB, s) for k, (gib, s) in cases.items()],
         [w % options.gpus for w in range(options.workers)],
         [per_gpu_capacity] * options.gpus,
@@ -177,8 +192,13 @@ def main() -> int:
     print(
         f"with -n {n}: sum of durations / {n} workers = {serial_sum / options.workers:.2f}s; "
         f"the needs scheduler's plan ({options.workers // options.gpus} per GPU, "
-        f"{per_gpu_capacity / GIB:.1f} GiB after headroom): {plan.wall_s:.2f}s "
-        f"= {plan.wall_s / bound:.2f}x bound"
+        f"{per_gpu_capacity / GIB:.1f} GiB after headroom): {packing.wall_s:.2f}s "
+        f"= {packing.wall_s / bound:.2f}x bound"
+    )
+    print(
+        f"hmn plan from the serial report: -n {plan['workers']} ({plan['per_gpu']} per GPU), "
+        f"packed {plan['packed_s']}s, serial {plan['serial_s']}s, lower bound "
+        f"{plan['lower_bound_s']}s"
     )
     serial_wall = float(rows[0]["tests_wall_s"])
     header = (
