@@ -129,7 +129,7 @@ class PinHooks:
 
 
 class SchedulerHooks:
-    """On the xdist controller: the largest-first scheduler for ``--dist load``."""
+    """On the xdist controller: the planned-packing scheduler for ``--dist load``."""
 
     def __init__(self, state: ParallelState) -> None:
         self.state = state

@@ -111,7 +111,7 @@ _OPTIONS: tuple[tuple[str, Literal["bool", "string"], str], ...] = (
         "-needs",
         "string",
         "an earlier --hypomnesis-json report: tests' VRAM needs and durations, for admission "
-        "and the largest-first xdist scheduler",
+        "and the xdist scheduler that plans the packing ahead",
     ),
     (
         "-ledger-dir",
