@@ -129,3 +129,58 @@ def test_mig_devices_are_pinned_one_per_worker_and_admitted_by_slice(
     assert sorted(p.name for p in ledger.glob("*.json")) == sorted(
         f"hypomnesis-gpu-{uuid}.json" for uuid in slices
     )
+
+
+_PACKED = """
+import json, os, time, pytest
+from tests.helpers.fakevram import hold
+GIB = 1024**3
+SIZES = {"big0": 7, "big1": 7, "big2": 7, "big3": 7, **{f"small{i}": 1 for i in range(8)}}
+
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_packed(name):
+    gib = SIZES[name]
+    start = time.time()
+    hold(gib * GIB, 0.6 if gib == 7 else 0.3)
+    with open(f"span-{name}.json", "w") as fh:
+        json.dump([start, time.time(), os.environ.get("CUDA_VISIBLE_DEVICES")], fh)
+"""
+
+
+def test_the_needs_scheduler_packs_small_tests_beside_big_ones_on_pinned_gpus(
+    pytester: pytest.Pytester, fake_gpus: Callable[..., FakeVram]
+) -> None:
+    # Two 10 GiB GPUs, two workers each; four 7 GiB tests, eight 1 GiB ones (needs 7.7 and
+    # 1.1 GiB from the report: two big ones never share a GPU, a big and a small one do).
+    # The plan puts each GPU's big tests on one worker and the small ones beside them on
+    # the other; admission finds them fitting.
+    vram = fake_gpus([10 * GIB, 10 * GIB])
+    pytester.makepyfile(_PACKED)
+    pytester.runpytest_subprocess("--hypomnesis-json=needs.json").assert_outcomes(passed=12)
+    for path in pytester.path.glob("span-*.json"):
+        path.unlink()
+    result = pytester.runpytest_subprocess(
+        "-n",
+        "4",
+        "--hypomnesis-pin-gpus",
+        "--hypomnesis-admit",
+        "--hypomnesis-needs=needs.json",
+        f"--hypomnesis-ledger-dir={pytester.path}",
+    )
+    result.assert_outcomes(passed=12)
+    assert vram.oom_count() == 0
+    spans = {
+        p.stem.removeprefix("span-"): json.loads(p.read_text())
+        for p in pytester.path.glob("span-*.json")
+    }
+    for name, (start, end, gpu) in spans.items():
+        if name.startswith("big"):
+            beside = [
+                other
+                for other, (s, e, g) in spans.items()
+                if other.startswith("small") and g == gpu and s < end and e > start
+            ]
+            assert beside, f"{name} ran alone on {gpu}"
+    # Each GPU ran two big tests, one after the other.
+    per_gpu = sorted(g for n, (_, _, g) in spans.items() if n.startswith("big"))
+    assert per_gpu == sorted(vram.uuids * 2)
