@@ -22,6 +22,7 @@ __all__ = [
     "BudgetRecord",
     "BudgetStatus",
     "DeviceFigure",
+    "DeviceIdentity",
     "MeasuredTestRecord",
     "RamRecord",
     "SpanRecord",
@@ -33,6 +34,7 @@ __all__ = [
     "budget_failed",
     "budget_status",
     "cuda_context_total_bytes",
+    "device_identity",
     "heaviness",
     "heaviness_key",
     "increase",
@@ -94,6 +96,20 @@ class AllocatorDeviceRecord(TypedDict):
     peak_method: str
 
 
+class DeviceIdentity(TypedDict):
+    """Which GPU a ``vram.devices`` entry is (schema 2; absent from older reports): its
+    ``uuid`` (``GPU-…``, or ``MIG-…`` for a MIG device, whose ``parent_uuid`` is its GPU's),
+    ``nvml_index`` (NVML's number, what ``hmn`` and ``nvidia-smi`` show), ``pci_bus_id`` and
+    ``name``, as NVML gave them; each ``None`` where unknown (a backend without UUIDs, a
+    ``FakeGpu`` device without one), never made up. The entry's key is the CUDA ordinal."""
+
+    uuid: str | None
+    nvml_index: int | None
+    pci_bus_id: str | None
+    name: str | None
+    parent_uuid: str | None
+
+
 class VramDeviceRecord(_RequiredDeviceFields, total=False):
     """This process's VRAM on one device over the span, and the device-wide used peak.
 
@@ -106,6 +122,13 @@ class VramDeviceRecord(_RequiredDeviceFields, total=False):
 
     failed_samples: int
     unavailable_reason: str | None
+    uuid: str | None
+    nvml_index: int | None
+    pci_bus_id: str | None
+    name: str | None
+    parent_uuid: str | None
+    """The identity fields (``DeviceIdentity``; ``parent_uuid`` is ``None`` unless MIG);
+    absent from schema-1 reports."""
 
 
 class _RequiredVramFields(TypedDict):
@@ -254,6 +277,22 @@ def vram_device_record(
         "samples": samples,
         "cuda_context_bytes": cuda_context,
         "gross_increase_bytes": gross,
+    }
+
+
+def device_identity(
+    uuid: str | None,
+    nvml_index: int | None,
+    pci_bus_id: str | None,
+    name: str | None,
+    parent_uuid: str | None = None,
+) -> DeviceIdentity:
+    return {
+        "uuid": uuid,
+        "nvml_index": nvml_index,
+        "pci_bus_id": pci_bus_id,
+        "name": name,
+        "parent_uuid": parent_uuid,
     }
 
 

@@ -45,6 +45,13 @@ class DeviceFigures:
     """A CUDA context created in the block, left out of ``increase_bytes``."""
     gross_increase_bytes: int | None = None
     """The increase with that context in."""
+    uuid: str | None = None
+    """Which GPU (``GPU-``/``MIG-`` UUID), its NVML index, PCI bus id and name, and for a
+    MIG device its GPU's UUID; ``None`` where unknown."""
+    nvml_index: int | None = None
+    pci_bus_id: str | None = None
+    name: str | None = None
+    parent_uuid: str | None = None
 
 
 class MeasuredBlock:

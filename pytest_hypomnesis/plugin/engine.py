@@ -25,17 +25,19 @@ from pytest_hypomnesis.plugin import frameworks
 from pytest_hypomnesis.plugin.frameworks import AllocatorReading
 from pytest_hypomnesis.plugin.timeline import TimelineRecorder
 from pytest_hypomnesis.probe import chain
-from pytest_hypomnesis.probe.cuda_devices import VisibleDevices
+from pytest_hypomnesis.probe.cuda_devices import CudaDevice, VisibleDevices
 from pytest_hypomnesis.probe.fake import FakeGpu
 from pytest_hypomnesis.probe.rampeak import RamPeakMeter, lifetime_peak_bytes
 from pytest_hypomnesis.probe.readings import VramReading
 from pytest_hypomnesis.probe.rss import process_rss
 from pytest_hypomnesis.record import (
     AllocatorDeviceRecord,
+    DeviceIdentity,
     RamRecord,
     SpanRecord,
     TimelineRecord,
     VramDeviceRecord,
+    device_identity,
     ram_record,
     vram_device_record,
     vram_record,
@@ -245,6 +247,9 @@ class Engine:
         self._real_readers: list[tuple[int, Reader]] | None = None
         self._real_reason: str | None = None
         self._visible: VisibleDevices | None = None
+        # Which GPU each watched ordinal is (records carry it), found with the readers.
+        self._identities: dict[int, DeviceIdentity] = {}
+        self._fake_identities: dict[int, DeviceIdentity] = {}
         # When finding a source failed for a reason that may heal: when to look again.
         self._retry_at: float | None = None
         self._retry_delay_s = _RETRY_FIRST_S
@@ -300,6 +305,7 @@ class Engine:
             if reader is not None:
                 readers.append((ordinal, reader))
         self._blind_reason = blind
+        self._identities = _identities(targets, visible.mapped)
         if not readers:
             # The backend's own reason, never a guess ("no GPU visible" when NVML said
             # Driver Not Loaded; "NVML unavailable" when NVML answered but the GPU was lost).
@@ -354,6 +360,10 @@ class Engine:
             if fake is not self._fake_seen or count != self._fake_count:
                 pairs = [(i, fake.vram_reader(i)) for i in self._watched(count)]
                 self._fake_readers = [(i, self._attributed(r)) for i, r in pairs if r is not None]
+                self._fake_identities = {
+                    d.index: device_identity(d.uuid, d.index, d.pci_bus_id, d.name)
+                    for d in fake.devices
+                }
                 self._fake_seen, self._fake_count = fake, count
             return self._fake_readers, fake
         if self._real_readers is None:
@@ -791,9 +801,11 @@ class Engine:
         ):
             self._sample(final=final, only=span)
         duration_s, ram_peak, rss = self._ram_now(span, final=final)
+        identities = self._identities if fake is None else self._fake_identities
         with self._lock:
             devices: dict[str, VramDeviceRecord] = {
-                str(i): t.record(final=final) for i, t in sorted(span.devices.items())
+                str(i): _identified(t.record(final=final), identities.get(i))
+                for i, t in sorted(span.devices.items())
             }
             source = span.source
             allocators: dict[str, dict[str, AllocatorDeviceRecord]] | None = None
@@ -837,6 +849,24 @@ class Engine:
         if thread is not None and thread.is_alive() and self._thread_pid == os.getpid():
             thread.join(timeout=max(1.0, self.interval_s * 5))
         self.ram.close()
+
+
+def _identities(targets: list[CudaDevice], mapped: bool) -> dict[int, DeviceIdentity]:
+    """Each ordinal's GPU as NVML listed it; where NVML could not list GPUs the ordinal is
+    another backend's index, and nothing about the GPU is known."""
+    if not mapped:
+        return {d.cuda_ordinal: device_identity(None, None, None, None) for d in targets}
+    return {
+        d.cuda_ordinal: device_identity(d.uuid, d.nvml_index, d.pci_bus_id, d.name, d.parent_uuid)
+        for d in targets
+    }
+
+
+def _identified(record: VramDeviceRecord, identity: DeviceIdentity | None) -> VramDeviceRecord:
+    """The device's identity first, then its figures (unknown identity: all ``None``)."""
+    if identity is None:
+        identity = device_identity(None, None, None, None)
+    return {**identity, **record}
 
 
 def _nvml_blind(index: int, uuid: str | None, ordinal: int) -> str | None:

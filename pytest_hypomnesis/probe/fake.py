@@ -40,6 +40,9 @@ class FakeDevice:
     reserved_bytes: int | None
     driver_version: str | None
     processes: dict[int, tuple[str | None, int]] = field(default_factory=dict)
+    uuid: str | None = None
+    """Its ``GPU-`` UUID when the test gave one (records carry it); ``None`` otherwise."""
+    pci_bus_id: str | None = None
 
     @property
     def used_bytes(self) -> int:
@@ -74,8 +77,11 @@ class FakeGpu:
         used: int | str = 0,
         reserved: int | str | None = None,
         driver_version: str | None = "555.42.06",
+        uuid: str | None = None,
+        pci_bus_id: str | None = None,
     ) -> FakeDevice:
-        """Add a device at the next index; sizes are bytes or size strings (``"16GiB"``)."""
+        """Add a device at the next index; sizes are bytes or size strings (``"16GiB"``).
+        ``uuid`` and ``pci_bus_id`` are the identity records give it (``None``: unknown)."""
         with self._lock:
             device = FakeDevice(
                 index=len(self._devices),
@@ -84,6 +90,8 @@ class FakeGpu:
                 base_used_bytes=parse_size(used),
                 reserved_bytes=None if reserved is None else parse_size(reserved),
                 driver_version=driver_version,
+                uuid=uuid,
+                pci_bus_id=pci_bus_id,
             )
             self._devices.append(device)
             return device

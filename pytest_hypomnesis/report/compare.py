@@ -17,6 +17,11 @@ Rules (also in ``docs/reports.md``):
 * Tests are matched by node id. A node id recorded more than once in one report (merged
   shards, reruns) counts with the largest figure of each metric: the gate errs towards
   reporting. Tests on one side only are listed, never failures.
+* GPUs are matched by UUID where both reports have one (schema 2), else by device key
+  (``pair_devices``): ``vram``/``vram_peak`` cover the GPUs both sides watched. When those
+  are all of a side's GPUs, that side's figure is its record's total; otherwise it is the
+  sum of the common GPUs' own figures (for the peak an upper bound). Both sides with GPUs
+  but none in common: not compared ("no GPU in common").
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import Any, Literal, cast
 from pytest_hypomnesis._units import SIZE_FORMS, SizeError, format_bytes_iec, parse_size
 from pytest_hypomnesis.record import VramRecord, vram_total_bytes
 from pytest_hypomnesis.report.printable import printable
-from pytest_hypomnesis.report.schema import SCHEMA, ReportError, load_report
+from pytest_hypomnesis.report.schema import SCHEMAS_READ, ReportError, load_report, schemas_text
 
 __all__ = [
     "METRICS",
@@ -51,6 +56,7 @@ __all__ = [
     "load_baseline",
     "metric_bytes",
     "not_compared_lines",
+    "pair_devices",
     "parse_fail_exprs",
 ]
 
@@ -185,8 +191,8 @@ def metric_bytes(record: Mapping[str, Any], metric: str, where: str = "test") ->
 def _tests(report: Mapping[str, Any], side: str) -> list[Mapping[str, Any]]:
     if not isinstance(report, Mapping):
         raise CompareError(f"{side}: expected a report object")
-    if report.get("schema") != SCHEMA:
-        raise CompareError(f"{side}: schema {report.get('schema')!r} is not {SCHEMA!r}")
+    if report.get("schema") not in SCHEMAS_READ:
+        raise CompareError(f"{side}: schema {report.get('schema')!r} is not {schemas_text()}")
     tests = report.get("tests")
     if not isinstance(tests, list):
         raise CompareError(f"{side}: 'tests' must be a list")
@@ -196,19 +202,103 @@ def _tests(report: Mapping[str, Any], side: str) -> list[Mapping[str, Any]]:
     return tests
 
 
-def _figures_by_nodeid(report: Mapping[str, Any], side: str) -> dict[str, dict[str, int | None]]:
-    """nodeid → metric → bytes, in report order; duplicates keep the largest figure."""
-    figures: dict[str, dict[str, int | None]] = {}
+def _records_by_nodeid(report: Mapping[str, Any], side: str) -> dict[str, list[tuple[str, Any]]]:
+    """nodeid → its records (with where they are), in report order."""
+    records: dict[str, list[tuple[str, Any]]] = {}
     for i, test in enumerate(_tests(report, side)):
-        where = f"{side}: tests[{i}]"
-        current = {m: metric_bytes(test, m, where) for m in METRICS}
-        seen = figures.get(test["nodeid"])
-        if seen is not None:
-            for m in METRICS:
-                known = [v for v in (seen[m], current[m]) if v is not None]
-                current[m] = max(known) if known else None
-        figures[test["nodeid"]] = current
-    return figures
+        records.setdefault(test["nodeid"], []).append((f"{side}: tests[{i}]", test))
+    return records
+
+
+def _devices(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    vram = record.get("vram")
+    devices = vram.get("devices") if isinstance(vram, Mapping) else None
+    return devices if isinstance(devices, Mapping) else {}
+
+
+def _uuid(device: object) -> str | None:
+    uuid = device.get("uuid") if isinstance(device, Mapping) else None
+    return uuid if isinstance(uuid, str) and uuid else None
+
+
+def pair_devices(base: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(baseline key, new key) of the same GPU in two ``vram.devices``: by UUID where both
+    entries have one (a GPU that was ``cuda:1`` in the baseline and is ``cuda:0`` now is
+    one GPU), else by key (schema-1 reports carry no UUID)."""
+    pairs: list[tuple[str, str]] = []
+    base_by_uuid = {u: k for k, d in base.items() if (u := _uuid(d)) is not None}
+    for key, device in new.items():
+        uuid = _uuid(device)
+        if uuid is not None and uuid in base_by_uuid:
+            pairs.append((base_by_uuid[uuid], key))
+    taken_base = {b for b, _ in pairs}
+    taken_new = {n for _, n in pairs}
+    for key, device in new.items():
+        if key in taken_new or key not in base or key in taken_base:
+            continue
+        if _uuid(device) is None or _uuid(base[key]) is None:
+            pairs.append((key, key))
+    return pairs
+
+
+def _common_figure(
+    record: Mapping[str, Any], metric: str, keys: Sequence[str], where: str
+) -> int | None:
+    """``metric`` over the GPUs of ``keys``: the record's own total when they are all its
+    GPUs, else the sum of those devices' figures (for the peak an upper bound, as the
+    devices may have peaked at different times)."""
+    devices = _devices(record)
+    if len(keys) == len(devices):
+        return metric_bytes(record, metric, where)
+    key: Literal["peak_bytes", "increase_bytes"] = (
+        "increase_bytes" if metric == "vram" else "peak_bytes"
+    )
+    total = 0
+    for index in keys:
+        device = devices[index]
+        value = _int_or_none(
+            device.get(key) if isinstance(device, Mapping) else None,
+            f"{where}.vram.devices[{index!r}].{key}",
+        )
+        if value is None:
+            return None
+        total += value
+    return total
+
+
+_NO_COMMON_GPU = "no GPU in common"
+
+
+def _largest(values: Iterable[int | None]) -> int | None:
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
+
+
+def _pair_figures(
+    before: list[tuple[str, Any]], after: list[tuple[str, Any]]
+) -> tuple[dict[str, int | None], dict[str, int | None], bool]:
+    """Each metric's figure on both sides of one test (a node id recorded more than once
+    counts with its largest), the VRAM ones over the GPUs both sides watched; and whether
+    both had GPUs but none in common."""
+    ref_before, ref_after = _devices(before[-1][1]), _devices(after[-1][1])
+    no_common = bool(ref_before) and bool(ref_after) and not pair_devices(ref_before, ref_after)
+    figures: list[dict[str, int | None]] = []
+    for records, is_base in ((before, True), (after, False)):
+        other = ref_after if is_base else ref_before
+        side: dict[str, int | None] = {}
+        for metric in METRICS:
+            values = []
+            for where, record in records:
+                value = metric_bytes(record, metric, where)  # checks the record's fields
+                mine = _devices(record)
+                if metric in ("vram", "vram_peak") and mine and other:
+                    pairs = pair_devices(mine, other) if is_base else pair_devices(other, mine)
+                    keys = [b if is_base else a for b, a in pairs]
+                    value = _common_figure(record, metric, keys, where) if keys else None
+                values.append(value)
+            side[metric] = _largest(values)
+        figures.append(side)
+    return figures[0], figures[1], no_common
 
 
 # ---------------------------------------------------------------------------------------
@@ -297,16 +387,23 @@ def _settings_warnings(base: Mapping[str, Any], new: Mapping[str, Any]) -> list[
                 f"{_setting_text(after)} in this run; figures may not be comparable"
             )
 
-    def names(report: Mapping[str, Any]) -> dict[Any, Any]:
+    def gpus(report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
         devices = report.get("devices") or []
-        return {d.get("index"): d.get("name") for d in devices if isinstance(d, Mapping)}
+        return {str(d.get("index")): d for d in devices if isinstance(d, Mapping)}
 
-    base_names, new_names = names(base), names(new)
-    for index in sorted(set(base_names) & set(new_names), key=str):
-        if base_names[index] != new_names[index]:
+    base_gpus, new_gpus = gpus(base), gpus(new)
+    for before_key, after_key in sorted(pair_devices(base_gpus, new_gpus), key=lambda p: p[1]):
+        before_name = base_gpus[before_key].get("name")
+        after_name = new_gpus[after_key].get("name")
+        if before_key != after_key:
             warnings.append(
-                f"GPU {index} differs: {base_names[index]!r} in the baseline, "
-                f"{new_names[index]!r} in this run"
+                f"GPU {_uuid(new_gpus[after_key])} is GPU {after_key} in this run, "
+                f"GPU {before_key} in the baseline; its figures are compared as one GPU"
+            )
+        elif before_name != after_name:
+            warnings.append(
+                f"GPU {after_key} differs: {before_name!r} in the baseline, "
+                f"{after_name!r} in this run"
             )
     return warnings
 
@@ -321,15 +418,16 @@ def compare(
     """Compare ``new`` with ``base``. Raises ``CompareError`` if a report lacks what the
     comparison needs (schema, tests with node ids, integer figures)."""
     limits = tuple(thresholds)
-    before_all = _figures_by_nodeid(base, "baseline")
-    after_all = _figures_by_nodeid(new, "new report")
+    before_all = _records_by_nodeid(base, "baseline")
+    after_all = _records_by_nodeid(new, "new report")
     rows: list[ComparedTest] = []
     regressions: list[Regression] = []
     not_compared: list[tuple[str, str, str]] = []
-    for nodeid, after in after_all.items():
-        before = before_all.get(nodeid)
-        if before is None:
+    for nodeid, after_records in after_all.items():
+        before_records = before_all.get(nodeid)
+        if before_records is None:
             continue
+        before, after, no_common = _pair_figures(before_records, after_records)
         changes = {m: MetricChange(m, before[m], after[m]) for m in METRICS}
         rows.append(ComparedTest(nodeid, changes))
         for threshold in limits:
@@ -338,6 +436,8 @@ def compare(
                 side = "the baseline" if change.before_bytes is None else "this run"
                 if change.before_bytes is None and change.after_bytes is None:
                     side = "both reports"
+                if no_common and threshold.metric in ("vram", "vram_peak"):
+                    side = _NO_COMMON_GPU
                 not_compared.append((threshold.text, nodeid, side))
                 continue
             if threshold.exceeded(change.before_bytes, change.after_bytes, noise_floor_bytes):
@@ -391,7 +491,8 @@ def not_compared_lines(not_compared: Sequence[tuple[str, str, str]]) -> list[str
     for text, _nodeid, side in not_compared:
         counts[(text, side)] = counts.get((text, side), 0) + 1
     return [
-        f"not compared: {text} for {n} test{'s' if n != 1 else ''} (unknown in {side})"
+        f"not compared: {text} for {n} test{'s' if n != 1 else ''} "
+        f"({side if side == _NO_COMMON_GPU else 'unknown in ' + side})"
         for (text, side), n in counts.items()
     ]
 

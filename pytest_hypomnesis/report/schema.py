@@ -1,7 +1,8 @@
-"""The plugin's JSON report (``schema: "pytest-hypomnesis/1"``): layout, validation, writing.
+"""The plugin's JSON report (``schema: "pytest-hypomnesis/2"``): layout, validation, writing.
 
 A test record's shape, builder and accessors live in ``pytest_hypomnesis/record.py``;
-this module checks and writes whole reports.
+this module checks and writes whole reports. Reports of schema 1 (no device identity in
+``vram.devices``) still load: every field schema 2 added is optional when reading.
 """
 
 from __future__ import annotations
@@ -20,16 +21,22 @@ from pytest_hypomnesis.report.atomicfile import write_text_atomic
 
 __all__ = [
     "SCHEMA",
+    "SCHEMAS_READ",
     "ReportError",
     "build_report",
     "load_report",
     "report_text",
+    "schemas_text",
     "validate_report",
     "validate_test_record",
     "write_report_atomic",
 ]
 
-SCHEMA = "pytest-hypomnesis/1"
+SCHEMA = "pytest-hypomnesis/2"
+"""What this version writes. 2: ``vram.devices`` entries say which GPU they are (``uuid``,
+``nvml_index``, ``pci_bus_id``, ``name``, ``parent_uuid``), as do the top-level ``devices``."""
+SCHEMAS_READ = ("pytest-hypomnesis/1", SCHEMA)
+"""What this version reads: its own and every older schema."""
 
 
 class ReportError(Exception):
@@ -130,6 +137,13 @@ def _allocators(value: object, where: str) -> None:
             _str_field(fig, "peak_method", awhere)
 
 
+def _identity_fields(dev: dict[str, Any], where: str) -> None:
+    """Which GPU an entry is (schema 2); absent from schema-1 reports."""
+    for key in ("uuid", "pci_bus_id", "name", "parent_uuid"):
+        _present_str(dev, key, where)
+    _present_int(dev, "nvml_index", where)
+
+
 def validate_test_record(record: object, where: str = "test") -> MeasuredTestRecord:
     """Check one test record's structure and types; raises ``ReportError`` naming the field."""
     rec = _check_obj(record, where)
@@ -171,6 +185,7 @@ def validate_test_record(record: object, where: str = "test") -> MeasuredTestRec
         for key in ("cuda_context_bytes", "gross_increase_bytes"):
             if key in dev:  # absent from reports older than the CUDA context apart
                 _int_field(dev, key, dwhere, optional=True)
+        _identity_fields(dev, dwhere)
     torch_peaks = _field(vram, "torch_peak_allocated_bytes", vwhere)
     if torch_peaks is not None:
         peaks = _check_obj(torch_peaks, f"{vwhere}.torch_peak_allocated_bytes")
@@ -236,14 +251,21 @@ def validate_test_record(record: object, where: str = "test") -> MeasuredTestRec
 _TOP_OBJECTS = ("versions", "machine", "settings")
 
 
+def schemas_text() -> str:
+    """``'pytest-hypomnesis/2' or 'pytest-hypomnesis/1'``: what a report may say."""
+    return " or ".join(repr(s) for s in reversed(SCHEMAS_READ))
+
+
 def validate_report(data: object) -> dict[str, Any]:
     """Check a whole report (already parsed); raises ``ReportError`` without the file name."""
     report = _check_obj(data, "top level")
     schema = report.get("schema")
-    if schema != SCHEMA:
+    if schema not in SCHEMAS_READ:
         if schema is None:
             raise _fail("top level", f"no 'schema' field (expected {SCHEMA!r})")
-        raise _fail("schema", f"{schema!r} is not {SCHEMA!r} (not a pytest-hypomnesis report)")
+        raise _fail(
+            "schema", f"{schema!r} is not {schemas_text()} (not a pytest-hypomnesis report)"
+        )
     _str_field(report, "created", "top level")
     for key in _TOP_OBJECTS:
         _check_obj(_field(report, key, "top level"), key)
@@ -257,8 +279,9 @@ def validate_report(data: object) -> dict[str, Any]:
         _int_field(dev, "index", dwhere, optional=False)
         for key in ("total_bytes", "free_bytes", "used_bytes", "reserved_bytes"):
             _present_int(dev, key, dwhere)
-        for key in ("name", "driver_version"):
+        for key in ("driver_version",):
             _present_str(dev, key, dwhere)
+        _identity_fields(dev, dwhere)
     _present_str(report["machine"], "gpu_unavailable_reason", "machine")
     settings = report["settings"]
     _present_str(settings, "scope", "settings")

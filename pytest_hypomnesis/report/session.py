@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_hypomnesis.plugin.frameworks import jax_preallocation
 from pytest_hypomnesis.probe import chain
-from pytest_hypomnesis.record import MeasuredTestRecord
+from pytest_hypomnesis.record import DeviceIdentity, MeasuredTestRecord, device_identity
 from pytest_hypomnesis.report.schema import build_report, write_report_atomic
 
 if TYPE_CHECKING:
@@ -50,18 +50,35 @@ class SessionReport:
 
 
 def _devices(settings: Settings) -> list[dict[str, Any]]:
-    """The watched GPUs, ``index`` = CUDA ordinal (what records and budgets key by)."""
+    """The watched GPUs, ``index`` = CUDA ordinal (what records and budgets key by), with
+    which GPU each is (``uuid``, ``nvml_index``, ``pci_bus_id``, ``parent_uuid``)."""
     try:
-        if chain.current_fake() is not None:
-            count = chain.device_count()
-            targets: list[tuple[int, int, str | None]] = [(i, i, None) for i in range(count)]
+        fake = chain.current_fake()
+        if fake is not None:
+            targets: list[tuple[int, int, DeviceIdentity]] = [
+                (d.index, d.index, device_identity(d.uuid, d.index, d.pci_bus_id, d.name))
+                for d in fake.devices
+            ]
         else:
-            targets = [(d.cuda_ordinal, d.nvml_index, d.uuid) for d in chain.cuda_devices()[0]]
+            cuda, visible = chain.cuda_devices()
+            targets = [
+                (
+                    d.cuda_ordinal,
+                    d.nvml_index,
+                    device_identity(d.uuid, d.nvml_index, d.pci_bus_id, d.name, d.parent_uuid)
+                    if visible.mapped
+                    else device_identity(None, None, None, None),
+                )
+                for d in cuda
+            ]
         found = []
-        for ordinal, index, uuid in targets:
+        for ordinal, index, identity in targets:
             if settings.devices is None or ordinal in settings.devices:
-                info = chain.device_info(index, uuid).to_dict()
+                info = chain.device_info(index, identity["uuid"]).to_dict()
                 info["index"] = ordinal
+                if identity["name"] is None:
+                    identity["name"] = info.get("name")  # the backend's, where NVML's is not
+                info.update(identity)
                 found.append(info)
         return found
     except Exception:  # the report is best-effort about devices; never fail the session

@@ -169,7 +169,7 @@ def _truncated(path: Path) -> None:
         (_truncated, "not valid JSON (truncated or corrupt?)"),
         (
             lambda p: p.write_text('{"schema": "junit/2", "tests": []}', encoding="utf-8"),
-            "schema: 'junit/2' is not 'pytest-hypomnesis/1'",
+            "schema: 'junit/2' is not 'pytest-hypomnesis/2' or 'pytest-hypomnesis/1'",
         ),
     ],
     ids=["missing", "empty", "truncated", "foreign"],

@@ -275,7 +275,7 @@ def test_json_report_into_a_fifo_end_to_end(pytester: pytest.Pytester) -> None:
     reader.join(timeout=30)
     assert result.ret == 0, result.stdout.str()
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
-    assert json.loads(got[0])["schema"] == "pytest-hypomnesis/1"
+    assert json.loads(got[0])["schema"] == "pytest-hypomnesis/2"
 
 
 def test_a_symlink_stays_a_link_and_its_target_is_replaced(tmp_path: Path) -> None:

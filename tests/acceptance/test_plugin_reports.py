@@ -190,7 +190,7 @@ def _truncated(path: Path) -> None:
         (None, "no such file"),
         (lambda p: p.write_text("", encoding="utf-8"), "empty file*"),
         (_truncated, "not valid JSON (truncated or corrupt?)*"),
-        (_foreign, "schema: 'other-tool/3' is not 'pytest-hypomnesis/1'*"),
+        (_foreign, "schema: 'other-tool/3' is not 'pytest-hypomnesis/2' or 'pytest-hypomnesis/1'*"),
         (lambda p: p.mkdir(), "is a directory*"),
     ],
     ids=["missing", "empty", "truncated", "foreign", "directory"],

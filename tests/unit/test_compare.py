@@ -253,7 +253,10 @@ def test_regression_from_zero_says_so() -> None:
 @pytest.mark.parametrize(
     ("mutate", "needle"),
     [
-        (lambda r: r.update(schema="other/2"), "schema 'other/2' is not 'pytest-hypomnesis/1'"),
+        (
+            lambda r: r.update(schema="other/2"),
+            "schema 'other/2' is not 'pytest-hypomnesis/2' or 'pytest-hypomnesis/1'",
+        ),
         (lambda r: r.update(tests={}), "'tests' must be a list"),
         (lambda r: r["tests"][0].pop("nodeid"), "tests[0] has no string 'nodeid'"),
         (lambda r: r["tests"][0]["ram"].update(peak_bytes="1GiB"), "tests[0].ram.peak_bytes"),
@@ -287,7 +290,10 @@ def test_factory_reports_validate() -> None:
         (None, "no such file"),
         ("", "empty file"),
         ("{not json", "not valid JSON"),
-        ('{"schema": "pytest-benchmark/4"}', "is not 'pytest-hypomnesis/1'"),
+        (
+            '{"schema": "pytest-benchmark/4"}',
+            "is not 'pytest-hypomnesis/2' or 'pytest-hypomnesis/1'",
+        ),
         ("[1, 2]", "expected an object"),
     ],
 )

@@ -31,7 +31,7 @@ def test_build_report_has_the_spec_layout() -> None:
         "devices",
         "tests",
     ]
-    assert report["schema"] == SCHEMA == "pytest-hypomnesis/1"
+    assert report["schema"] == SCHEMA == "pytest-hypomnesis/2"
 
 
 def test_round_trip_through_a_file(tmp_path: Path) -> None:
