@@ -29,6 +29,7 @@ __all__ = [
     "TimelineRecord",
     "VramDeviceRecord",
     "VramRecord",
+    "VramTotalRecord",
     "allocator_total_bytes",
     "attempt_count",
     "budget_failed",
@@ -47,6 +48,7 @@ __all__ = [
     "vram_peak_bytes",
     "vram_record",
     "vram_total_bytes",
+    "vram_total_record",
     "with_attempts",
     "worst_attempt",
 ]
@@ -131,6 +133,20 @@ class VramDeviceRecord(_RequiredDeviceFields, total=False):
     absent from schema-1 reports."""
 
 
+class VramTotalRecord(TypedDict):
+    """This process's VRAM over all watched devices together (docs/metrics.md): the sum
+    over the devices at the span's first and last readings, and the **highest sum at any
+    one reading** (not the sum of each device's own peak: devices that peak at different
+    times never held that much at once). ``increase_bytes`` is that peak over the start,
+    net of CUDA contexts created in the span. Every figure ``None`` when any device was
+    unknown at any reading. Absent without a GPU, and from reports written before it."""
+
+    start_bytes: int | None
+    peak_bytes: int | None
+    end_bytes: int | None
+    increase_bytes: int | None
+
+
 class _RequiredVramFields(TypedDict):
     source: str | None
     devices: dict[str, VramDeviceRecord]
@@ -146,9 +162,12 @@ class VramRecord(_RequiredVramFields, total=False):
     framework device index → figures) is ``None`` unless torch, CuPy or JAX was loaded
     with memory on a GPU; older reports lack it. ``attribution``: ``process`` (this
     process's own per-process figure) or ``device`` (the device-wide used figure,
-    ``--hypomnesis-vram-source=device``); older reports lack it (``process``)."""
+    ``--hypomnesis-vram-source=device``); older reports lack it (``process``). ``total``:
+    the figures over all devices together, there whenever ``devices`` is not empty (read
+    it through ``vram_total_bytes``)."""
 
     attribution: Literal["process", "device"]
+    total: VramTotalRecord
 
 
 class _RequiredBudgetFields(TypedDict):
@@ -296,6 +315,16 @@ def device_identity(
     }
 
 
+def vram_total_record(
+    start: int | None, peak: int | None, end: int | None, cuda_context: int | None
+) -> VramTotalRecord:
+    """``cuda_context``: the CUDA contexts created in the span (all devices), left out of
+    the increase as on each device."""
+    gross = increase(start, peak)
+    net = gross if gross is None or cuda_context is None else max(gross - cuda_context, 0)
+    return {"start_bytes": start, "peak_bytes": peak, "end_bytes": end, "increase_bytes": net}
+
+
 def vram_record(
     source: str | None,
     devices: dict[str, VramDeviceRecord],
@@ -345,20 +374,25 @@ def measured_test_record(
 
 
 def vram_total_bytes(vram: VramRecord, figure: DeviceFigure) -> int | None:
-    """``figure`` summed over the record's devices. Unknown on any device is unknown:
-    ``None`` when there is no device or one device's figure is ``None``, since a partial
-    sum would understate what the process used. The one place a total over devices is
-    computed."""
+    """``figure`` over all the record's devices together: the one place a total over
+    devices is read. ``None`` without a device, or when any device's figure is unknown
+    (a partial sum would understate what the process used). The record's ``total``, whose
+    peak is the highest per-reading sum; a record without one (written before it) gives
+    the sum of the devices' figures, for the peak and the increase an upper bound (the
+    devices may have peaked at different times)."""
     devices = vram["devices"]
     if not devices:
         return None
-    total = 0
+    summed = 0
     for device in devices.values():
         value = device.get(figure)
         if value is None:
             return None
-        total += value
-    return total
+        summed += value
+    total = vram.get("total")
+    if total is not None:
+        return total.get(figure)
+    return summed
 
 
 def cuda_context_total_bytes(vram: VramRecord) -> int | None:

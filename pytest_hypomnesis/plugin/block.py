@@ -59,7 +59,8 @@ class MeasuredBlock:
 
     ``r.ram`` (start/peak/end/increase bytes), ``r.vram`` (per device index), and the
     shortcuts ``r.ram_peak_bytes``, ``r.ram_increase_bytes``, ``r.vram_peak_bytes``,
-    ``r.vram_increase_bytes`` (summed over devices; ``None`` without a GPU).
+    ``r.vram_increase_bytes`` (over the devices together, the peak being the highest
+    per-reading sum; ``None`` without a GPU).
     """
 
     def __init__(self, engine: Engine) -> None:

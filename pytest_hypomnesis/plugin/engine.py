@@ -37,10 +37,12 @@ from pytest_hypomnesis.record import (
     SpanRecord,
     TimelineRecord,
     VramDeviceRecord,
+    VramTotalRecord,
     device_identity,
     ram_record,
     vram_device_record,
     vram_record,
+    vram_total_record,
 )
 
 if TYPE_CHECKING:
@@ -143,6 +145,39 @@ class _DeviceTrack:
 
 
 @dataclass(slots=True)
+class _TotalTrack:
+    """This process's VRAM summed over the span's devices at each reading (every reading
+    reads all devices): the start, the highest sum, the end. A sum with any device unknown
+    makes the total unknown for the span; so does a real device first read mid-span (its
+    share of the start sum is unknown)."""
+
+    start_bytes: int | None = None
+    peak_bytes: int | None = None
+    end_bytes: int | None = None
+    unknown: bool = False
+
+    def add(self, total: int | None, *, final: bool) -> None:
+        if self.unknown:
+            return
+        if total is None:
+            self.unknown = True
+            return
+        if self.start_bytes is None:
+            self.start_bytes = total
+        if self.peak_bytes is None or total > self.peak_bytes:
+            self.peak_bytes = total
+        if final:
+            self.end_bytes = total
+
+    def record(self, context_bytes: int | None, *, final: bool) -> VramTotalRecord:
+        if self.unknown:
+            return vram_total_record(None, None, None, None)
+        return vram_total_record(
+            self.start_bytes, self.peak_bytes, self.end_bytes if final else None, context_bytes
+        )
+
+
+@dataclass(slots=True)
 class _AllocTrack:
     """One framework device over a span: its allocated figure sampled, and its own
     running peak counter, which is exact whenever it rose during the span."""
@@ -196,6 +231,8 @@ class Span:
     ram_start_bytes: int | None
     ram_peak_bytes: int | None = None
     devices: dict[int, _DeviceTrack] = field(default_factory=dict)
+    total: _TotalTrack = field(default_factory=_TotalTrack)
+    """The per-reading sum over the devices: the honest total (docs/metrics.md)."""
     source: str | None = None
     allocators: dict[tuple[str, int], _AllocTrack] = field(default_factory=dict)
     torch_reset: bool = False
@@ -512,6 +549,13 @@ class Engine:
         for r in allocated:
             if r.reserved_bytes is not None:
                 reserved[r.device] = reserved.get(r.device, 0) + r.reserved_bytes
+        tick_total: int | None = 0
+        for _, reading in readings:
+            used = reading.process_used_bytes
+            if used is None or tick_total is None:
+                tick_total = None
+            else:
+                tick_total += used
         sampled_peak = not self.ram.exact
         rss = process_rss() if sampled_peak or self._timeline_spans else None
         now = _clock()
@@ -539,9 +583,15 @@ class Engine:
                             start_bytes=0 if fake is not None and span.started else None,
                             detect_context=fake is None,
                         )
+                        if span.started and fake is None:
+                            span.total.unknown = True
+                        elif span.started and span.total.start_bytes is None:
+                            span.total.start_bytes = 0  # the fake's: nothing held at start
                     track.add(reading, final=final, reserved_bytes=reserved.get(index))
                     if reading.source is not None:
                         span.source = reading.source.value
+                if readings:
+                    span.total.add(tick_total, final=final)
                 for r in allocated:
                     key = (r.framework, r.device)
                     alloc = span.allocators.get(key)
@@ -808,6 +858,11 @@ class Engine:
                 for i, t in sorted(span.devices.items())
             }
             source = span.source
+            total = None
+            if devices:
+                contexts = [t.cuda_context_bytes for t in span.devices.values()]
+                known = [c for c in contexts if c is not None]
+                total = span.total.record(sum(known) if known else None, final=final)
             allocators: dict[str, dict[str, AllocatorDeviceRecord]] | None = None
             if span.allocators:
                 allocators = {}
@@ -829,18 +884,10 @@ class Engine:
             reason = self._blind_reason
         ram = ram_record(span.ram_start_bytes, ram_peak, rss, self.ram.method)
         self._traced(span, ram, final=final)
-        return {
-            "duration_s": duration_s,
-            "ram": ram,
-            "vram": vram_record(
-                source,
-                devices,
-                torch,
-                reason,
-                allocators,
-            ),
-            "timeline": None,
-        }
+        vram = vram_record(source, devices, torch, reason, allocators)
+        if total is not None:
+            vram["total"] = total
+        return {"duration_s": duration_s, "ram": ram, "vram": vram, "timeline": None}
 
     def close(self) -> None:
         self._closing.set()

@@ -292,6 +292,7 @@ class Settings:
             "top": self.top,
             "timeline": self.timeline,
             "keep_hwm": self.keep_hwm,
+            "ram_budget_source": self.ram_budget_source,
             "vram_budget_source": self.vram_budget_source,
             "vram_source": self.vram_source,
             "torch_reset_peak": self.torch_reset_peak,

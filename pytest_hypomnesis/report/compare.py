@@ -7,8 +7,8 @@ Rules (also in ``docs/reports.md``):
 
 * ``EXPR`` is ``METRIC:N%`` or ``METRIC:SIZE``; several are joined with commas and each is
   checked on its own (any one exceeded is a regression). Metrics: ``ram`` (RSS increase),
-  ``ram_peak``, ``vram`` (per-process VRAM increase summed over the watched devices),
-  ``vram_peak`` (per-process VRAM peak summed over the watched devices).
+  ``ram_peak``, ``vram`` (per-process VRAM increase over the watched devices together),
+  ``vram_peak`` (their total peak: the highest per-reading sum, ``record.vram_total_bytes``).
 * ``METRIC:SIZE`` fails when ``after - before > SIZE``.
 * ``METRIC:N%`` fails when ``after - before > before * N / 100`` **and** the growth is above
   ``NOISE_FLOOR_BYTES`` (1 MiB). The floor keeps RSS jitter of a few pages from failing

@@ -4,8 +4,8 @@ The names are a stable interface (CI dashboards parse them); see ``docs/reports.
 Figures that were not measured are left out rather than written as ``None``.
 
 * ``hypomnesis_ram_{start,peak,end,increase}_bytes``
-* ``hypomnesis_vram_{peak,increase}_bytes`` (summed over the watched devices; left out
-  when any device's figure is unknown)
+* ``hypomnesis_vram_{peak,increase}_bytes`` (over the watched devices together,
+  ``record.vram_total_bytes``; left out when any device's figure is unknown)
 * ``hypomnesis_gpu<N>_vram_{start,peak,end,increase}_bytes``,
   ``hypomnesis_gpu<N>_device_used_peak_bytes`` (per device)
 * ``hypomnesis_vram_source`` (``nvml``, ``nvidia-smi``, ...)

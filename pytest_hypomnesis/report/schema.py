@@ -27,6 +27,7 @@ __all__ = [
     "load_report",
     "report_text",
     "schemas_text",
+    "shared_vram_reason",
     "validate_report",
     "validate_test_record",
     "write_report_atomic",
@@ -34,7 +35,8 @@ __all__ = [
 
 SCHEMA = "pytest-hypomnesis/2"
 """What this version writes. 2: ``vram.devices`` entries say which GPU they are (``uuid``,
-``nvml_index``, ``pci_bus_id``, ``name``, ``parent_uuid``), as do the top-level ``devices``."""
+``nvml_index``, ``pci_bus_id``, ``name``, ``parent_uuid``), as do the top-level ``devices``;
+``vram.total`` holds the figures over all devices together (the peak of per-reading sums)."""
 SCHEMAS_READ = ("pytest-hypomnesis/1", SCHEMA)
 """What this version reads: its own and every older schema."""
 
@@ -186,6 +188,8 @@ def validate_test_record(record: object, where: str = "test") -> MeasuredTestRec
             if key in dev:  # absent from reports older than the CUDA context apart
                 _int_field(dev, key, dwhere, optional=True)
         _identity_fields(dev, dwhere)
+    if vram.get("total") is not None:  # absent without a GPU and from older reports
+        _span_fields(_check_obj(vram["total"], f"{vwhere}.total"), f"{vwhere}.total")
     torch_peaks = _field(vram, "torch_peak_allocated_bytes", vwhere)
     if torch_peaks is not None:
         peaks = _check_obj(torch_peaks, f"{vwhere}.torch_peak_allocated_bytes")
@@ -300,6 +304,7 @@ def validate_report(data: object) -> dict[str, Any]:
         for j, index in enumerate(watched):
             if not _is_int(index) or index < 0 or index > MAX_SIZE_BYTES:
                 raise _fail(f"settings.devices[{j}]", f"expected {_INT}, got {_kind(index)}")
+    _present_str(report, "vram_unavailable_reason", "top level")
     run = report.get("run")
     if run is not None:  # optional: reports written before it have none
         _int_field(_check_obj(run, "run"), "ram_peak_bytes", "run", optional=True)
@@ -310,9 +315,26 @@ def validate_report(data: object) -> dict[str, Any]:
     tests = _field(report, "tests", "top level")
     if not isinstance(tests, list):
         _wrong(report, "tests", "top level", expect="a list")
+    shared = report.get("vram_unavailable_reason")
     for i, record in enumerate(tests):
+        if shared is not None:
+            _restore_reason(record, shared)
         validate_test_record(record, f"tests[{i}]")
     return report
+
+
+def _restore_reason(record: object, reason: str) -> None:
+    """Give a record written without its ``vram.unavailable_reason`` (and its attempts)
+    the report's ``vram_unavailable_reason``: what every reader of a loaded report sees."""
+    if not isinstance(record, dict):
+        return
+    vram = record.get("vram")
+    if isinstance(vram, dict) and "unavailable_reason" not in vram:
+        vram["unavailable_reason"] = reason
+    attempts = record.get("attempts")
+    if isinstance(attempts, list):
+        for attempt in attempts:
+            _restore_reason(attempt, reason)
 
 
 def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -359,14 +381,23 @@ _compact = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 def report_text(data: Mapping[str, Any]) -> str:
     """The report as JSON text: the top-level objects indented, the ``tests`` records
-    compact, one per line. Any JSON reader reads it; key order is the data's."""
+    compact, one per line. Any JSON reader reads it; key order is the data's. A record's
+    ``vram.unavailable_reason`` equal to the report's ``vram_unavailable_reason`` is left
+    out of the text (``load_report`` puts it back): a run without a GPU would otherwise
+    repeat the same reason in each of its 20,000 records."""
     tests = data.get("tests")
     if not isinstance(tests, list) or not tests:
         return json.dumps(data, indent=2) + "\n"
+    shared = data.get("vram_unavailable_reason")
     parts = []
     for key, value in data.items():
         if key == "tests":
             body = ",\n    ".join(map(_compact, tests))
+            if isinstance(shared, str):
+                # Exact, on the compact text: the vram object's own key (a device entry's
+                # reason is not followed by "allocators"), in records and their attempts.
+                needle = f',"unavailable_reason":{_compact(shared)},"allocators":'
+                body = body.replace(needle, ',"allocators":')
             parts.append(f'  "tests": [\n    {body}\n  ]')
         else:
             text = json.dumps(value, indent=2).replace("\n", "\n  ")
@@ -396,5 +427,21 @@ def build_report(
     }
     if run is not None:
         data["run"] = dict(run)
+    shared = shared_vram_reason(tests)
+    if shared is not None:
+        data["vram_unavailable_reason"] = shared
     data["tests"] = [dict(t) for t in tests]
     return data
+
+
+def shared_vram_reason(tests: Sequence[Mapping[str, Any]]) -> str | None:
+    """The reason most records without a GPU give (``vram.unavailable_reason``), written
+    once at the report's top level; ``None`` when none gives one."""
+    counts: dict[str, int] = {}
+    for test in tests:
+        vram = test.get("vram")
+        if isinstance(vram, Mapping) and not vram.get("devices"):
+            reason = vram.get("unavailable_reason")
+            if isinstance(reason, str):
+                counts[reason] = counts.get(reason, 0) + 1
+    return max(counts, key=counts.__getitem__) if counts else None

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from pytest_hypomnesis.probe import cuda_devices
+from pytest_hypomnesis.report.schema import load_report
 from tests.helpers.fakenvml import (
     GIB,
     MIB,
@@ -135,7 +136,7 @@ def test_empty_cuda_visible_devices_watches_no_gpu_and_says_why(
     result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines_random(["*not checked*CUDA_VISIBLE_DEVICES is empty*"])
-    report = json.loads((pytester.path / "out.json").read_text(encoding="utf-8"))
+    report = load_report(pytester.path / "out.json")  # puts the shared reason back
     (record,) = report["tests"]
     assert record["vram"]["devices"] == {}
     assert "CUDA_VISIBLE_DEVICES is empty" in record["vram"]["unavailable_reason"]
