@@ -64,7 +64,8 @@ class _RequiredRamFields(TypedDict):
 
 class RamRecord(_RequiredRamFields, total=False):
     """Process RSS over the measured span; ``method`` says how the peak was taken:
-    ``rusage`` or ``hwm`` (kernel high-water mark, exact) or ``sampled``. With Python
+    ``rusage`` or ``hwm`` (kernel high-water mark, exact), ``sidecar`` (sampled by a
+    separate process) or ``sampled`` (by a thread). With Python
     allocations traced (a ``source="python"`` budget): ``python_peak_bytes`` (the
     traced peak over the span) and ``python_increase_bytes`` (that peak over what was
     traced at its start)."""

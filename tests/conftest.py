@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.helpers.fakepynvml",
     "tests.helpers.chainmachine",
     "tests.helpers.fakevram",
+    "tests.helpers.gilspike",
 ]
 
 

@@ -29,7 +29,6 @@ from pytest_hypomnesis.probe.cuda_devices import CudaDevice, VisibleDevices
 from pytest_hypomnesis.probe.fake import FakeGpu
 from pytest_hypomnesis.probe.rampeak import RamPeakMeter, lifetime_peak_bytes
 from pytest_hypomnesis.probe.readings import VramReading
-from pytest_hypomnesis.probe.rss import process_rss
 from pytest_hypomnesis.record import (
     AllocatorDeviceRecord,
     DeviceIdentity,
@@ -264,6 +263,7 @@ class Engine:
         keep_hwm: bool = False,
         torch_reset_peak: bool = False,
         vram_source: Literal["process", "device"] | str = "process",
+        children: bool = False,
     ) -> None:
         self.interval_s = interval_s
         self.torch_reset_peak = torch_reset_peak
@@ -276,7 +276,12 @@ class Engine:
         # The process's peak before the first span (start-up, collection), read before
         # calibration or any reset of the kernel's mark can lose it.
         self._run_peak_bytes: int | None = lifetime_peak_bytes()
-        self.ram = RamPeakMeter(reset_allowed=not keep_hwm)
+        # Where the kernel's mark cannot give a span's peak, a sidecar process samples it
+        # (probe/sidecar.py); with ``children`` it also counts the descendants.
+        self.children = children
+        self.ram = RamPeakMeter(
+            reset_allowed=not keep_hwm, children=children, interval_s=interval_s
+        )
         self._lock = threading.Lock()
         self._open: list[Span] = []
         # Readers resolve once per process for a real GPU; a fake GPU's are re-resolved
@@ -332,6 +337,7 @@ class Engine:
         for ordinal in watched:
             device = by_ordinal[ordinal]
             reader = chain.vram_reader(device.nvml_index, device.uuid)
+            why = None
             if reader is not None and self.vram_attribution == "device":
                 reader = _device_wide(reader)  # no own row needed: nothing to be blind to
             elif reader is not None and visible.mapped:
@@ -339,6 +345,14 @@ class Engine:
                 if why is not None:
                     blind = blind or why
                     reader = _without_own_figure(reader)
+            # A device-wide figure already holds the children's memory.
+            device_wide = self.vram_attribution == "device"
+            if reader is not None and why is None and self.children and not device_wide:
+                from pytest_hypomnesis.probe.children import with_descendants
+
+                reader = with_descendants(
+                    reader, device.nvml_index, device.uuid, self.ram.descendants
+                )
             if reader is not None:
                 readers.append((ordinal, reader))
         self._blind_reason = blind
@@ -457,6 +471,11 @@ class Engine:
             notes.append(visible.note)
         if self._blind_reason is not None and chain.current_fake() is None:
             notes.append(f"per-process VRAM unavailable: {self._blind_reason}")
+        if self.ram.fallback_reason is not None:
+            notes.append(
+                f"{self.ram.fallback_reason}; RAM peaks are sampled by a thread, which "
+                "cannot run while a C call holds the GIL"
+            )
         return notes
 
     def unavailable_reason(self) -> str | None:
@@ -557,7 +576,7 @@ class Engine:
             else:
                 tick_total += used
         sampled_peak = not self.ram.exact
-        rss = process_rss() if sampled_peak or self._timeline_spans else None
+        rss = self.ram.read_rss() if sampled_peak or self._timeline_spans else None
         now = _clock()
         with self._lock:
             if sampled_peak:
@@ -609,12 +628,11 @@ class Engine:
         """Reset the kernel's mark for a new span, first keeping the peak since the last
         reset (the previous span and the time between tests) as a candidate for the run's
         peak: the reset hides it from everyone else (``/usr/bin/time``, CI accounting)."""
-        peak = self.ram.peak_bytes()  # None when sampling: nothing is reset then
+        peak = self.ram.peak_then_reset()  # None when sampling: nothing is reset then
         if peak is not None:
             run = self._run_peak_bytes
             if run is None or peak > run:
                 self._run_peak_bytes = peak
-            self.ram.reset()
 
     def _note_run_peak(self, value: int | None) -> None:
         run = self._run_peak_bytes
@@ -628,8 +646,12 @@ class Engine:
         with self._lock:
             candidates = [self._run_peak_bytes]
         try:
-            candidates.append(self.ram.peak_bytes() if self.ram.exact else lifetime_peak_bytes())
-            candidates.append(process_rss())
+            method = self.ram.method
+            if method != "sampled":
+                candidates.append(self.ram.peak_bytes())
+            if method in ("sampled", "sidecar"):  # the kernel's mark was never reset
+                candidates.append(lifetime_peak_bytes())
+            candidates.append(self.ram.read_rss())
         except Exception:  # a failed read keeps what is known; never fail the session
             pass
         known = [c for c in candidates if c is not None]
@@ -722,7 +744,7 @@ class Engine:
             # (memory_report blocks) must not reset a peak another span has not folded.
             with self._lock:
                 self._fold_and_reset_ram()
-                rss = process_rss()
+                rss = self.ram.read_rss()
                 span = Span(
                     t0=_clock(),
                     ram_start_bytes=rss,
@@ -744,7 +766,7 @@ class Engine:
                 self._fold_and_reset_ram()
             else:
                 self._reset_ram()  # a no-op when sampling
-            rss = process_rss()
+            rss = self.ram.read_rss()
             span = Span(
                 t0=_clock(), ram_start_bytes=rss, ram_peak_bytes=rss, thread=threading.get_ident()
             )
@@ -811,7 +833,7 @@ class Engine:
 
     def _ram_now(self, span: Span, *, final: bool) -> tuple[float, int, int]:
         """Duration, RAM peak and RSS now; with ``final`` the peak is kept on the span."""
-        rss = process_rss()
+        rss = self.ram.read_rss()
         duration_s = max(0.0, _clock() - span.t0)
         with self._lock:
             # Read under the lock another thread's fold-and-reset takes.

@@ -179,6 +179,7 @@ class HypomnesisPlugin:
             keep_hwm=s.keep_hwm,
             torch_reset_peak=s.torch_reset_peak,
             vram_source=s.vram_source,
+            children=s.children,
         )
 
     def run_peaks(self) -> dict[str, int]:

@@ -125,6 +125,12 @@ _OPTIONS: tuple[tuple[str, Literal["bool", "string"], str], ...] = (
         "/usr/bin/time, CI accounting and wait4() still see the run's whole peak",
     ),
     (
+        "-children",
+        "bool",
+        "count child processes too: RAM is the sampled peak of this process plus its "
+        "descendants' RSS (a sidecar process samples the tree), VRAM adds their NVML rows",
+    ),
+    (
         "-vram-budget-source",
         "string",
         "which VRAM figure max_vram judges by default: driver (NVML per-process, net of a "
@@ -171,6 +177,7 @@ class Settings:
         "admit",
         "admit_headroom",
         "admit_timeout_s",
+        "children",
         "compare_path",
         "cuda_warmup",
         "devices",
@@ -225,6 +232,7 @@ class Settings:
         torch_reset_peak: bool = False,
         cuda_warmup: bool = False,
         vram_source: str = "process",
+        children: bool = False,
     ) -> None:
         self.enabled = enabled
         self.json_path = json_path
@@ -254,6 +262,7 @@ class Settings:
         self.cuda_warmup = cuda_warmup
         self.vram_source = vram_source
         """``process`` (own NVML row) or ``device`` (device-wide used, attributed to the test)."""
+        self.children = children
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
@@ -297,6 +306,7 @@ class Settings:
             "vram_source": self.vram_source,
             "torch_reset_peak": self.torch_reset_peak,
             "cuda_warmup": self.cuda_warmup,
+            "children": self.children,
         }
 
 
@@ -535,6 +545,7 @@ def resolve(config: pytest.Config) -> Settings:
     vram_source = _choice(config, "hypomnesis_vram_source", VRAM_SOURCES, "process")
     torch_reset_peak = _bool(config, "hypomnesis_torch_reset_peak")
     cuda_warmup = _bool(config, "hypomnesis_cuda_warmup")
+    children = _bool(config, "hypomnesis_children")
 
     devices = None
     device_value, device_origin = _raw(config, "hypomnesis_device")
@@ -572,4 +583,5 @@ def resolve(config: pytest.Config) -> Settings:
         torch_reset_peak=torch_reset_peak,
         cuda_warmup=cuda_warmup,
         vram_source=vram_source,
+        children=children,
     )

@@ -724,6 +724,13 @@ def listed_pids(index: int, uuid: str | None = None) -> list[int]:
     return [pid for pid, _ in rows]
 
 
+def rows_and_total(index: int, uuid: str | None = None) -> tuple[list[tuple[int, int | None]], int]:
+    """Every (pid, used or ``None``) row of the device's compute-process listing, sentinel
+    rows included, and the device total (a larger figure is not a real one)."""
+    total, rows = _total_and_rows(index, uuid)
+    return rows, total
+
+
 def list_processes(index: int) -> list[tuple[int, int]]:
     """(pid, used_bytes) rows, filtered (2^64-1, > total), sorted by pid."""
     total, rows = _total_and_rows(index)

@@ -3,9 +3,13 @@
 Writing ``5`` to ``/proc/self/clear_refs`` resets the high-water mark that both
 ``getrusage(RUSAGE_SELF).ru_maxrss`` and ``VmHWM`` report, so a spike of any length
 between the reset and the read is caught exactly. Which of the two follows the reset is
-checked once per process (MEASURED.md: ``ru_maxrss`` does here, at about 1 us a read);
-where neither does (other kernels, containers that forbid the write, macOS, Windows) the
-method is ``sampled`` and the caller samples RSS in a thread instead.
+checked once per process (MEASURED.md: ``ru_maxrss`` does here, at about 1 us a read).
+Where neither does (other kernels, containers that forbid the write, macOS, Windows), or
+the mark must be left alone (``--hypomnesis-keep-hwm``), or children are counted, the
+method is ``sidecar``: a separate process samples RSS and keeps the running maximum
+(probe/sidecar.py), which a C call holding the GIL cannot stop. Where that process cannot
+start (or stops answering) the method is ``sampled``: the caller samples RSS in a thread,
+and ``fallback_reason`` says why.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ import mmap
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 
-from pytest_hypomnesis._platform import IS_LINUX
+from pytest_hypomnesis._platform import IS_LINUX, IS_MACOS, debug
 from pytest_hypomnesis.probe.keptfd import KeptFd
 from pytest_hypomnesis.probe.rss import process_rss, read_status_field
+from pytest_hypomnesis.probe.sidecar import RssSidecar, SidecarError
 
 try:
     import resource
@@ -40,11 +46,30 @@ class RamPeakMeter:
     still names the process that opened it, so a forked child would reset its parent.
     """
 
-    def __init__(self, *, reset_allowed: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        reset_allowed: bool = True,
+        children: bool = False,
+        interval_s: float = 0.01,
+        sidecar: bool = True,
+    ) -> None:
         # ``reset_allowed=False`` (``--hypomnesis-keep-hwm``): never touch the kernel's
         # mark, so the parent's wait4()/getrusage(RUSAGE_CHILDREN) still see the whole
-        # run's peak; peaks are then sampled.
+        # run's peak; peaks are then sampled (by the sidecar). ``children``: the figures
+        # are this process's and its descendants' RSS, which only the sidecar reads.
         self._reset_allowed = reset_allowed
+        self._children = children
+        self._use_sidecar = sidecar or children
+        self._sidecar = RssSidecar(interval_s=interval_s, children=children)
+        self._interval_s = interval_s
+        self._pids_cache: tuple[float, tuple[int, ...]] = (-1e9, ())
+        self.fallback_reason: str | None = None
+        """Why the sidecar is not used where it would be (it could not start, it died)."""
+        self.read_rss: Callable[[], int] = process_rss
+        """RSS now, as the peaks count it: the sidecar's figure when it reads what this
+        process cannot (descendants; psutil's resident size on macOS, where the process's
+        own figure is its footprint), else ``process_rss``."""
         self._lock = threading.Lock()
         # Verified before each use: a test that closed fds and opened its own files must
         # not get "5" written into them, nor have its file read as /proc/self/status.
@@ -54,12 +79,66 @@ class RamPeakMeter:
 
     @property
     def method(self) -> str:
-        """``rusage`` or ``hwm`` (exact) or ``sampled``; calibrates on first use."""
+        """``rusage`` or ``hwm`` (exact), ``sidecar``, or ``sampled``; calibrates (and
+        starts the sidecar where needed) on first use."""
         if self._method is None:
             with self._lock:
                 if self._method is None:
-                    self._method = self._calibrate()
+                    method = "sampled" if self._children else self._calibrate()
+                    if method == "sampled" and self._use_sidecar:
+                        method = self._start_sidecar()
+                    self._method = method
         return self._method
+
+    def _start_sidecar(self) -> str:
+        try:
+            self._sidecar.start()
+        except SidecarError as exc:
+            self._note_fallback(f"the RAM sidecar could not start: {exc}")
+            return "sampled"
+        if self._children or IS_MACOS:
+            self.read_rss = self._sidecar_rss
+        return "sidecar"
+
+    def _note_fallback(self, reason: str) -> None:
+        self.fallback_reason = reason
+        self.read_rss = process_rss
+        debug("RSS", f"{reason}; RAM peaks sampled by a thread")
+
+    def _sidecar_failed(self, exc: SidecarError) -> None:
+        # From now on the thread samples (the engine asks ``exact`` at every span start).
+        self._note_fallback(f"the RAM sidecar {exc}")
+        self._method = "sampled"
+
+    def _sidecar_rss(self) -> int:
+        try:
+            return self._sidecar.peak().now_bytes
+        except SidecarError as exc:
+            self._sidecar_failed(exc)
+            return process_rss()
+
+    def descendants(self) -> tuple[int, ...]:
+        """The PIDs of this process's descendants (``children`` only), as the sidecar
+        saw them now; ``()`` when it is not running."""
+        if self._method != "sidecar" or not self._children:
+            return ()
+        # Asked once per device per VRAM sample: one question serves a whole sample.
+        now = time.monotonic()
+        cached_at, pids = self._pids_cache
+        if now - cached_at < self._interval_s / 2:
+            return pids
+        try:
+            pids = self._sidecar.peak().pids
+        except SidecarError as exc:
+            self._sidecar_failed(exc)
+            return ()
+        self._pids_cache = (now, pids)
+        return pids
+
+    @property
+    def sidecar_pid(self) -> int | None:
+        """The sidecar's PID while it runs (tests end it to see the fallback)."""
+        return self._sidecar.pid if self._method == "sidecar" else None
 
     @property
     def exact(self) -> bool:
@@ -68,9 +147,11 @@ class RamPeakMeter:
         return (method if method is not None else self.method) != "sampled"
 
     def close(self) -> None:
-        """Close the kept file descriptors (the next use reopens them)."""
+        """Close the kept file descriptors and end the sidecar (the next use reopens
+        and restarts them)."""
         with self._lock:
             self._close()
+        self._sidecar.close()
 
     def _close(self) -> None:
         self._clear.close()
@@ -143,10 +224,32 @@ class RamPeakMeter:
     def reset(self) -> None:
         """Start a new high-water span (no-op when sampling)."""
         method = self._method  # after calibration a plain attribute read
-        if (method if method is not None else self.method) == "sampled":
-            return
+        if method is None:
+            method = self.method
+        if method == "sidecar":
+            self.peak_then_reset()
+        elif method != "sampled":
+            with self._lock:
+                self._write_reset()
+
+    def peak_then_reset(self) -> int | None:
+        """Peak RSS since the last reset, then start a new span (one question to the
+        sidecar, not two); ``None`` (and nothing reset) when sampling."""
+        method = self._method  # after calibration a plain attribute read
+        if method is None:
+            method = self.method
+        if method == "sampled":
+            return None
+        if method == "sidecar":
+            try:
+                return self._sidecar.reset().peak_bytes
+            except SidecarError as exc:
+                self._sidecar_failed(exc)
+                return None
+        peak = self.peak_bytes()
         with self._lock:
             self._write_reset()
+        return peak
 
     def peak_bytes(self) -> int | None:
         """Peak RSS since the last ``reset()``; ``None`` when sampling."""
@@ -158,6 +261,11 @@ class RamPeakMeter:
         if method == "hwm":
             with self._lock:
                 return self._hwm_bytes()
+        if method == "sidecar":
+            try:
+                return self._sidecar.peak().peak_bytes
+            except SidecarError as exc:
+                self._sidecar_failed(exc)
         return None
 
 

@@ -48,6 +48,7 @@ _RAM_METHODS = {
     "rusage": "kernel high-water mark (exact)",
     "hwm": "kernel high-water mark (exact)",
     "sampled": "sampled",
+    "sidecar": "sampled by a sidecar process",
 }
 
 
@@ -395,8 +396,10 @@ def header_line(report: Mapping[str, Any]) -> str:
         texts = []
         for m in methods:
             text = _RAM_METHODS.get(m, m)
-            texts.append(text + every if m == "sampled" else text)
+            texts.append(text + every if m in ("sampled", "sidecar") else text)
         parts.append("RAM peak: " + ", ".join(dict.fromkeys(texts)))
+        if settings.get("children"):
+            parts[-1] += " (with child processes)"
     sources = sorted({t["vram"]["source"] for t in tests if t.get("vram", {}).get("source")})
     devices = report.get("devices", [])
     device_wide = settings.get("vram_source") == "device" or any(

@@ -76,7 +76,7 @@ def test_keep_hwm_leaves_the_whole_peak_to_the_parent(tmp_path: Path) -> None:
     assert isinstance(run, dict)
     assert run["ram_peak_bytes"] >= BIG_MIB * MIB
     assert data["settings"]["keep_hwm"] is True  # type: ignore[index]
-    assert {t["ram"]["method"] for t in data["tests"]} == {"sampled"}  # type: ignore[attr-defined]
+    assert {t["ram"]["method"] for t in data["tests"]} == {"sidecar"}  # type: ignore[attr-defined]
     assert "run RAM peak" in text
 
 

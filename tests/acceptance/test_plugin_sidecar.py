@@ -1,0 +1,119 @@
+"""Whole runs: the RAM sidecar where the kernel refuses the reset (an LD_PRELOAD shim
+refusing ``clear_refs``), and ``--hypomnesis-children``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers.units import MIB
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the shim and the spike are Linux builds"
+)
+
+SPIKE_MIB = 64
+
+SPIKE_TEST = """
+import ctypes
+
+def test_spike_inside_a_c_call():
+    fn = ctypes.PyDLL({library!r}).hold_spike  # PyDLL: the GIL is held throughout
+    fn.argtypes = [ctypes.c_size_t, ctypes.c_uint]
+    assert fn({spike} * 1024 * 1024, 1000) == 0
+"""
+
+NO_SIDECAR = """
+from pytest_hypomnesis.probe import sidecar
+sidecar.DISABLED = "switched off by conftest"
+"""
+
+
+def _run_spike(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    library: Path,
+    shim: Path,
+    *,
+    conftest: str | None = None,
+) -> tuple[dict[str, Any], str]:
+    pytester.makepyfile(test_spike=SPIKE_TEST.format(library=str(library), spike=SPIKE_MIB))
+    if conftest is not None:
+        pytester.makeconftest(conftest)
+    monkeypatch.setenv("LD_PRELOAD", str(shim))
+    result = pytester.runpytest_subprocess(
+        "-p", "no:randomly", "--hypomnesis", "--hypomnesis-interval=5ms", "--hypomnesis-json=r.json"
+    )
+    monkeypatch.delenv("LD_PRELOAD")
+    assert result.ret == 0, result.stdout.str()
+    data = json.loads((pytester.path / "r.json").read_text(encoding="utf-8"))
+    return data["tests"][0]["ram"], result.stdout.str()
+
+
+def test_a_refused_reset_uses_the_sidecar_and_catches_the_spike(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    gil_spike_library: Path,
+    refuse_clear_refs: Path,
+) -> None:
+    ram, out = _run_spike(pytester, monkeypatch, gil_spike_library, refuse_clear_refs)
+    assert ram["method"] == "sidecar"
+    assert ram["increase_bytes"] >= SPIKE_MIB * MIB * 9 // 10
+    assert "RAM peak: sampled by a sidecar process every 5ms" in out
+
+
+def test_the_thread_it_replaces_misses_the_spike(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    gil_spike_library: Path,
+    refuse_clear_refs: Path,
+) -> None:
+    ram, out = _run_spike(
+        pytester, monkeypatch, gil_spike_library, refuse_clear_refs, conftest=NO_SIDECAR
+    )
+    assert ram["method"] == "sampled"
+    assert ram["increase_bytes"] < SPIKE_MIB * MIB // 2
+    assert "the RAM sidecar could not start: switched off by conftest" in out
+
+
+CHILD_TEST = """
+import subprocess, sys
+
+CHILD = (
+    "import sys, time\\n"
+    "data = b'x' * (100 * 1024 * 1024)\\n"  # written: every page resident
+    "print('held', flush=True)\\n"
+    "time.sleep(0.5)\\n"
+)
+
+def test_child_allocates():
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "held"
+    assert child.wait() == 0
+"""
+
+
+@pytest.mark.usefixtures("inner_pytester_run")
+@pytest.mark.parametrize("children", [True, False])
+def test_children_counts_a_childs_memory_only_when_asked(
+    pytester: pytest.Pytester, children: bool
+) -> None:
+    pytester.makepyfile(test_child=CHILD_TEST)
+    args = ["--hypomnesis", "--hypomnesis-interval=5ms", "--hypomnesis-json=r.json"]
+    if children:
+        args.append("--hypomnesis-children")
+    result = pytester.runpytest(*args)
+    assert result.ret == 0, result.stdout.str()
+    data = json.loads((pytester.path / "r.json").read_text(encoding="utf-8"))
+    ram = data["tests"][0]["ram"]
+    assert data["settings"]["children"] is children
+    if children:
+        assert ram["method"] == "sidecar"
+        assert ram["increase_bytes"] >= 100 * MIB
+        assert "(with child processes)" in result.stdout.str()
+    else:
+        assert ram["increase_bytes"] < 50 * MIB
