@@ -18,7 +18,6 @@ import mmap
 import os
 import sys
 import threading
-import time
 from collections.abc import Callable
 
 from pytest_hypomnesis._platform import IS_LINUX, IS_MACOS, debug
@@ -62,14 +61,12 @@ class RamPeakMeter:
         self._children = children
         self._use_sidecar = sidecar or children
         self._sidecar = RssSidecar(interval_s=interval_s, children=children)
-        self._interval_s = interval_s
-        self._pids_cache: tuple[float, tuple[int, ...]] = (-1e9, ())
         self.fallback_reason: str | None = None
         """Why the sidecar is not used where it would be (it could not start, it died)."""
         self.read_rss: Callable[[], int] = process_rss
-        """RSS now, as the peaks count it: the sidecar's figure when it reads what this
-        process cannot (descendants; psutil's resident size on macOS, where the process's
-        own figure is its footprint), else ``process_rss``."""
+        """RSS now, as the peaks count it: with ``children`` plus the descendants' share
+        at the sidecar's last sample; on macOS psutil's resident size (what the sidecar
+        reads; the process's own figure there is its footprint); else ``process_rss``."""
         self._lock = threading.Lock()
         # Verified before each use: a test that closed fds and opened its own files must
         # not get "5" written into them, nor have its file read as /proc/self/status.
@@ -96,8 +93,10 @@ class RamPeakMeter:
         except SidecarError as exc:
             self._note_fallback(f"the RAM sidecar could not start: {exc}")
             return "sampled"
-        if self._children or IS_MACOS:
-            self.read_rss = self._sidecar_rss
+        if self._children:
+            self.read_rss = self._tree_rss
+        elif IS_MACOS:
+            self.read_rss = _psutil_rss
         return "sidecar"
 
     def _note_fallback(self, reason: str) -> None:
@@ -110,30 +109,24 @@ class RamPeakMeter:
         self._note_fallback(f"the RAM sidecar {exc}")
         self._method = "sampled"
 
-    def _sidecar_rss(self) -> int:
+    def _tree_rss(self) -> int:
+        own = process_rss()
         try:
-            return self._sidecar.peak().now_bytes
+            return own + self._sidecar.children_bytes()
         except SidecarError as exc:
             self._sidecar_failed(exc)
-            return process_rss()
+            return own
 
     def descendants(self) -> tuple[int, ...]:
         """The PIDs of this process's descendants (``children`` only), as the sidecar
         saw them now; ``()`` when it is not running."""
         if self._method != "sidecar" or not self._children:
             return ()
-        # Asked once per device per VRAM sample: one question serves a whole sample.
-        now = time.monotonic()
-        cached_at, pids = self._pids_cache
-        if now - cached_at < self._interval_s / 2:
-            return pids
         try:
-            pids = self._sidecar.peak().pids
+            return self._sidecar.pids()
         except SidecarError as exc:
             self._sidecar_failed(exc)
             return ()
-        self._pids_cache = (now, pids)
-        return pids
 
     @property
     def sidecar_pid(self) -> int | None:
@@ -233,19 +226,22 @@ class RamPeakMeter:
                 self._write_reset()
 
     def peak_then_reset(self) -> int | None:
-        """Peak RSS since the last reset, then start a new span (one question to the
-        sidecar, not two); ``None`` (and nothing reset) when sampling."""
+        """Peak RSS since the last reset, then start a new span; ``None`` (and nothing
+        reset) when sampling."""
         method = self._method  # after calibration a plain attribute read
         if method is None:
             method = self.method
         if method == "sampled":
             return None
         if method == "sidecar":
+            # Its samples, and the fresh reading the boundary adds to them.
+            now = self.read_rss()
             try:
-                return self._sidecar.reset().peak_bytes
+                peak = self._sidecar.reset()
             except SidecarError as exc:
                 self._sidecar_failed(exc)
-                return None
+                return now
+            return now if peak is None or now > peak else peak
         peak = self.peak_bytes()
         with self._lock:
             self._write_reset()
@@ -262,11 +258,20 @@ class RamPeakMeter:
             with self._lock:
                 return self._hwm_bytes()
         if method == "sidecar":
+            now = self.read_rss()
             try:
-                return self._sidecar.peak().peak_bytes
+                peak = self._sidecar.peak_bytes()
             except SidecarError as exc:
                 self._sidecar_failed(exc)
+                return now
+            return now if peak is None or now > peak else peak
         return None
+
+
+def _psutil_rss() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
 
 
 def lifetime_peak_bytes() -> int | None:

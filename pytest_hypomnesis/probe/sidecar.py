@@ -8,100 +8,118 @@ separate process: ``python -I -S`` with psutil's directory alone on its path (no
 the user's is imported, not even ``.pth`` files), polling this process's RSS (with
 ``children``, plus every descendant's) at the interval and keeping a running maximum.
 
-Protocol, one line each way (the parent asks, the sidecar answers):
-``p`` → ``<peak> <now> <pids>``: the maximum since the last reset (a fresh reading
-included), the reading now, the descendant PIDs (``-`` for none); ``r``: the same answer,
-then the maximum restarts from the reading now. The sidecar exits on end of input, when
-its parent is gone (``getppid`` changes, or psutil no longer finds it), or when the
-parent's answers cannot be written.
+The two share one small memory-mapped file, so a span boundary costs no round trip
+(asking through a pipe took 50-400 us on a loaded machine; reading the page takes about
+one): the parent bumps a **generation** number to start a new span; the sidecar reads the
+generation before each sample, restarts its maximum when it changed, and publishes
+``(generation, maximum, last total, last children's share, descendant PIDs)`` under a
+sequence lock. A maximum of an older generation is not this span's: until the sidecar's
+first sample after a reset the span's peak is the parent's own readings.
+
+The sidecar exits when its input pipe closes (the parent is gone: the parent never writes
+to it), when its parent PID changes, or when psutil no longer finds the parent.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import mmap
 import os
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from pathlib import Path
 
-__all__ = ["SIDECAR_SCRIPT", "RssSidecar", "SidecarError", "SidecarReading"]
+__all__ = ["SIDECAR_SCRIPT", "RssSidecar", "SidecarError"]
 
 # Patched by tests: a reason here makes every start fail with it (the thread is used).
 DISABLED: str | None = None
 # The interpreter the sidecar runs in (tests point it at something that cannot start).
 EXECUTABLE: str | None = None
 
-_MARK = "hypomnesis-rss-sidecar"
 START_TIMEOUT_S = 20.0
 """How long the first answer may take: a loaded CI machine starts Python slowly."""
-ANSWER_TIMEOUT_S = 5.0
-"""A question unanswered this long means the sidecar is stuck (stopped, swapped out)."""
+STUCK_S = 5.0
+"""No new sample for this long (plus a few intervals) means the sidecar is stuck."""
+_MARK = "hypomnesis-rss-sidecar"
+MAX_PIDS = 1024
+# Slots of 8 bytes. SEQ..PIDS are written by the sidecar only, GEN by the parent only.
+SEQ, GEN, ACK, PEAK, TOTAL, KIDS, BEAT, NPIDS, PIDS = range(9)
+_SLOTS = PIDS + MAX_PIDS
+_SIZE = _SLOTS * 8
 
 SIDECAR_SCRIPT = r"""
-import os, signal, sys, threading, time
+import mmap, os, signal, sys, threading, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent's Ctrl-C is the parent's
-out = sys.stdout
 def say(text):
-    out.write(text + "\n"); out.flush()
+    sys.stdout.write(text + "\n"); sys.stdout.flush()
 try:
     sys.path.append(sys.argv[1])
     import psutil
     pid, interval, children = int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1"
+    mark, path, size = sys.argv[5], sys.argv[6], int(sys.argv[7])
+    SEQ, GEN, ACK, PEAK, TOTAL, KIDS, BEAT, NPIDS, PIDS = range(9)
+    max_pids = size // 8 - PIDS
+    fd = os.open(path, os.O_RDWR)
+    slots = memoryview(mmap.mmap(fd, size)).cast("Q")
+    os.close(fd)
     target = psutil.Process(pid)
     me = os.getpid()
-    posix = os.name == "posix"
     kinds = {}  # pid -> whether it is a sidecar (ours, or another engine's in this process)
     def ours(kid):
         known = kinds.get(kid.pid)
         if known is None:
             try:
-                known = kids_mark in kid.cmdline()
+                known = mark in kid.cmdline()
             except psutil.Error:
                 known = False
             if len(kinds) > 4096:
                 kinds.clear()
             kinds[kid.pid] = known
         return known
-    kids_mark = sys.argv[5]
     def sample():
-        total = target.memory_info().rss
-        pids = []
+        own = target.memory_info().rss
+        kids, pids = 0, []
         if children:
             for kid in target.children(recursive=True):
                 if kid.pid == me or ours(kid):
                     continue
                 try:
-                    total += kid.memory_info().rss
+                    kids += kid.memory_info().rss
                 except psutil.Error:  # ended between the listing and the reading
                     continue
                 pids.append(kid.pid)
-        return total, pids
-    now, pids = sample()
+        return own + kids, kids, pids
+    def publish(gen, peak, total, kids, pids):
+        slots[SEQ] += 1  # odd: being written
+        slots[ACK], slots[PEAK], slots[TOTAL], slots[KIDS] = gen, peak, total, kids
+        n = min(len(pids), max_pids)
+        for i in range(n):
+            slots[PIDS + i] = pids[i]
+        slots[NPIDS] = n
+        slots[BEAT] += 1
+        slots[SEQ] += 1
+    gen = slots[GEN]
+    total, kids, pids = sample()
+    peak = total
+    publish(gen, peak, total, kids, pids)  # before "ready": the first read finds a sample
 except Exception as exc:
     say("error %s: %s" % (type(exc).__name__, exc))
     sys.exit(0)
-lock = threading.Lock()
-state = {"peak": now}
 def gone():
     os._exit(0)
-def answer():
-    for line in sys.stdin:
-        cmd = line.strip()
-        with lock:
-            try:
-                now, pids = sample()
-            except Exception:
-                gone()
-            peak = max(state["peak"], now)
-            state["peak"] = now if cmd == "r" else peak
-        try:
-            say("%d %d %s" % (peak, now, ",".join(map(str, pids)) or "-"))
-        except Exception:
-            gone()
+def watch_input():
+    try:
+        while sys.stdin.buffer.read(4096):
+            pass
+    except Exception:
+        pass
     gone()
-say("ready %d" % now)
-threading.Thread(target=answer, daemon=True).start()
+threading.Thread(target=watch_input, daemon=True).start()
+say("ready")
+posix = os.name == "posix"
 checks = 0
 while True:
     time.sleep(interval)
@@ -112,29 +130,21 @@ while True:
         checks = 0
         if not target.is_running():
             gone()
-    with lock:
-        try:
-            now, _ = sample()
-        except Exception:
-            gone()
-        if now > state["peak"]:
-            state["peak"] = now
+    asked = slots[GEN]  # read before the sample: a sample after a reset is the new span's
+    try:
+        total, kids, pids = sample()
+    except Exception:
+        gone()
+    if asked != gen:
+        gen, peak = asked, total
+    elif total > peak:
+        peak = total
+    publish(gen, peak, total, kids, pids)
 """
 
 
 class SidecarError(Exception):
-    """The sidecar could not start, or stopped answering; the text says why."""
-
-
-class SidecarReading:
-    """One answer: ``peak_bytes`` since the last reset, ``now_bytes``, descendant ``pids``."""
-
-    __slots__ = ("now_bytes", "peak_bytes", "pids")
-
-    def __init__(self, peak_bytes: int, now_bytes: int, pids: tuple[int, ...]) -> None:
-        self.peak_bytes = peak_bytes
-        self.now_bytes = now_bytes
-        self.pids = pids
+    """The sidecar could not start, or stopped sampling; the text says why."""
 
 
 def _psutil_dir() -> str:
@@ -144,11 +154,16 @@ def _psutil_dir() -> str:
     return str(Path(spec.origin).resolve().parent.parent)
 
 
-class RssSidecar:
-    """The sidecar of this process: started on first use, asked at span boundaries.
+def _shm_dir() -> str | None:
+    # A RAM-backed directory where there is one: the page never goes to disk.
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
-    Thread-safe (the sampler thread asks for descendant PIDs while a test's thread opens a
-    span). After a fork the child never talks to its parent's sidecar: it starts its own.
+
+class RssSidecar:
+    """The sidecar of this process: started on first use, read at span boundaries.
+
+    Reads are lock-free (a sequence lock on the shared page); ``start``/``close`` take a
+    lock. After a fork the child never touches its parent's page: it starts its own.
     """
 
     def __init__(self, *, interval_s: float, children: bool = False) -> None:
@@ -157,7 +172,13 @@ class RssSidecar:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._owner_pid: int | None = None
-        self._buffer = b""
+        self._map: mmap.mmap | None = None
+        self._slots: memoryview | None = None
+        self._path: str | None = None
+        self._gen = 0
+        self._beat = -1
+        self._beat_at = 0.0
+        self._stuck_s = STUCK_S + 20 * interval_s
 
     @property
     def pid(self) -> int | None:
@@ -165,45 +186,114 @@ class RssSidecar:
         proc = self._proc
         return proc.pid if proc is not None and self._owner_pid == os.getpid() else None
 
-    def start(self) -> int:
-        """Start it (if not running for this process); the RSS it read first. Raises
-        ``SidecarError`` with the reason when it cannot start."""
-        with self._lock:
-            self._ensure()
-            return self._first_bytes
+    def start(self) -> None:
+        """Start it (if not running for this process). Raises ``SidecarError`` with the
+        reason when it cannot start."""
+        self._running()
 
-    def peak(self) -> SidecarReading:
-        """The maximum since the last reset, leaving it running."""
-        return self._ask(b"p\n")
+    def peak_bytes(self) -> int | None:
+        """The highest total the sidecar sampled since the last ``reset()``; ``None``
+        before its first sample of this span."""
+        gen, peak, _, _, _ = self._read()
+        return peak if gen == self._gen else None
 
-    def reset(self) -> SidecarReading:
-        """The maximum since the last reset, then start a new one from the reading now."""
-        return self._ask(b"r\n")
+    def reset(self) -> int | None:
+        """``peak_bytes()``, then a new span begins (the sidecar's next sample starts it)."""
+        gen, peak, _, _, _ = self._read()
+        slots = self._slots
+        assert slots is not None
+        self._gen += 1
+        slots[GEN] = self._gen
+        return peak if gen == self._gen - 1 else None
+
+    def children_bytes(self) -> int:
+        """The descendants' RSS at the sidecar's last sample (``children`` only)."""
+        return self._read()[3]
+
+    def pids(self) -> tuple[int, ...]:
+        """The descendants the sidecar listed at its last sample (``children`` only)."""
+        return self._read()[4]
 
     def close(self) -> None:
-        """End the sidecar (end of input, then a kill if it lingers)."""
+        """End the sidecar (its input closes; a kill if it lingers) and drop the page."""
         with self._lock:
             self._stop()
 
     # -- internals -----------------------------------------------------------------------
 
-    def _ensure(self) -> subprocess.Popen[bytes]:
+    def _running(self) -> memoryview:
+        slots = self._slots
+        if slots is not None and self._owner_pid == os.getpid():
+            return slots
+        with self._lock:
+            return self._start_locked()
+
+    def _read(self) -> tuple[int, int, int, int, tuple[int, ...]]:
+        slots = self._running()
         proc = self._proc
-        if proc is not None and self._owner_pid == os.getpid():
-            return proc
-        # A forked child holds copies of the parent's pipes: drop them unused (closing our
-        # copies leaves the parent's sidecar running for the parent).
-        if proc is not None:
-            for pipe in (proc.stdin, proc.stdout):
-                if pipe is not None:
-                    pipe.close()
-        self._proc = None
-        self._buffer = b""
+        assert proc is not None
+        for _ in range(1000):
+            seq = slots[SEQ]
+            if seq & 1:
+                continue  # being written: a few µs
+            gen, peak, total, kids, beat = (
+                slots[ACK],
+                slots[PEAK],
+                slots[TOTAL],
+                slots[KIDS],
+                slots[BEAT],
+            )
+            pids: tuple[int, ...] = ()
+            if self.children:
+                n = min(slots[NPIDS], MAX_PIDS)
+                pids = tuple(slots[PIDS : PIDS + n])
+            if slots[SEQ] == seq:
+                break
+        else:
+            self._fail("kept its page locked")
+        self._check_alive(proc, beat)
+        return gen, peak, total, kids, pids
+
+    def _check_alive(self, proc: subprocess.Popen[bytes], beat: int) -> None:
+        # A waitpid(WNOHANG) each read (a few µs): the samples on the page may be from
+        # before it died, and what came after would be missed unsaid.
+        code = proc.poll()
+        if code is not None:
+            self._fail(f"exited with status {code}")
+        now = time.monotonic()
+        if beat != self._beat:
+            self._beat, self._beat_at = beat, now
+            return
+        if now - self._beat_at > self._stuck_s:
+            self._fail(f"has not sampled for {now - self._beat_at:.0f}s")
+
+    def _fail(self, why: str) -> None:
+        self.close()
+        raise SidecarError(f"stopped sampling ({why})")
+
+    def _start_locked(self) -> memoryview:
+        if self._slots is not None and self._owner_pid == os.getpid():
+            return self._slots
+        # A forked child shares its parent's page and pipes: drop them unused (its own
+        # sidecar measures it; writing the page would reset the parent's span).
+        self._proc = self._map = self._slots = self._path = None
         if DISABLED is not None:
             raise SidecarError(DISABLED)
         executable = EXECUTABLE or sys.executable
         if not executable:
             raise SidecarError("no Python executable to run it (sys.executable is empty)")
+        try:
+            fd, path = tempfile.mkstemp(prefix="hypomnesis-sidecar-", dir=_shm_dir())
+        except OSError as exc:
+            raise SidecarError(f"could not create its shared page: {exc}") from None
+        try:
+            os.ftruncate(fd, _SIZE)
+            page = mmap.mmap(fd, _SIZE)
+        except OSError as exc:
+            os.close(fd)
+            _unlink(path)
+            raise SidecarError(f"could not map its shared page: {exc}") from None
+        os.close(fd)
         argv = [
             executable,
             "-I",
@@ -217,6 +307,8 @@ class RssSidecar:
             # Other sidecars of this process (another engine's) are not its children's
             # memory: they carry this mark on their command line.
             _MARK,
+            path,
+            str(_SIZE),
         ]
         try:
             proc = subprocess.Popen(
@@ -230,62 +322,40 @@ class RssSidecar:
                 close_fds=True,
             )
         except OSError as exc:
+            page.close()
+            _unlink(path)
             raise SidecarError(f"could not start {executable}: {exc}") from None
-        self._proc, self._owner_pid = proc, os.getpid()
+        self._proc, self._owner_pid, self._path = proc, os.getpid(), path
+        self._map = page
         try:
-            first = self._read_line(START_TIMEOUT_S)
-        except SidecarError as exc:
+            first = _first_line(proc, START_TIMEOUT_S)
+        except SidecarError:
             self._stop()
-            raise SidecarError(str(exc)) from None
-        if not first.startswith("ready "):
+            raise
+        if first != "ready":
             self._stop()
             raise SidecarError(first.removeprefix("error "))
-        self._first_bytes = int(first.split()[1])
-        return proc
-
-    def _ask(self, question: bytes) -> SidecarReading:
-        with self._lock:
-            proc = self._ensure()
-            assert proc.stdin is not None
-            try:
-                proc.stdin.write(question)
-                proc.stdin.flush()
-                line = self._read_line(ANSWER_TIMEOUT_S)
-                peak, now, pids = line.split()
-                reading = SidecarReading(
-                    int(peak), int(now), () if pids == "-" else tuple(map(int, pids.split(",")))
-                )
-            except (OSError, ValueError, SidecarError) as exc:
-                self._stop()
-                raise SidecarError(f"stopped answering ({_describe(exc)})") from None
-            return reading
-
-    def _read_line(self, timeout_s: float) -> str:
-        proc = self._proc
-        assert proc is not None and proc.stdout is not None
-        fd = proc.stdout.fileno()
-        while b"\n" not in self._buffer:
-            if sys.platform != "win32":  # select() cannot wait on a pipe on Windows
-                import select
-
-                ready, _, _ = select.select([fd], [], [], timeout_s)
-                if not ready:
-                    raise SidecarError(f"no answer within {timeout_s:g}s")
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                try:
-                    code: int | None = proc.wait(timeout=1.0)
-                except subprocess.TimeoutExpired:
-                    code = None
-                raise SidecarError("it exited" if code is None else f"it exited with status {code}")
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return line.decode("ascii", "replace").strip()
+        if sys.platform != "win32":  # both have it mapped: the name is no longer needed
+            _unlink(path)
+            self._path = None
+        self._gen, self._beat, self._beat_at = 0, -1, time.monotonic()
+        self._slots = memoryview(page).cast("Q")
+        return self._slots
 
     def _stop(self) -> None:
         proc, self._proc = self._proc, None
-        self._buffer = b""
-        if proc is None or self._owner_pid != os.getpid():
+        slots, self._slots = self._slots, None
+        page, self._map = self._map, None
+        path, self._path = self._path, None
+        if self._owner_pid != os.getpid():
+            return  # the parent's, inherited through a fork: never ours to end
+        if slots is not None:
+            slots.release()
+        if page is not None:
+            page.close()
+        if path is not None:
+            _unlink(path)
+        if proc is None:
             return
         for pipe in (proc.stdin, proc.stdout):
             if pipe is not None:
@@ -303,5 +373,32 @@ class RssSidecar:
                 pass
 
 
-def _describe(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, SidecarError) else f"{type(exc).__name__}: {exc}"
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _first_line(proc: subprocess.Popen[bytes], timeout_s: float) -> str:
+    """The sidecar's one line (``ready`` or ``error ...``), or ``SidecarError``."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    buffer = b""
+    deadline = time.monotonic() + timeout_s
+    while b"\n" not in buffer:
+        if sys.platform != "win32":  # select() cannot wait on a pipe on Windows
+            import select
+
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise SidecarError(f"no answer within {timeout_s:g}s")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            try:
+                code: int | None = proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                code = None
+            raise SidecarError("it exited" if code is None else f"it exited with status {code}")
+        buffer += chunk
+    return buffer.partition(b"\n")[0].decode("ascii", "replace").strip()
