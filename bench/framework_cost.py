@@ -1,6 +1,6 @@
 """What reading framework figures and the RAM sidecar cost, per test and per sample.
 
-    .venv/bin/python bench/framework_cost.py [--pairs 3000] [--samples 20000]
+    .venv/bin/python bench/framework_cost.py [--pairs 3000] [--samples 20000] [--pytest 2000]
 
 In-process, through the engine itself (``Engine.begin``/``Engine.end`` is what the plugin
 adds to each measured test; ``Engine._sample`` is one beat of the sampler):
@@ -13,6 +13,9 @@ adds to each measured test; ``Engine._sample`` is one beat of the sampler):
   the sampling thread it replaces, and ``children``.
 - **per sample**: ``frameworks.read_allocators()`` alone, and one ``_sample`` of an open
   span, with and without the stand-in torch.
+
+With ``--pytest N``, also whole pytest runs of N trivial tests (CPU time of the run, the
+sidecar's included), each variant against plain ``--hypomnesis``.
 
 Pairs are timed in interleaved rounds (variant A, B, C, ... then again) so a noisy machine
 hits every variant alike. Not a test: figures depend on the machine.
@@ -156,11 +159,90 @@ def sample_costs(samples: int) -> list[tuple[str, float]]:
     return out
 
 
+TORCH_CONFTEST = """
+import os
+exec(compile(open({standin!r}).read(), "standin_torch", "exec"))
+import torch
+KEEP = torch.empty(100 << 20)  # CUDA initialised, a 100 MiB tensor live
+"""
+NO_SIDECAR_CONFTEST = """
+from pytest_hypomnesis.probe import sidecar
+sidecar.DISABLED = "bench: the thread variant"
+"""
+
+
+def _children_cpu_s() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def pytest_costs(tests: int, rounds: int, tmp: Path) -> list[tuple[str, float, float]]:
+    """CPU µs per test of whole pytest runs (the sidecar's CPU included: it is reaped by
+    pytest, pytest by us), each variant against plain ``--hypomnesis``."""
+    idle, busy = standins.nvml_template()
+    standin = tmp / "standin_torch.py"
+    source = standins._COMMON.format(context=standins.CONTEXT_BYTES, idle=idle, busy=busy)
+    standin.write_text(source + standins._TORCH, encoding="utf-8")
+    # Two sizes per variant: the slope between them is the per-test cost, start-up (the
+    # sidecar's 60 ms, the interpreter) cancelled.
+    sizes = (tests, 3 * tests)
+    suites = {}
+    for name, conftest in (
+        ("base", ""),
+        ("torch", TORCH_CONFTEST.format(standin=str(standin))),
+        ("thread", NO_SIDECAR_CONFTEST),
+    ):
+        for size in sizes:
+            d = tmp / f"suite-{name}-{size}"
+            d.mkdir()
+            body = "".join(f"def test_{i}():\n    pass\n\n" for i in range(size))
+            (d / "test_gen.py").write_text(body, encoding="utf-8")
+            (d / "conftest.py").write_text(conftest, encoding="utf-8")
+            (d / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+            suites[f"{name}-{size}"] = d
+    variants = {
+        "--hypomnesis (exact RAM, no framework)": ("base", []),
+        "--hypomnesis, stand-in torch loaded": ("torch", []),
+        "--hypomnesis-keep-hwm: sidecar": ("base", ["--hypomnesis-keep-hwm"]),
+        "--hypomnesis-keep-hwm: thread (sidecar off)": ("thread", ["--hypomnesis-keep-hwm"]),
+        "--hypomnesis-children": ("base", ["--hypomnesis-children"]),
+    }
+    env = dict(os.environ)
+    env.pop("PYTEST_ADDOPTS", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("HYPOMNESIS_NVML_LIBRARY", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    times: dict[tuple[str, int], list[float]] = {(n, z): [] for n in variants for z in sizes}
+    for round_no in range(rounds + 1):  # round 0 warms the caches
+        for (name, size), spent in times.items():
+            suite, args = variants[name]
+            command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+            command += ["-p", "no:randomly", "--hypomnesis", *args]
+            cwd = suites[f"{suite}-{size}"]
+            before = _children_cpu_s()
+            subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True)
+            if round_no:
+                spent.append(_children_cpu_s() - before)
+    slope = {
+        name: (statistics.median(times[name, sizes[1]]) - statistics.median(times[name, sizes[0]]))
+        / (sizes[1] - sizes[0])
+        * 1e6
+        for name in variants
+    }
+    base = slope["--hypomnesis (exact RAM, no framework)"]
+    return [(name, per_test, per_test - base) for name, per_test in slope.items()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3000)
     parser.add_argument("--samples", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--pytest", type=int, default=0, metavar="N", help="also whole pytest runs of N tests"
+    )
     options = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "fake_nvml.conf"
@@ -187,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             for variant in chosen:
                 variant.run(options.pairs, nvml_env)
         samples = sample_costs(options.samples)
+        runs = pytest_costs(options.pytest, options.rounds, Path(tmp)) if options.pytest else []
     print(f"per test (a begin/end pair; median of {options.rounds} interleaved rounds)")
     print("| variant | µs per test |")
     print("|---|---|")
@@ -198,6 +281,16 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|")
     for label, cost in samples:
         print(f"| {label} | {cost:.2f} |")
+    if runs:
+        print()
+        print(
+            f"whole pytest runs of {options.pytest} and {3 * options.pytest} trivial tests: "
+            "CPU per test (the slope), the sidecar's included"
+        )
+        print("| variant | CPU µs per test | over --hypomnesis |")
+        print("|---|---|---|")
+        for label, per_test, extra in runs:
+            print(f"| {label} | {per_test:.1f} | {extra:+.1f} |")
     return 0
 
 

@@ -154,6 +154,7 @@ def test_a_sidecar_that_dies_mid_span_falls_back_without_a_crash() -> None:
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
         _wait_gone(pid)
+        time.sleep(INTERVAL_S * 2)  # a death is seen within an interval
         record = engine.end(span)
         later = engine.end(engine.begin())  # the thread samples from now on
         notes = engine.notes()
