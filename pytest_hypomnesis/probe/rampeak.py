@@ -268,10 +268,20 @@ class RamPeakMeter:
         return None
 
 
+_psutil_self: list[tuple[int, object]] = []
+
+
 def _psutil_rss() -> int:
+    """psutil's RSS of this process (macOS with the sidecar: the figure the sidecar reads),
+    through one ``Process`` per PID (making one reads the process's start time)."""
     import psutil
 
-    return int(psutil.Process().memory_info().rss)
+    pid = os.getpid()
+    if not _psutil_self or _psutil_self[0][0] != pid:
+        _psutil_self[:] = [(pid, psutil.Process(pid))]
+    proc = _psutil_self[0][1]
+    assert isinstance(proc, psutil.Process)
+    return int(proc.memory_info().rss)
 
 
 def lifetime_peak_bytes() -> int | None:
