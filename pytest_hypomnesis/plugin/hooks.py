@@ -9,7 +9,7 @@ without pytest-xdist. Budgets are judged where the test ran, at the end of its c
 from __future__ import annotations
 
 import functools
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
@@ -64,7 +64,7 @@ class _TestState:
 
     def __init__(self, budgets: list[Budget]) -> None:
         self.budgets = budgets
-        self.traced = any(b.traced for b in budgets)
+        self.traced = bool(budgets) and any(b.traced for b in budgets)
         """A ``source="python"`` budget: the span traces Python allocations."""
         self.budget_failure: BaseException | None = None
         """The failure a budget raised in the call phase, while it is the test's failure."""
@@ -77,6 +77,12 @@ class _TestState:
 
 
 _STATE = pytest.StashKey[_TestState]()
+_BUDGETS = pytest.StashKey["list[Budget]"]()
+"""A test's budgets, read at collection; set only on a test that has any."""
+_BAD_BUDGET = pytest.StashKey["str | Exception"]()
+"""What reading a test's budget markers at collection found wrong (a ``BudgetError``'s
+one line, or what else the parser raised): its setup fails with it."""
+_NO_BUDGETS: list[Budget] = []
 
 _WORKER_PEAK_KEY = "hypomnesis_run_ram_peak_bytes"
 
@@ -119,8 +125,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         engine = plugin.__dict__.get("engine")  # made on first use, if ever
         if engine is not None:
             engine.close()
-        for hooks in plugin._registered_hooks:
-            config.pluginmanager.unregister(hooks)
+        for hooks in [*plugin._registered_hooks, plugin._status_hook]:
+            if hooks is not None:
+                config.pluginmanager.unregister(hooks)
         config.pluginmanager.unregister(plugin)
         del config.stash[PLUGIN_KEY]
 
@@ -153,6 +160,10 @@ class HypomnesisPlugin:
         # junitxml reads properties from the teardown report; without it, add nothing.
         self._junit = bool(config.getoption("xmlpath", None))
         self._registered_hooks: list[object] = []
+        self._status_hook: _StatusHook | None = None
+        """Registered at the first record a budget failed (see ``_watch_status``)."""
+        self._build_record: Callable[..., MeasuredTestRecord] | None = None
+        """``record.measured_test_record``, bound when the per-test hooks are registered."""
         self.parallel: ParallelState | None = None
         self.worker_peaks: dict[str, int] = {}
         """On the controller: each xdist worker's run RAM peak, from its ``workeroutput``."""
@@ -197,7 +208,7 @@ class HypomnesisPlugin:
             peaks[self.worker] = peak
         return peaks
 
-    # -- the worker side: measure and judge (hooks live in _RuntestHooks) ----------------
+    # -- the worker side: measure and judge (the per-test hooks are the classes below) --
 
     def _finish_call(self, item: pytest.Item, state: _TestState) -> None:
         span = state.span
@@ -256,9 +267,12 @@ class HypomnesisPlugin:
     def _record(
         self, item: pytest.Item, span: SpanRecord, outcome: str, state: _TestState
     ) -> MeasuredTestRecord:
-        from pytest_hypomnesis.record import measured_test_record
+        build = self._build_record
+        if build is None:  # pragma: no cover - bound with the per-test hooks
+            from pytest_hypomnesis.record import measured_test_record
 
-        record = measured_test_record(
+            build = self._build_record = measured_test_record
+        record = build(
             span,
             nodeid=item.nodeid,
             outcome=outcome,
@@ -284,14 +298,46 @@ class HypomnesisPlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        # Last, after every other plugin's reordering and deselection: the budgets of the
+        # tests that will run are read here, once, so no per-test hook parses markers.
         s = self.settings
-        if (
-            s.measure_all
-            or s.max_ram_bytes is not None
-            or s.max_vram_bytes is not None
-            or any(has_budget_marker(item) for item in items)
-        ):
-            self.enable_runtest_hooks()
+        defaults = s.max_ram_bytes is not None or s.max_vram_bytes is not None
+        marked = bad = False
+        shared: list[Budget] | None = None  # a default budget: the same for every unmarked test
+        for item in items:
+            item_marked = has_budget_marker(item)
+            if item_marked:
+                marked = True
+            elif not defaults:
+                continue
+            elif shared is not None:
+                item.stash[_BUDGETS] = shared
+                continue
+            from pytest_hypomnesis.plugin.budgets import BudgetError, budgets_for
+
+            try:
+                budgets = budgets_for(
+                    item,
+                    max_ram_bytes=s.max_ram_bytes,
+                    max_vram_bytes=s.max_vram_bytes,
+                    ram_source=s.ram_budget_source,
+                    vram_source=s.vram_budget_source,
+                )
+            except BudgetError as exc:
+                # The test alone fails, at its setup, with the one line.
+                item.stash[_BAD_BUDGET] = str(exc)
+                bad = True
+                continue
+            except Exception as exc:  # what else the parser raised: the test's error, as before
+                item.stash[_BAD_BUDGET] = exc
+                bad = True
+                continue
+            if not item_marked:
+                shared = budgets
+            if budgets:
+                item.stash[_BUDGETS] = budgets
+        if s.measure_all or defaults or marked:
+            self.enable_runtest_hooks(bad_markers=bad)
 
     def pytest_report_header(self, config: pytest.Config) -> list[str] | None:
         # Only a session that measures every test knows this early that it measures; the
@@ -301,12 +347,24 @@ class HypomnesisPlugin:
         self.engine.prepare()
         return [f"hypomnesis: {line}" for line in self.engine.header_lines()] or None
 
-    def enable_runtest_hooks(self) -> None:
+    def enable_runtest_hooks(self, *, bad_markers: bool = True) -> None:
+        """Register the per-test hooks this session needs, and no others: each one is
+        pytest calling into us once (setup, call) or three times (makereport) per test."""
         if self._registered_hooks:
             return
         self.engine.prepare()
-        hooks: list[tuple[object, str]] = [(_RuntestHooks(self), "hypomnesis-runtest")]
-        if self.settings.scope == "test":
+        from pytest_hypomnesis.record import measured_test_record
+
+        self._build_record = measured_test_record
+        scope_test = self.settings.scope == "test"
+        hooks: list[tuple[object, str]] = [(_ReportHook(self), "hypomnesis-runtest")]
+        if scope_test or bad_markers:
+            # A bad marker fails its test at setup; scope=test begins the span there.
+            hooks.append((_SetupHook(self), "hypomnesis-setup"))
+        # The span of scope=call (scope=test: its figures so far, for the call report);
+        # budgets fail the call itself.
+        hooks.append((_CallHook(self), "hypomnesis-call"))
+        if scope_test:
             hooks.append((_ScopeTestHooks(self), "hypomnesis-scope-test"))
         if self.parallel is not None and self.parallel.admission is not None:
             # Last registered, so its setup hook runs before the span begins.
@@ -318,23 +376,9 @@ class HypomnesisPlugin:
     # -- the controller side: collect, summarise, write ----------------------------------
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_report_teststatus(
-        self, report: pytest.TestReport, config: pytest.Config
-    ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
-        # Three times per test: the cheap checks first.
-        if report.when != "call" or not report.failed:
-            return None
-        record = getattr(report, ATTR, None)
-        if isinstance(record, dict):
-            from pytest_hypomnesis.record import budget_failed, over_budget
-
-            if budget_failed(record):
-                if over_budget(record):
-                    return "failed", "M", ("OVER BUDGET", {"red": True})
-                return "failed", "M", ("BUDGET NOT CHECKED", {"red": True})
-        return None
-
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # First: a budget failure's status hook is registered before the terminal
+        # reporter's logreport asks for this report's letter.
         if self.is_worker:
             return
         if self.settings.measure_all:
@@ -343,6 +387,8 @@ class HypomnesisPlugin:
                 self.outcomes[key] = self.outcomes.get(key, 0) + 1
         record = getattr(report, ATTR, None)
         if isinstance(record, dict):
+            if self._status_hook is None and record.get("budgets"):
+                self._watch_status(record)
             nodeid = report.nodeid
             # pytest-rerunfailures numbers each attempt's reports (`rerun`) and logs a
             # failed attempt as outcome "rerun": every attempt's record is kept, not only
@@ -363,6 +409,17 @@ class HypomnesisPlugin:
                 self.unchecked_budgets = any(
                     isinstance(b, dict) and b.get("passed") is None for b in budgets
                 )
+
+    def _watch_status(self, record: dict[str, Any]) -> None:
+        """Register the hook that gives a budget failure its ``M``/``OVER BUDGET`` status
+        at the first record a budget failed: until then pytest's teststatus calls (three
+        per test) cost us nothing."""
+        from pytest_hypomnesis.record import budget_failed
+
+        if budget_failed(record):
+            hook = _StatusHook()
+            self.config.pluginmanager.register(hook, "hypomnesis-status")
+            self._status_hook = hook
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -435,10 +492,43 @@ class HypomnesisPlugin:
                 terminalreporter.write_line(f"hypomnesis: {line}")
 
 
-class _RuntestHooks:
-    """The per-test hooks, registered only when this session measures something (the
-    flag, a default budget, a report option, or a collected test with a budget marker):
-    a session that measures nothing pays nothing per test."""
+class _StatusHook:
+    """The ``M``/``OVER BUDGET`` status letters of a test a budget failed (on the
+    controller), registered at the first such record: pytest asks every report's status."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport, config: pytest.Config
+    ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+        # Three times per test: the cheap checks first.
+        if report.when != "call" or not report.failed:
+            return None
+        record = getattr(report, ATTR, None)
+        if isinstance(record, dict):
+            from pytest_hypomnesis.record import budget_failed, over_budget
+
+            if budget_failed(record):
+                if over_budget(record):
+                    return "failed", "M", ("OVER BUDGET", {"red": True})
+                return "failed", "M", ("BUDGET NOT CHECKED", {"red": True})
+        return None
+
+
+def _state_for(item: pytest.Item, settings: Settings) -> _TestState | None:
+    """A new measured test's state, in its stash; ``None`` for a test not measured (no
+    budget, and only tests with budgets measured)."""
+    budgets = item.stash.get(_BUDGETS, None)
+    if budgets is None:
+        if not settings.measure_all:
+            return None
+        budgets = _NO_BUDGETS
+    state = _TestState(budgets)
+    item.stash[_STATE] = state
+    return state
+
+
+class _SetupHook:
+    """Registered with a bad budget marker among the tests, or with scope=test."""
 
     def __init__(self, plugin: HypomnesisPlugin) -> None:
         self.plugin = plugin
@@ -448,46 +538,47 @@ class _RuntestHooks:
         # A plain hook, not a wrapper: it runs after every wrapper's setup has begun and
         # before any fixture is set up, so a bad marker fails the test with the other
         # plugins' per-test state whole, and a scope=test span still covers the fixtures.
+        bad = item.stash.get(_BAD_BUDGET, None)
+        if bad is not None:
+            if isinstance(bad, str):
+                pytest.fail(bad, pytrace=False)
+            raise bad
         s = self.plugin.settings
-        if s.max_ram_bytes is None and s.max_vram_bytes is None and not has_budget_marker(item):
-            budgets: list[Budget] = []  # the common case, without parsing anything
-        else:
-            from pytest_hypomnesis.plugin.budgets import BudgetError, budgets_for
-
-            message: str | None = None
-            try:
-                budgets = budgets_for(
-                    item,
-                    max_ram_bytes=s.max_ram_bytes,
-                    max_vram_bytes=s.max_vram_bytes,
-                    ram_source=s.ram_budget_source,
-                    vram_source=s.vram_budget_source,
-                )
-            except BudgetError as exc:
-                # Outside the except block, so the failure does not chain to the BudgetError.
-                message = str(exc)
-            if message is not None:
-                pytest.fail(message, pytrace=False)
-        if budgets or s.measure_all:
-            state = _TestState(budgets)
-            item.stash[_STATE] = state
-            if s.scope == "test":
+        if s.scope == "test":
+            state = _state_for(item, s)
+            if state is not None:
                 state.span = self.plugin.engine.begin(timeline=s.timeline, traced=state.traced)
+
+
+class _CallHook:
+    """The call phase: the span of scope=call, and the budgets judged at its end."""
+
+    def __init__(self, plugin: HypomnesisPlugin) -> None:
+        self.plugin = plugin
+        self.settings = plugin.settings
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
-        state = item.stash.get(_STATE, None)
-        if state is None:
-            return (yield)
-        plugin = self.plugin
-        if plugin.settings.scope == "call":
-            state.span = plugin.engine.begin(timeline=plugin.settings.timeline, traced=state.traced)
+        s = self.settings
+        if s.scope == "call":
+            state = _state_for(item, s)
+            if state is None:
+                return (yield)
+            plugin = self.plugin
+            state.span = plugin.engine.begin(timeline=s.timeline, traced=state.traced)
+        else:
+            state = item.stash.get(_STATE, None)
+            if state is None:
+                return (yield)
+            plugin = self.plugin
         try:
             result = yield
         except BaseException:
             plugin._finish_call(item, state)
             raise
         plugin._finish_call(item, state)
+        if not state.verdicts:
+            return result
         text = plugin._budget_failure(item, state)
         if text is None:
             return result
@@ -499,16 +590,28 @@ class _RuntestHooks:
         state.budget_failure = failure
         raise failure
 
+
+class _ReportHook:
+    """Puts the record on the call report (scope=test: the teardown report, too), where
+    it travels to the controller with or without xdist."""
+
+    def __init__(self, plugin: HypomnesisPlugin) -> None:
+        self.plugin = plugin
+        # Nothing to do at teardown unless a span ends there or junitxml reads it.
+        self._teardown = plugin.settings.scope == "test" or plugin._junit
+
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        when = call.when
+        if when == "setup" or (when == "teardown" and not self._teardown):
+            return (yield)
         report = yield
         state = item.stash.get(_STATE, None)
         if state is None:
             return report
         plugin = self.plugin
-        when = report.when
         if when == "call":
             span_figures = state.figures
             if span_figures is not None:
