@@ -14,17 +14,29 @@ gets busier slows every variant alike) as:
 - with ``-n 2``: ``plain -n2`` and ``hypomnesis -n2``;
 - ``memray`` (pytest-memray ``--memray``) when installed.
 
-Figures are CPU time (user + sys) of the pytest process and its children, from
-``getrusage(RUSAGE_CHILDREN)``: on a shared machine wall time measures the neighbours.
-Each variant's cost per test is the median over rounds of its paired difference from the
-same round's ``plain`` run, minus the start-up difference a one-test suite shows, divided
-by the number of tests. Run it with the package installed (not editable) and bytecode
-cached, as a user has it. Not a test: figures depend on the machine.
+Two figures, both CPU time (user + sys): on a shared machine wall time measures the
+neighbours.
+
+- **per test, in-process** (``per test us``): a timing plugin loaded in every in-process
+  variant wraps each test's whole protocol (setup, call, teardown, reports, every plugin's
+  hooks) and reads the process's CPU clock around it; the variant's figure is the median
+  over its tests, minus ``plain``'s median in the same round (paired), and the table
+  gives the median over rounds and their range. Medians over thousands of tests shrug off
+  the neighbours' bursts that whole-process totals cannot.
+- **whole process** (``x plain``): CPU of the pytest process and its children (xdist
+  workers), from ``getrusage(RUSAGE_CHILDREN)``, as a ratio to ``plain`` (``-n2``
+  variants to ``plain -n2``), median over rounds. ``-n2 per test`` is the paired
+  difference from ``plain -n2`` divided by the number of tests (start-up included).
+
+``fake NVML reading`` is the fake library's own cost: the median of the very reader the
+plugin calls twice per test, timed alone. Run it with the package installed (not
+editable) and bytecode cached, as a user has it. Not a test: figures depend on the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -88,6 +100,54 @@ def pytest_runtest_logreport(report):
 """
 
 
+# Loaded in every in-process variant: each test's protocol timed on the process CPU clock
+# (the sampler thread's work included), outermost, so every plugin's hooks are inside.
+TIMER_PLUGIN = """
+import json, os, statistics, time
+import pytest
+
+_clock = time.process_time_ns
+_spent = []
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    start = _clock()
+    try:
+        return (yield)
+    finally:
+        _spent.append(_clock() - start)
+
+def pytest_unconfigure(config):
+    out = os.environ.get("HMN_BENCH_OUT")
+    if out and _spent:
+        # The first tests pay for first-use work (imports, backends): left out.
+        kept = _spent[len(_spent) // 20:]
+        with open(out, "w") as fh:
+            json.dump({"median_ns": statistics.median(kept), "tests": len(kept)}, fh)
+"""
+
+# The fake NVML reader the plugin calls at each span's start and end, timed alone.
+FAKE_READER_COST = """
+import statistics, sys, time
+from pytest_hypomnesis.plugin.engine import Engine
+
+engine = Engine(interval_s=0.01)
+engine.prepare()
+readers, _ = engine.readers()
+if not readers:
+    raise SystemExit("the fake NVML gave no reader: " + str(engine.unavailable_reason()))
+read = readers[0][1]
+for _ in range(500):
+    read()
+spent = []
+for _ in range(int(sys.argv[1])):
+    start = time.process_time_ns()
+    read()
+    spent.append(time.process_time_ns() - start)
+print(statistics.median(spent) / 1000)
+"""
+
+
 def write_suite(directory: Path, count: int) -> None:
     per_file = 200
     for start in range(0, count, per_file):
@@ -102,6 +162,7 @@ def write_suite(directory: Path, count: int) -> None:
 def write_shape_plugins(directory: Path) -> None:
     for name, floor in (("hmn_bench_noop", False), ("hmn_bench_floor", True)):
         (directory / f"{name}.py").write_text(SHAPE_PLUGIN.format(floor=floor), encoding="utf-8")
+    (directory / "hmn_bench_timer.py").write_text(TIMER_PLUGIN, encoding="utf-8")
 
 
 def build_fake_nvml(directory: Path) -> Path | None:
@@ -159,13 +220,27 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_once(suite: Path, plugins: Path, args: list[str], extra_env: dict[str, str]) -> float:
-    """CPU seconds of one pytest run, its xdist workers included."""
+def _env(plugins: Path, extra_env: dict[str, str]) -> dict[str, str]:
     env = {**os.environ, **extra_env}
     env.pop("PYTEST_ADDOPTS", None)
     # As on a user's machine: bytecode cached (an installed package ships it).
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(plugins), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_once(
+    suite: Path, plugins: Path, args: list[str], extra_env: dict[str, str]
+) -> tuple[float, float | None]:
+    """CPU seconds of one pytest run, its xdist workers included, and (in-process runs)
+    the median CPU microseconds of one test's protocol."""
+    env = _env(plugins, extra_env)
+    timed = "-n" not in args
+    out = suite / "timer.json"
+    out.unlink(missing_ok=True)
+    if timed:
+        env["HMN_BENCH_OUT"] = str(out)
+        args = ["-p", "hmn_bench_timer", *args]
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     command += ["-p", "no:randomly", *args, str(suite)]
     before = _children_cpu_s()
@@ -173,7 +248,22 @@ def run_once(suite: Path, plugins: Path, args: list[str], extra_env: dict[str, s
     spent = _children_cpu_s() - before
     if result.returncode != 0:
         raise SystemExit(f"pytest {' '.join(args)} failed:\n{result.stdout[-2000:]}")
-    return spent
+    per_test = json.loads(out.read_text())["median_ns"] / 1000 if timed else None
+    return spent, per_test
+
+
+def fake_reader_us(plugins: Path, env: dict[str, str], calls: int = 5000) -> float | None:
+    result = subprocess.run(
+        [sys.executable, "-c", FAKE_READER_COST, str(calls)],
+        env=_env(plugins, env),
+        capture_output=True,
+        text=True,
+    )
+    return float(result.stdout) if result.returncode == 0 else None
+
+
+def _spread(values: list[float]) -> str:
+    return f"{min(values):.0f}..{max(values):.0f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,41 +278,46 @@ def main(argv: list[str] | None = None) -> int:
         for directory in (suite, single, plugins):
             directory.mkdir()
         write_suite(suite, options.tests)
-        write_suite(single, 1)  # the fixed start-up and end-of-session cost
+        write_suite(single, 1)  # warm-up runs
         write_shape_plugins(plugins)
         fake = build_fake_nvml(Path(tmp))
         chosen = variants(fake, memray=not options.no_memray, xdist=not options.no_xdist)
-        full: dict[str, list[float]] = {name: [] for name in chosen}
-        fixed: dict[str, list[float]] = {name: [] for name in chosen}
+        cpu: dict[str, list[float]] = {name: [] for name in chosen}
+        per_test: dict[str, list[float]] = {name: [] for name in chosen}
         for args, env in chosen.values():  # warm-up: bytecode, page cache
             run_once(single, plugins, args, env)
         for round_no in range(options.rounds):
             for name, (args, env) in chosen.items():
-                full[name].append(run_once(suite, plugins, args, env))
-                fixed[name].append(run_once(single, plugins, args, env))
+                spent, median_us = run_once(suite, plugins, args, env)
+                cpu[name].append(spent)
+                if median_us is not None:
+                    per_test[name].append(median_us)
             print(f"round {round_no + 1}/{options.rounds} done", file=sys.stderr)
+        reader_us = fake_reader_us(plugins, chosen["hypomnesis+fake-nvml"][1]) if fake else None
     n = options.tests
     print(f"{n} trivial tests, {options.rounds} interleaved rounds, CPU time (user+sys)")
-    print(
-        f"{'variant':<22}{'CPU s':>8}{'x plain':>9}{'start-up ms':>13}{'per test us':>13}"
-        f"{'IQR us':>15}"
-    )
+    print(f"{'variant':<22}{'x plain':>9}{'range':>13}{'per test us':>13}{'range':>13}")
     for name in chosen:
-        # Paired per round against the plain run of the same round (the -n2 variants
-        # against plain -n2), start-up taken out.
         base = "plain -n2" if name.endswith("-n2") else "plain"
-        startup = [a - b for a, b in zip(fixed[name], fixed[base], strict=True)]
-        per_test = [
-            ((a - b) - s) / n * 1e6 for a, b, s in zip(full[name], full[base], startup, strict=True)
-        ]
-        quartiles = statistics.quantiles(per_test, n=4) if len(per_test) > 1 else per_test * 3
-        median = statistics.median(full[name])
-        ratio = median / statistics.median(full[base])
+        ratios = [a / b for a, b in zip(cpu[name], cpu[base], strict=True)]
+        if per_test[name]:
+            # Paired: the same round's plain run, test for test.
+            diffs = [a - b for a, b in zip(per_test[name], per_test[base], strict=True)]
+            if name == "plain":
+                diffs = per_test[name]  # plain's own cost per test, for scale
+        else:
+            diffs = [(a - b) / n * 1e6 for a, b in zip(cpu[name], cpu[base], strict=True)]
         print(
-            f"{name:<22}{median:>8.2f}{ratio:>9.3f}{statistics.median(startup) * 1e3:>13.1f}"
-            f"{statistics.median(per_test):>13.1f}"
-            f"{f'{quartiles[0]:.0f}..{quartiles[2]:.0f}':>15}"
+            f"{name:<22}{statistics.median(ratios):>9.3f}"
+            f"{f'{min(ratios):.2f}..{max(ratios):.2f}':>13}"
+            f"{statistics.median(diffs):>13.1f}{_spread(diffs):>13}"
         )
+    print(
+        "per test: in-process, the median test's CPU minus plain's (plain: its own);"
+        " -n2 rows: whole-process CPU over plain -n2 per test"
+    )
+    if reader_us is not None:
+        print(f"fake NVML reading (the plugin takes 2 per test): {reader_us:.1f} us")
     if fake is None:
         print("(no C compiler: the fake NVML variant was skipped)")
     return 0
