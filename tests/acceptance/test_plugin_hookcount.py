@@ -6,6 +6,7 @@ own hook-call monitoring in a real pytester run, over tests that pass."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ class _Counter:
         self.calls: Counter[str] = Counter()
 
     def pytest_configure(self, config: pytest.Config) -> None:
-        def before(name: str, impls: list[Any], kwargs: dict[str, Any]) -> None:
+        def before(name: str, impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
             for impl in impls:
                 owner = impl.plugin
                 module = getattr(owner, "__name__", None) or type(owner).__module__
