@@ -17,6 +17,7 @@ import contextlib
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, cast
@@ -68,7 +69,7 @@ _RETRY_MAX_S = 60.0
 _PERMANENT = ("NVML Shared Library Not Found", "nvidia-ml-py not installed")
 
 
-@dataclass
+@dataclass(slots=True)
 class _DeviceTrack:
     start_bytes: int | None = None
     peak_bytes: int | None = None
@@ -306,6 +307,7 @@ class Engine:
         self._fake_readers: list[tuple[int, Reader]] = []
         self._thread: threading.Thread | None = None
         self._thread_pid: int | None = None
+        _ENGINES.add(self)
         self._active = threading.Event()
         self._closing = threading.Event()
         # Open spans that keep a timeline; the sampler then reads RSS even when the
@@ -502,13 +504,23 @@ class Engine:
         )
 
     def _ensure_thread(self) -> None:
+        thread = self._thread
+        if thread is not None and _FORK_FORGETS:
+            # At every span start: a forked child has already forgotten the thread (it
+            # does not exist there), and ours ends only through close(), which drops it.
+            return
         pid = os.getpid()
-        if self._thread is not None and self._thread_pid == pid and self._thread.is_alive():
+        if thread is not None and self._thread_pid == pid and thread.is_alive():
             return
         self._thread_pid = pid
         self._closing.clear()
         self._thread = threading.Thread(target=self._run, name="hypomnesis-sampler", daemon=True)
         self._thread.start()
+
+    def _forget_thread(self) -> None:
+        """In a forked child: the parent's sampler thread does not exist here."""
+        self._thread = None
+        self._thread_pid = None
 
     def _run(self) -> None:
         idle = 0
@@ -608,7 +620,8 @@ class Engine:
                             span.total.start_bytes = 0  # the fake's: nothing held at start
                     track.add(reading, final=final, reserved_bytes=reserved.get(index))
                     if reading.source is not None:
-                        span.source = reading.source.value
+                        # _value_: the member's plain attribute (.value is a descriptor).
+                        span.source = reading.source._value_
                 if readings:
                     span.total.add(tick_total, final=final)
                 for r in allocated:
@@ -682,13 +695,13 @@ class Engine:
             self._fold_ram()
         self._reset_ram()
 
-    def _plain_case(self, timeline: bool) -> bool:
-        """Nothing to sample: no GPU reader, no fake GPU, an exact RAM peak, no torch, no
-        timeline, no span already open. The common case on a GPU-less machine, taken
-        twice per measured test, so it skips the reader, torch and thread machinery."""
+    def _plain_case(self) -> bool:
+        """Nothing to sample but RSS: no GPU reader, no fake GPU, an exact RAM peak, no
+        torch, no span already open. The common case on a GPU-less machine, taken twice
+        per measured test, so it skips the reader and torch machinery (with a timeline the
+        sampler thread still reads RSS into it)."""
         return (
-            not timeline
-            and not self._open
+            not self._open
             and self._real_readers == []
             and chain.current_fake() is None
             and self.ram.exact
@@ -736,7 +749,7 @@ class Engine:
             span = self._begin(timeline=timeline, plain=False)
             self._begin_tracing(span)
             return span
-        return self._begin(timeline=timeline, plain=self._plain_case(timeline))
+        return self._begin(timeline=timeline, plain=self._plain_case())
 
     def _begin(self, *, timeline: bool, plain: bool) -> Span:
         if plain:
@@ -745,15 +758,24 @@ class Engine:
             with self._lock:
                 self._fold_and_reset_ram()
                 rss = self.ram.read_rss()
+                t0 = _clock()
                 span = Span(
-                    t0=_clock(),
+                    t0=t0,
                     ram_start_bytes=rss,
                     ram_peak_bytes=rss,
                     started=True,
                     plain=True,
                     thread=threading.get_ident(),
                 )
+                if timeline:
+                    # Its first point is the start reading; the sampler adds RSS points.
+                    span.timeline = recorder = TimelineRecorder()
+                    recorder.start(t0)
+                    recorder.add(_clock(), rss, {})
+                    self._timeline_spans += 1
                 self._open.append(span)  # an inner span must still fold into this one
+            if timeline:
+                self._wake_sampler()
             return span
         exact = self.ram.exact
         loaded = frameworks.any_loaded()
@@ -784,10 +806,13 @@ class Engine:
             self._sample(final=False, only=span)
         span.started = True
         if self._needs_thread(readers, fake, timeline):
-            self._ensure_thread()
-            if not self._active.is_set():
-                self._active.set()
+            self._wake_sampler()
         return span
+
+    def _wake_sampler(self) -> None:
+        self._ensure_thread()
+        if not self._active.is_set():
+            self._active.set()
 
     def peek(self, span: Span) -> SpanRecord:
         """The figures so far, leaving the span open (budgets judged before teardown)."""
@@ -815,8 +840,9 @@ class Engine:
         return record
 
     def end(self, span: Span) -> SpanRecord:
-        record = self._finish(span, self._figures(span, final=True))
-        self._close(span)
+        record = self._finish(span, self._figures(span, final=True, close=True))
+        if not span.closed:
+            self._close(span)
         if span.traced_start_bytes is not None and self._tracer is not None:
             self._tracer.release()
         if span.timeline is not None:
@@ -825,17 +851,27 @@ class Engine:
 
     def _close(self, span: Span) -> None:
         with self._lock:
-            span.closed = True
-            if span in self._open:
-                self._open.remove(span)
-                if span.timeline is not None:
-                    self._timeline_spans -= 1
+            self._close_locked(span)
 
-    def _ram_now(self, span: Span, *, final: bool) -> tuple[float, int, int]:
-        """Duration, RAM peak and RSS now; with ``final`` the peak is kept on the span."""
+    def _close_locked(self, span: Span) -> None:
+        span.closed = True
+        if span in self._open:
+            self._open.remove(span)
+            if span.timeline is not None:
+                self._timeline_spans -= 1
+
+    def _ram_now(self, span: Span, *, final: bool, close: bool = False) -> tuple[float, int, int]:
+        """Duration, RAM peak and RSS now; with ``final`` the peak is kept on the span;
+        with ``close`` the span is closed under the same lock (a plain span's end)."""
         rss = self.ram.read_rss()
-        duration_s = max(0.0, _clock() - span.t0)
+        now = _clock()
+        duration_s = max(0.0, now - span.t0)
         with self._lock:
+            if close:
+                timeline = span.timeline
+                if timeline is not None:  # a plain span's last point: the end reading
+                    timeline.add(now, rss, {})
+                self._close_locked(span)
             # Read under the lock another thread's fold-and-reset takes.
             peak_now = self.ram.peak_bytes()
             ram_peak = rss
@@ -850,12 +886,12 @@ class Engine:
                     self._note_run_peak(ram_peak)
         return duration_s, ram_peak, rss
 
-    def _figures(self, span: Span, *, final: bool) -> SpanRecord:
+    def _figures(self, span: Span, *, final: bool, close: bool = False) -> SpanRecord:
         # A plain span (begun with nothing to sample) reads only RAM, unless a fake GPU
         # was installed after it began (fixture set-up inside a scope=test span): that
         # one has devices to read, and takes the sampling path below.
         if span.plain and chain.current_fake() is None:
-            duration_s, ram_peak, rss = self._ram_now(span, final=final)
+            duration_s, ram_peak, rss = self._ram_now(span, final=final, close=close)
             return {
                 "duration_s": duration_s,
                 "ram": ram_record(span.ram_start_bytes, ram_peak, rss, self.ram.method),
@@ -936,6 +972,19 @@ def _identified(record: VramDeviceRecord, identity: DeviceIdentity | None) -> Vr
     if identity is None:
         identity = device_identity(None, None, None, None)
     return {**identity, **record}
+
+
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+_FORK_FORGETS = hasattr(os, "register_at_fork")
+
+
+def _after_fork_in_child() -> None:
+    for engine in list(_ENGINES):
+        engine._forget_thread()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _nvml_blind(index: int, uuid: str | None, ordinal: int) -> str | None:

@@ -17,6 +17,9 @@ __all__ = ["KeptFd"]
 
 _getpid = os.getpid
 _fstat = os.fstat
+# Where a fork runs our at-fork handler (below), a forked child has forgotten its
+# parent's fds before it can use one: the hot path need not ask for the pid each time.
+_FORK_FORGETS = hasattr(os, "register_at_fork")
 
 
 class KeptFd:
@@ -44,8 +47,9 @@ class KeptFd:
     def get(self) -> int:
         """The verified fd; raises ``OSError`` when ``path`` cannot be opened."""
         fd = self.fd
-        # The hot path (each RSS read): one getpid and one fstat, no tuple built.
-        if fd is not None and self.pid == _getpid():
+        # The hot path (each RSS read): one fstat, no tuple built (and a getpid where a
+        # fork does not run the at-fork handler that forgets the parent's fds).
+        if fd is not None and (_FORK_FORGETS or self.pid == _getpid()):
             try:
                 info = _fstat(fd)
             except OSError:
