@@ -49,8 +49,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_NVML_SOURCE = ROOT / "tests" / "fake_nvml" / "fake_nvml.c"
 
-# The shape of our per-test hooks: a setup hook, a call wrapper, a makereport wrapper that
-# puts a dict on the call report, and the controller's teststatus/logreport hooks.
+# The shape of our per-test hooks: a call wrapper, a makereport wrapper that puts a dict
+# on the call report, and the controller's logreport hook (7 calls per test).
 SHAPE_PLUGIN = """
 import os, resource
 import pytest
@@ -64,10 +64,6 @@ def _ram():
 if FLOOR:
     _clear = os.open("/proc/self/clear_refs", os.O_WRONLY)
     _statm = os.open("/proc/self/statm", os.O_RDONLY)
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item):
-    pass
 
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_runtest_call(item):
@@ -88,12 +84,6 @@ def pytest_runtest_makereport(item, call):
     if report.when == "call":
         report.bench = getattr(item, "_bench", None)
     return report
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_report_teststatus(report, config):
-    if report.when != "call" or not report.failed:
-        return None
-    return None
 
 def pytest_runtest_logreport(report):
     getattr(report, "bench", None)

@@ -147,6 +147,8 @@ class HypomnesisPlugin:
         self.settings = settings
         workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
         self.is_worker = workerinput is not None
+        self.measure_all = settings.measure_all
+        """Every test is measured (kept: asked three times per test)."""
         self.worker = str(workerinput["workerid"]) if workerinput else "master"
         self.baseline: dict[str, Any] | None = None
         self.session_report: SessionReport | None = None
@@ -381,7 +383,7 @@ class HypomnesisPlugin:
         # reporter's logreport asks for this report's letter.
         if self.is_worker:
             return
-        if self.settings.measure_all:
+        if self.measure_all:
             key = _pytest_category(report)
             if key is not None:
                 self.outcomes[key] = self.outcomes.get(key, 0) + 1
@@ -514,12 +516,12 @@ class _StatusHook:
         return None
 
 
-def _state_for(item: pytest.Item, settings: Settings) -> _TestState | None:
+def _state_for(item: pytest.Item, measure_all: bool) -> _TestState | None:
     """A new measured test's state, in its stash; ``None`` for a test not measured (no
     budget, and only tests with budgets measured)."""
     budgets = item.stash.get(_BUDGETS, None)
     if budgets is None:
-        if not settings.measure_all:
+        if not measure_all:
             return None
         budgets = _NO_BUDGETS
     state = _TestState(budgets)
@@ -545,7 +547,7 @@ class _SetupHook:
             raise bad
         s = self.plugin.settings
         if s.scope == "test":
-            state = _state_for(item, s)
+            state = _state_for(item, self.plugin.measure_all)
             if state is not None:
                 state.span = self.plugin.engine.begin(timeline=s.timeline, traced=state.traced)
 
@@ -555,17 +557,17 @@ class _CallHook:
 
     def __init__(self, plugin: HypomnesisPlugin) -> None:
         self.plugin = plugin
-        self.settings = plugin.settings
+        self.scope_call = plugin.settings.scope == "call"
+        self.timeline = plugin.settings.timeline
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
-        s = self.settings
-        if s.scope == "call":
-            state = _state_for(item, s)
+        if self.scope_call:
+            plugin = self.plugin
+            state = _state_for(item, plugin.measure_all)
             if state is None:
                 return (yield)
-            plugin = self.plugin
-            state.span = plugin.engine.begin(timeline=s.timeline, traced=state.traced)
+            state.span = plugin.engine.begin(timeline=self.timeline, traced=state.traced)
         else:
             state = item.stash.get(_STATE, None)
             if state is None:
