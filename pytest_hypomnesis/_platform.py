@@ -1,15 +1,36 @@
-"""Which OS this is, and the ``HYPOMNESIS_DEBUG`` switch. Depends on nothing else in the package."""
+"""Which OS this is, and the ``HYPOMNESIS_DEBUG`` switch. Depends on nothing else in the package.
+
+The one place the package asks which OS it runs on: ``IS_LINUX``/``IS_WINDOWS``/``IS_MACOS``
+for a choice made once (at import, or the first call: which RSS reader), ``system()`` for a
+choice made per question (``probe.chain``'s fallback chains, which tests replay for another
+OS by patching ``chain.platform``). Elsewhere ``sys.platform`` is only compared directly in
+an ``if`` guarding a call that exists on one OS, the one form mypy's ``--platform`` runs
+understand (``tests/unit/test_layers.py`` checks that).
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 
-__all__ = ["IS_LINUX", "IS_MACOS", "IS_WINDOWS", "debug", "debug_enabled", "refresh_debug"]
+__all__ = [
+    "IS_LINUX",
+    "IS_MACOS",
+    "IS_WINDOWS",
+    "debug",
+    "debug_enabled",
+    "refresh_debug",
+    "system",
+]
 
 IS_LINUX = sys.platform.startswith("linux")
 IS_WINDOWS = sys.platform == "win32"
 IS_MACOS = sys.platform == "darwin"
+
+
+def system() -> str:
+    """``linux``, ``win32``, ``darwin`` or another ``sys.platform`` value."""
+    return sys.platform
 
 
 def _read_debug_switch() -> bool:

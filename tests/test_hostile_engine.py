@@ -246,7 +246,7 @@ def test_retry_backs_off(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Non
         return None, ("NVML: Unknown Error",)
 
     monkeypatch.setattr(chain, "counted_devices", counted)
-    monkeypatch.setattr(chain, "snapshot_now", lambda index=0: Snapshot(ram_bytes=1))
+    monkeypatch.setattr(Snapshot, "now", classmethod(lambda cls, index=0: Snapshot(ram_bytes=1)))
     for _ in range(200):
         engine.end(engine.begin())
         now[0] += 0.5
@@ -353,7 +353,7 @@ def test_blocks_opened_from_other_threads_never_lose_a_peak(engine: Engine) -> N
 
 
 def test_closed_and_reused_fds_are_never_written_into_or_read(engine: Engine) -> None:
-    rss.process_rss()
+    rss.procfs_rss()
     engine.end(engine.begin())  # kept fds open: statm, clear_refs, status
     kept = [k.fd for k in (rss._statm, engine.ram._clear, engine.ram._status) if k.fd is not None]
     assert kept
@@ -368,10 +368,10 @@ def test_closed_and_reused_fds_are_never_written_into_or_read(engine: Engine) ->
             files.append((path, os.open(path, os.O_RDWR)))
         assert {fd for _, fd in files} & set(kept)
         try:
-            before = rss.process_rss()
+            before = rss.procfs_rss()
             span = engine.begin()
             record = engine.end(span)
-            after = rss.process_rss()
+            after = rss.procfs_rss()
         finally:
             for _, fd in files:
                 os.close(fd)

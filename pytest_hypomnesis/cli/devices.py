@@ -110,7 +110,11 @@ def run(json_mode: bool, out: TextIO | None = None, err: TextIO | None = None) -
             code = _uncounted(json_mode, count_reasons, out, err)
             if code is not None:
                 return code
-        snapshots = [] if count is None else chain.snapshot_all()
+        snapshots: list[Snapshot] = []
+        if count is not None:
+            from pytest_hypomnesis.model import Snapshot
+
+            snapshots = Snapshot.all()
     except HypomnesisError as exc:
         # Only an RSS failure gets here; the crate exits 1 for it.
         err.write(f"hmn: {exc}\n")

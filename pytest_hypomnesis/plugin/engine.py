@@ -26,9 +26,9 @@ from pytest_hypomnesis.plugin import frameworks
 from pytest_hypomnesis.plugin.frameworks import AllocatorReading
 from pytest_hypomnesis.plugin.timeline import TimelineRecorder
 from pytest_hypomnesis.probe import chain
+from pytest_hypomnesis.probe.chain import lifetime_peak_bytes, process_rss
 from pytest_hypomnesis.probe.cuda_devices import CudaDevice, VisibleDevices
 from pytest_hypomnesis.probe.fake import FakeGpu
-from pytest_hypomnesis.probe.rampeak import RamPeakMeter, lifetime_peak_bytes
 from pytest_hypomnesis.probe.readings import VramReading
 from pytest_hypomnesis.record import (
     AllocatorDeviceRecord,
@@ -280,7 +280,7 @@ class Engine:
         # Where the kernel's mark cannot give a span's peak, a sidecar process samples it
         # (probe/sidecar.py); with ``children`` it also counts the descendants.
         self.children = children
-        self.ram = RamPeakMeter(
+        self.ram = chain.ram_peak_meter(
             reset_allowed=not keep_hwm, children=children, interval_s=interval_s
         )
         self._lock = threading.Lock()
@@ -368,7 +368,9 @@ class Engine:
                 counted, count_reasons = chain.counted_devices()
                 if counted is None:
                     reason = "; ".join(dict.fromkeys(count_reasons)) or "no GPU backend answered"
-                    snapshot = chain.snapshot_now(0)
+                    from pytest_hypomnesis.model import Snapshot
+
+                    snapshot = Snapshot.now(0)
                     if snapshot.gpu_device is not None:
                         reason += " (nvidia-smi sees the GPU, but gives no per-process figure)"
                     elif snapshot.gpu_unavailable_reason:

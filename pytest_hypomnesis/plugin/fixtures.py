@@ -42,10 +42,10 @@ def __getattr__(name: str) -> Any:
 def memory_snapshot() -> Callable[..., Snapshot]:
     """A callable: ``memory_snapshot(index=0)`` returns a fresh ``Snapshot``."""
 
-    from pytest_hypomnesis.probe import chain
+    from pytest_hypomnesis.model import Snapshot
 
     def take(index: int = 0) -> Snapshot:
-        return chain.snapshot_now(index)
+        return Snapshot.now(index)
 
     return take
 

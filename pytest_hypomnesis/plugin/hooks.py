@@ -203,7 +203,7 @@ class HypomnesisPlugin:
         if engine is not None:
             peak = engine.run_peak_bytes()
         else:  # nothing reset the kernel's mark here: it holds the whole run's peak
-            from pytest_hypomnesis.probe.rampeak import lifetime_peak_bytes
+            from pytest_hypomnesis.probe.chain import lifetime_peak_bytes
 
             peak = lifetime_peak_bytes()
         if peak is not None:

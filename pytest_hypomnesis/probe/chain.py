@@ -1,4 +1,9 @@
-"""The one place that chooses among GPU backends: the crate's fallback chains (parity §4).
+"""The one place that chooses among backends: the crate's fallback chains (parity §4), and
+how this OS reads its RAM.
+
+RAM goes to one ``RamSource``, chosen once for this OS (``_ram_source()``): RSS and the
+span's peak meter (Linux: procfs and a resettable high-water mark; macOS/Windows: the
+crate's native calls, psutil where they cannot be reached, peaks sampled).
 
 Every question about a GPU goes to one ``GpuSource``: the fake GPU installed by ``set_fake``
 (the ``fake_gpu`` fixture), or else the real backends in their fallback order
@@ -6,33 +11,38 @@ Every question about a GPU goes to one ``GpuSource``: the fake GPU installed by 
 a value or raises ``BackendFailure``; the chain keeps the first answer and remembers why the
 others failed, so an unavailable reading can say why.
 
-The OS a chain runs on is ``platform()`` (a function, so tests can play another OS); a
-backend module tests ``sys.platform`` itself only where mypy must see the check to accept
-its ctypes calls, and import-time switches use ``_platform.IS_*``.
+The OS a GPU chain runs on is ``platform()`` (``_platform.system()``; a function, so tests
+can play another OS); the RAM choice, made once, reads ``_platform.IS_*``. How the package
+asks which OS it is: ``_platform``'s docstring.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
+from pytest_hypomnesis import _platform
 from pytest_hypomnesis._errors import BackendFailure, DeviceIndexOutOfRangeError, NoGpuSourceError
 from pytest_hypomnesis._platform import debug
 from pytest_hypomnesis.probe import rss as _rss
 
 if TYPE_CHECKING:
-    from pytest_hypomnesis.model import (
+    from pytest_hypomnesis.gpumodel import (
         GpuDeviceInfo,
         GpuProcessEntry,
         GpuQuerySource,
         ProcessGpuInfo,
-        Snapshot,
     )
     from pytest_hypomnesis.probe.cuda_devices import CudaDevice, VisibleDevices
     from pytest_hypomnesis.probe.fake import FakeGpu
-    from pytest_hypomnesis.probe.readings import SmiDeviceReading, SpillSource, VramReading
+    from pytest_hypomnesis.probe.rampeak import RamPeakMeter
+    from pytest_hypomnesis.probe.readings import (
+        GpuReading,
+        SmiDeviceReading,
+        SpillSource,
+        VramReading,
+    )
 
 # The records (dataclasses) are imported where a result is built, not here: `hmn ps` on a
 # machine without a GPU finds nothing to build and so never pays for `dataclasses`.
@@ -48,6 +58,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "GpuSource",
+    "RamSource",
     "VramReading",
     "counted_devices",
     "cuda_devices",
@@ -56,12 +67,14 @@ __all__ = [
     "device_info",
     "find_own_mig_device",
     "gpu_processes",
+    "gpu_reading",
+    "gpu_readings_all",
+    "lifetime_peak_bytes",
     "platform",
     "process_gpu_info",
     "process_rss",
+    "ram_peak_meter",
     "set_fake",
-    "snapshot_all",
-    "snapshot_now",
     "spill_counters_available",
     "spill_source",
     "vram_reader",
@@ -85,13 +98,31 @@ class GpuSource(Protocol):
 
     def gpu_processes(self, index: int) -> list[GpuProcessEntry]: ...
 
-    def snapshot(self, ram_bytes: int, index: int) -> Snapshot:
-        """RAM given, best-effort GPU figures; never raises."""
+    def gpu_reading(self, index: int) -> GpuReading:
+        """Best-effort GPU figures for ``Snapshot.now``, with the reasons; never raises."""
         ...
 
     def vram_reader(self, index: int) -> Reader | None:
         """A cheap repeatable reader of this process's VRAM, or ``None`` when nothing
         per-process can be read on ``index``."""
+        ...
+
+
+class RamSource(Protocol):
+    """How this process's RAM is read on this OS; ``rss_bytes`` raises ``RamError``."""
+
+    def rss_bytes(self) -> int: ...
+
+    def peak_meter(
+        self, *, reset_allowed: bool, children: bool = False, interval_s: float = 0.01
+    ) -> RamPeakMeter:
+        """The span peak meter: exact where the OS has a high-water mark we may reset,
+        sampled elsewhere or with ``reset_allowed=False`` (by the sidecar process, which
+        with ``children`` also counts the descendants)."""
+        ...
+
+    def lifetime_peak_bytes(self) -> int | None:
+        """The kernel's peak RSS of the process (since the last reset), ``None`` unknown."""
         ...
 
 
@@ -104,7 +135,7 @@ def _source() -> GpuSource:
 
 def platform() -> str:
     """``linux``, ``win32``, ``darwin`` or other; a function so tests can patch it."""
-    return sys.platform
+    return _platform.system()
 
 
 def set_fake(fake: FakeGpu | None) -> FakeGpu | None:
@@ -120,7 +151,23 @@ def current_fake() -> FakeGpu | None:
 
 def process_rss() -> int:
     """Resident set size of the calling process in bytes; raises ``RamError``."""
-    return _rss.process_rss()
+    value = _RAM.rss_bytes()
+    if _platform._debug_on:  # twice per measured test: no message built when off
+        debug("RSS", f"rss_bytes={value}")
+    return value
+
+
+def ram_peak_meter(
+    *, reset_allowed: bool = True, children: bool = False, interval_s: float = 0.01
+) -> RamPeakMeter:
+    """A span peak meter for this OS (``RamSource.peak_meter``)."""
+    return _RAM.peak_meter(reset_allowed=reset_allowed, children=children, interval_s=interval_s)
+
+
+def lifetime_peak_bytes() -> int | None:
+    """The kernel's peak RSS of this process: the whole run's while the mark was never
+    reset, else since the last reset; ``None`` where the OS keeps none we read."""
+    return _RAM.lifetime_peak_bytes()
 
 
 def _try(reasons: list[str], backend: str, fn: Callable[[], T]) -> T | None:
@@ -231,7 +278,7 @@ def _device_info(
             dxgi_name = _try(reasons, "DXGI", lambda: dxgi.adapter_name(index))
             if dxgi_name is not None:
                 name = dxgi_name
-        from pytest_hypomnesis.model import GpuDeviceInfo
+        from pytest_hypomnesis.gpumodel import GpuDeviceInfo
 
         return (
             GpuDeviceInfo(
@@ -253,7 +300,7 @@ def _device_info(
             return found, reasons
     smi_reading = _try(reasons, "nvidia-smi", smi_query or (lambda: smi.device_query(index)))
     if smi_reading is not None:
-        from pytest_hypomnesis.model import GpuDeviceInfo
+        from pytest_hypomnesis.gpumodel import GpuDeviceInfo
 
         return (
             GpuDeviceInfo(
@@ -289,7 +336,7 @@ def _process_gpu_info(
 
         used = _try(reasons, "Metal", lambda: metal.process_footprint(target))
         if used is not None:
-            from pytest_hypomnesis.model import GpuQuerySource, ProcessGpuInfo
+            from pytest_hypomnesis.gpumodel import GpuQuerySource, ProcessGpuInfo
 
             return ProcessGpuInfo(
                 used_bytes=used, is_per_process=True, source=GpuQuerySource.METAL
@@ -300,21 +347,21 @@ def _process_gpu_info(
 
         used = _try(reasons, "DXGI", lambda: dxgi.self_usage(index))
         if used is not None:
-            from pytest_hypomnesis.model import GpuQuerySource, ProcessGpuInfo
+            from pytest_hypomnesis.gpumodel import GpuQuerySource, ProcessGpuInfo
 
             return ProcessGpuInfo(
                 used_bytes=used, is_per_process=True, source=GpuQuerySource.DXGI
             ), reasons
     used = _try(reasons, "NVML", lambda: nvml.process_used_bytes(index, target))
     if used is not None:
-        from pytest_hypomnesis.model import GpuQuerySource, ProcessGpuInfo
+        from pytest_hypomnesis.gpumodel import GpuQuerySource, ProcessGpuInfo
 
         return ProcessGpuInfo(
             used_bytes=used, is_per_process=True, source=GpuQuerySource.NVML
         ), reasons
     smi_reading = _try(reasons, "nvidia-smi", smi_query or (lambda: smi.device_query(index)))
     if smi_reading is not None:
-        from pytest_hypomnesis.model import GpuQuerySource, ProcessGpuInfo
+        from pytest_hypomnesis.gpumodel import GpuQuerySource, ProcessGpuInfo
 
         return (
             ProcessGpuInfo(
@@ -345,7 +392,7 @@ def _gpu_processes(index: int) -> list[GpuProcessEntry]:
     if rows is None and platform().startswith("linux"):
         listing = _try(reasons, "NVML", lambda: nvml.list_processes(index))
         if listing is not None:
-            from pytest_hypomnesis.model import GpuProcessEntry, GpuQuerySource
+            from pytest_hypomnesis.gpumodel import GpuProcessEntry, GpuQuerySource
 
             rows = [
                 GpuProcessEntry(
@@ -364,7 +411,7 @@ def _gpu_processes(index: int) -> list[GpuProcessEntry]:
     if rows is None:
         smi_rows = _try(reasons, "nvidia-smi", lambda: smi.list_processes(index))
         if smi_rows is not None:
-            from pytest_hypomnesis.model import GpuProcessEntry, GpuQuerySource
+            from pytest_hypomnesis.gpumodel import GpuProcessEntry, GpuQuerySource
 
             rows = [
                 GpuProcessEntry(
@@ -399,13 +446,14 @@ def _once(fn: Callable[[], T]) -> Callable[[], T]:
     return call
 
 
-def snapshot_now(index: int = 0) -> Snapshot:
-    """RSS (``RamError`` propagates) plus best-effort GPU figures; never raises otherwise."""
-    return _source().snapshot(process_rss(), index)
+def gpu_reading(index: int = 0) -> GpuReading:
+    """Best-effort GPU figures for ``index`` (what ``Snapshot.now`` adds to RSS); never raises."""
+    return _source().gpu_reading(index)
 
 
-def _snapshot(ram: int, index: int) -> Snapshot:
+def _gpu_reading(index: int) -> GpuReading:
     from pytest_hypomnesis.probe import smi
+    from pytest_hypomnesis.probe.readings import GpuReading
 
     # Both chains end in the same nvidia-smi device query: run it once per snapshot.
     smi_query = _once(lambda: smi.device_query(index))
@@ -418,24 +466,21 @@ def _snapshot(ram: int, index: int) -> Snapshot:
             if r not in seen:
                 seen.append(r)
         reason = "; ".join(seen) or "no GPU backend answered"
-    from pytest_hypomnesis.model import Snapshot
-
-    return Snapshot(ram_bytes=ram, gpu=gpu, gpu_device=device, gpu_unavailable_reason=reason)
+    return GpuReading(gpu, device, reason)
 
 
-def snapshot_all() -> list[Snapshot]:
-    """One shared RSS reading, one snapshot per visible GPU, then (Windows) non-NVIDIA adapters."""
-    ram = process_rss()
+def gpu_readings_all() -> list[GpuReading]:
+    """One reading per visible GPU, then (Windows) non-NVIDIA adapters (``Snapshot.all``)."""
     count = device_count()
     source = _source()
-    snaps = [source.snapshot(ram, i) for i in range(count)]
+    readings = [source.gpu_reading(i) for i in range(count)]
     if _fake is None and _is_windows():
         from pytest_hypomnesis.probe import dxgi
 
-        extra = _try([], "DXGI", lambda: dxgi.non_nvidia_snapshots(ram, count))
+        extra = _try([], "DXGI", lambda: dxgi.non_nvidia_readings(count))
         if extra:
-            snaps.extend(extra)
-    return snaps
+            readings.extend(extra)
+    return readings
 
 
 def cuda_devices() -> tuple[list[CudaDevice], VisibleDevices]:
@@ -501,14 +546,14 @@ def _first_fast_reader(index: int, uuid: str | None, reasons: list[str]) -> Read
 
         pid = os.getpid()
         if _try(reasons, "Metal", lambda: metal.process_footprint(pid)) is not None:
-            from pytest_hypomnesis.model import GpuQuerySource
+            from pytest_hypomnesis.gpumodel import GpuQuerySource
 
             return _polling_reader(lambda: metal.process_footprint(pid), GpuQuerySource.METAL)
     if _is_windows():
         from pytest_hypomnesis.probe import dxgi
 
         if _try(reasons, "DXGI", lambda: dxgi.self_usage(index)) is not None:
-            from pytest_hypomnesis.model import GpuQuerySource
+            from pytest_hypomnesis.gpumodel import GpuQuerySource
 
             return _polling_reader(lambda: dxgi.self_usage(index), GpuQuerySource.DXGI)
     from pytest_hypomnesis.probe import nvml
@@ -598,11 +643,90 @@ class _RealGpus:
     def gpu_processes(self, index: int) -> list[GpuProcessEntry]:
         return _gpu_processes(index)
 
-    def snapshot(self, ram_bytes: int, index: int) -> Snapshot:
-        return _snapshot(ram_bytes, index)
+    def gpu_reading(self, index: int) -> GpuReading:
+        return _gpu_reading(index)
 
     def vram_reader(self, index: int) -> Reader | None:
         return _vram_reader(index)
 
 
 _REAL: GpuSource = _RealGpus()
+
+
+class _ProcfsRam:
+    """Linux: RSS from ``/proc/self/statm`` (``status`` when that fails); the exact span
+    peak by resetting the kernel's high-water mark (``rampeak``)."""
+
+    def rss_bytes(self) -> int:
+        return _rss.procfs_rss()
+
+    def peak_meter(
+        self, *, reset_allowed: bool, children: bool = False, interval_s: float = 0.01
+    ) -> RamPeakMeter:
+        from pytest_hypomnesis.probe.rampeak import RamPeakMeter
+
+        return RamPeakMeter(
+            reset_allowed=reset_allowed,
+            children=children,
+            interval_s=interval_s,
+            read_rss=_rss.procfs_rss,
+        )
+
+    def lifetime_peak_bytes(self) -> int | None:
+        from pytest_hypomnesis.probe import rampeak
+
+        return rampeak.lifetime_peak_bytes()
+
+
+class _NativeRam:
+    """macOS ``phys_footprint`` / Windows ``WorkingSetSize`` through ctypes, as the crate
+    reads them; psutil where ctypes cannot reach the call, and on other systems. No
+    high-water mark we may reset: span peaks are sampled."""
+
+    def __init__(self, native: Callable[[], int] | None) -> None:
+        self._native = native
+
+    def rss_bytes(self) -> int:
+        if self._native is not None:
+            try:
+                return self._native()
+            except (OSError, AttributeError) as exc:  # ctypes could not reach the call
+                debug("RSS", f"native RSS unavailable ({exc}); using psutil")
+        return _rss.psutil_rss()
+
+    def peak_meter(
+        self, *, reset_allowed: bool, children: bool = False, interval_s: float = 0.01
+    ) -> RamPeakMeter:
+        from pytest_hypomnesis.probe.rampeak import RamPeakMeter
+
+        return RamPeakMeter(
+            reset_allowed=False, children=children, interval_s=interval_s, read_rss=self.rss_bytes
+        )
+
+    def lifetime_peak_bytes(self) -> int | None:
+        return None
+
+
+def _macos_rss() -> int:
+    from pytest_hypomnesis.probe import rss_macos
+
+    return rss_macos.process_rss()
+
+
+def _windows_rss() -> int:
+    from pytest_hypomnesis.probe import rss_windows
+
+    return rss_windows.process_rss()
+
+
+def _ram_source() -> RamSource:
+    if _platform.IS_LINUX:
+        return _ProcfsRam()
+    if _platform.IS_MACOS:
+        return _NativeRam(_macos_rss)
+    if _platform.IS_WINDOWS:
+        return _NativeRam(_windows_rss)
+    return _NativeRam(None)
+
+
+_RAM: RamSource = _ram_source()

@@ -22,7 +22,8 @@ from typing import Any, Protocol
 
 from pytest_hypomnesis._errors import BackendFailure
 from pytest_hypomnesis._platform import debug
-from pytest_hypomnesis.model import GpuDeviceInfo, GpuQuerySource, ProcessGpuInfo, Snapshot
+from pytest_hypomnesis.gpumodel import GpuDeviceInfo, GpuQuerySource, ProcessGpuInfo
+from pytest_hypomnesis.probe.readings import GpuReading
 
 __all__ = [
     "DXGI_ADAPTER_DESC1",
@@ -33,7 +34,7 @@ __all__ = [
     "adapters",
     "decode_utf16",
     "device_info",
-    "non_nvidia_snapshots",
+    "non_nvidia_readings",
     "nvidia_adapter",
     "nvidia_adapter_count",
     "self_usage",
@@ -210,12 +211,10 @@ def device_info(index: int, api: DxgiApi | None = None) -> GpuDeviceInfo:
     )
 
 
-def non_nvidia_snapshots(
-    ram_bytes: int, nvidia_count: int, api: DxgiApi | None = None
-) -> list[Snapshot]:
+def non_nvidia_readings(nvidia_count: int, api: DxgiApi | None = None) -> list[GpuReading]:
     """``Snapshot.all()``'s extra rows: other vendors' adapters (not Basic Render, with
     some memory), indexed after the NVIDIA ones; not addressable by ``Snapshot.now``."""
-    snaps: list[Snapshot] = []
+    rows: list[GpuReading] = []
     for adapter in adapters(api):
         if adapter.vendor_id in (VENDOR_NVIDIA, VENDOR_MICROSOFT_BASIC_RENDER):
             continue
@@ -223,14 +222,11 @@ def non_nvidia_snapshots(
             continue
         total = adapter.dedicated_video_bytes or adapter.shared_system_bytes
         used = adapter.current_usage_bytes or 0
-        index = nvidia_count + len(snaps)
-        snaps.append(
-            Snapshot(
-                ram_bytes=ram_bytes,
-                gpu=ProcessGpuInfo(
-                    used_bytes=used, is_per_process=True, source=GpuQuerySource.DXGI
-                ),
-                gpu_device=GpuDeviceInfo(
+        index = nvidia_count + len(rows)
+        rows.append(
+            GpuReading(
+                ProcessGpuInfo(used_bytes=used, is_per_process=True, source=GpuQuerySource.DXGI),
+                GpuDeviceInfo(
                     index=index,
                     name=adapter.description,
                     total_bytes=total,
@@ -239,7 +235,7 @@ def non_nvidia_snapshots(
                 ),
             )
         )
-    return snaps
+    return rows
 
 
 def _guid(text: str) -> bytes:

@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 
 from pytest_hypomnesis._errors import DeviceIndexOutOfRangeError, NoGpuSourceError
 from pytest_hypomnesis._units import parse_size
-from pytest_hypomnesis.model import (
+from pytest_hypomnesis.gpumodel import (
     GpuDeviceInfo,
     GpuProcessEntry,
     GpuQuerySource,
     ProcessGpuInfo,
-    Snapshot,
 )
-from pytest_hypomnesis.probe.readings import VramReading
+from pytest_hypomnesis.probe.readings import GpuReading, VramReading
 
 __all__ = ["FakeDevice", "FakeGpu"]
 
@@ -156,15 +155,11 @@ class FakeGpu:
                 for pid, (name, used) in sorted(d.processes.items())
             ]
 
-    def snapshot(self, ram_bytes: int, index: int) -> Snapshot:
+    def gpu_reading(self, index: int) -> GpuReading:
         try:
-            return Snapshot(
-                ram_bytes=ram_bytes,
-                gpu=self.process_gpu_info(index, None),
-                gpu_device=self.device_info(index),
-            )
+            return GpuReading(self.process_gpu_info(index, None), self.device_info(index))
         except (NoGpuSourceError, DeviceIndexOutOfRangeError) as exc:
-            return Snapshot(ram_bytes=ram_bytes, gpu_unavailable_reason=f"fake GPU: {exc}")
+            return GpuReading(None, None, f"fake GPU: {exc}")
 
     def vram_reader(self, index: int) -> Callable[[], VramReading] | None:
         if not 0 <= index < len(self._devices):

@@ -27,7 +27,7 @@ from typing import Protocol
 
 from pytest_hypomnesis._errors import BackendFailure
 from pytest_hypomnesis._platform import debug
-from pytest_hypomnesis.model import GpuDeviceInfo, GpuProcessEntry, GpuQuerySource
+from pytest_hypomnesis.gpumodel import GpuDeviceInfo, GpuProcessEntry, GpuQuerySource
 
 __all__ = [
     "LibSystemApi",

@@ -751,7 +751,7 @@ class _SelfReader:
     """
 
     def __init__(self, index: int, uuid: str | None = None) -> None:
-        from pytest_hypomnesis.model import GpuQuerySource
+        from pytest_hypomnesis.gpumodel import GpuQuerySource
         from pytest_hypomnesis.probe.readings import VramReading
 
         self._reading = VramReading

@@ -23,7 +23,7 @@ from typing import NamedTuple, Protocol
 
 from pytest_hypomnesis._errors import BackendFailure, PdhError
 from pytest_hypomnesis._platform import debug
-from pytest_hypomnesis.model import GpuProcessEntry, GpuQuerySource
+from pytest_hypomnesis.gpumodel import GpuProcessEntry, GpuQuerySource
 from pytest_hypomnesis.probe import dxgi, winnames
 from pytest_hypomnesis.probe.readings import SpillSample
 

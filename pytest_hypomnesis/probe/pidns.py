@@ -20,6 +20,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from pytest_hypomnesis import _platform
+
 __all__ = ["FIXES", "blind_reason"]
 
 FIXES = (
@@ -30,7 +32,7 @@ FIXES = (
 
 
 def _absent(pids: Sequence[int]) -> list[int]:
-    if not sys.platform.startswith("linux"):
+    if not _platform.IS_LINUX:
         return []
     return [pid for pid in pids if pid > 0 and not os.path.exists(f"/proc/{pid}")]
 

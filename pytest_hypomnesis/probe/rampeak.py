@@ -20,9 +20,9 @@ import sys
 import threading
 from collections.abc import Callable
 
-from pytest_hypomnesis._platform import IS_LINUX, IS_MACOS, debug
+from pytest_hypomnesis._platform import IS_MACOS, debug
 from pytest_hypomnesis.probe.keptfd import KeptFd
-from pytest_hypomnesis.probe.rss import process_rss, read_status_field
+from pytest_hypomnesis.probe.rss import procfs_rss, read_status_field
 from pytest_hypomnesis.probe.sidecar import RssSidecar, SidecarError
 
 try:
@@ -52,6 +52,7 @@ class RamPeakMeter:
         children: bool = False,
         interval_s: float = 0.01,
         sidecar: bool = True,
+        read_rss: Callable[[], int] = procfs_rss,
     ) -> None:
         # ``reset_allowed=False`` (``--hypomnesis-keep-hwm``): never touch the kernel's
         # mark, so the parent's wait4()/getrusage(RUSAGE_CHILDREN) still see the whole
@@ -63,10 +64,11 @@ class RamPeakMeter:
         self._sidecar = RssSidecar(interval_s=interval_s, children=children)
         self.fallback_reason: str | None = None
         """Why the sidecar is not used where it would be (it could not start, it died)."""
-        self.read_rss: Callable[[], int] = process_rss
+        self._own_rss = read_rss
+        self.read_rss: Callable[[], int] = read_rss
         """RSS now, as the peaks count it: with ``children`` plus the descendants' share
         at the sidecar's last sample; on macOS psutil's resident size (what the sidecar
-        reads; the process's own figure there is its footprint); else ``process_rss``."""
+        reads; the process's own figure there is its footprint); else the OS's own RSS (``read_rss``, from ``probe.chain``)."""
         self._lock = threading.Lock()
         # Verified before each use: a test that closed fds and opened its own files must
         # not get "5" written into them, nor have its file read as /proc/self/status.
@@ -101,7 +103,7 @@ class RamPeakMeter:
 
     def _note_fallback(self, reason: str) -> None:
         self.fallback_reason = reason
-        self.read_rss = process_rss
+        self.read_rss = self._own_rss
         debug("RSS", f"{reason}; RAM peaks sampled by a thread")
 
     def _sidecar_failed(self, exc: SidecarError) -> None:
@@ -110,7 +112,7 @@ class RamPeakMeter:
         self._method = "sampled"
 
     def _tree_rss(self) -> int:
-        own = process_rss()
+        own = self._own_rss()
         try:
             return own + self._sidecar.children_bytes()
         except SidecarError as exc:
@@ -183,7 +185,7 @@ class RamPeakMeter:
         try:
             for offset in range(0, _PROBE_BYTES, mmap.PAGESIZE):
                 probe[offset] = 1
-            resident = process_rss()
+            resident = procfs_rss()
         finally:
             probe.close()
         seen = reader()
@@ -192,7 +194,8 @@ class RamPeakMeter:
         return seen >= resident - _PROBE_BYTES // 4 and after <= seen - _PROBE_BYTES // 2
 
     def _calibrate(self) -> str:
-        if not IS_LINUX or not self._reset_allowed:
+        # ``probe.chain`` allows the reset only on Linux (elsewhere: nothing to reset).
+        if not self._reset_allowed:
             return "sampled"
         known = _CALIBRATED.get(os.getpid())
         if known is not None:
@@ -285,9 +288,10 @@ def _psutil_rss() -> int:
 
 
 def lifetime_peak_bytes() -> int | None:
-    """The kernel's peak RSS of this process, Linux only: exact for the whole run when the
-    mark was never reset (``sampled`` method), else the peak since the last reset."""
-    if sys.platform == "win32" or not IS_LINUX or resource is None:
+    """The kernel's peak RSS of this process (``probe.chain`` asks only on Linux, where
+    ``ru_maxrss`` is in KiB): exact for the whole run when the mark was never reset
+    (``sampled`` method), else the peak since the last reset."""
+    if sys.platform == "win32" or resource is None:
         return None
     try:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024

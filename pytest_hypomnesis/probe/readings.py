@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from pytest_hypomnesis.model import GpuQuerySource
+from pytest_hypomnesis.gpumodel import GpuQuerySource
+
+if TYPE_CHECKING:
+    from pytest_hypomnesis.gpumodel import GpuDeviceInfo, ProcessGpuInfo
 
 __all__ = [
+    "GpuReading",
     "NvmlDeviceReading",
     "NvmlGpu",
     "NvmlMigDevice",
@@ -16,6 +20,15 @@ __all__ = [
     "SpillSource",
     "VramReading",
 ]
+
+
+class GpuReading(NamedTuple):
+    """What a ``Snapshot`` holds beside RSS, for one device: best-effort figures and, when
+    either is ``None``, why (``model.Snapshot.now``/``all`` add the RSS reading)."""
+
+    gpu: ProcessGpuInfo | None
+    device: GpuDeviceInfo | None
+    reason: str | None = None
 
 
 class SpillSample(NamedTuple):

@@ -1,4 +1,5 @@
-"""Process RSS: a ``/proc/self/statm`` fast path on Linux, psutil elsewhere.
+"""Process RSS readers: Linux procfs, and psutil (any OS). ``probe.chain`` chooses the
+reader for this OS (``RamSource``); the ctypes readers are ``rss_macos``/``rss_windows``.
 
 The crate reads ``VmRSS`` from ``/proc/self/status``; ``statm``'s second field is the
 same kernel counter (``get_mm_rss``) in pages and costs a tenth as much to read
@@ -10,12 +11,10 @@ from __future__ import annotations
 import os
 import sys
 
-from pytest_hypomnesis import _platform
 from pytest_hypomnesis._errors import RamError
-from pytest_hypomnesis._platform import IS_LINUX, debug
 from pytest_hypomnesis.probe.keptfd import KeptFd
 
-__all__ = ["parse_vmrss", "process_rss", "read_status_field"]
+__all__ = ["parse_vmrss", "procfs_rss", "psutil_rss", "read_status_field"]
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 # Verified before each read: a test that closes fds and opens its own files must not make
@@ -74,7 +73,8 @@ def _status_rss() -> int:
     return parse_vmrss(text)
 
 
-def _psutil_rss() -> int:
+def psutil_rss() -> int:
+    """``psutil.Process().memory_info().rss``; ``RamError`` when psutil cannot read it."""
     import psutil
 
     try:
@@ -83,33 +83,10 @@ def _psutil_rss() -> int:
         raise RamError(f"psutil memory_info failed: {exc}") from None
 
 
-def _native_rss() -> int:
-    """macOS ``phys_footprint`` / Windows ``WorkingSetSize`` through ctypes, as the crate
-    reads them; psutil where ctypes cannot reach the call (and on other systems). A call
-    that ran and failed raises ``RamError`` with the crate's text."""
+def procfs_rss() -> int:
+    """Linux: ``/proc/self/statm`` through a kept fd, ``/proc/self/status`` when that
+    fails. Raises ``RamError``."""
     try:
-        if sys.platform == "darwin":
-            from pytest_hypomnesis.probe import rss_macos
-
-            return rss_macos.process_rss()
-        if sys.platform == "win32":
-            from pytest_hypomnesis.probe import rss_windows
-
-            return rss_windows.process_rss()
-    except (OSError, AttributeError) as exc:
-        debug("RSS", f"native RSS unavailable ({exc}); using psutil")
-    return _psutil_rss()
-
-
-def process_rss() -> int:
-    """Resident set size of the calling process, in bytes. Raises ``RamError``."""
-    if IS_LINUX:
-        try:
-            value = _statm_rss()
-        except (OSError, ValueError, IndexError):
-            value = _status_rss()
-    else:
-        value = _native_rss()
-    if _platform._debug_on:  # twice per measured test: no message built when off
-        debug("RSS", f"rss_bytes={value}")
-    return value
+        return _statm_rss()
+    except (OSError, ValueError, IndexError):
+        return _status_rss()

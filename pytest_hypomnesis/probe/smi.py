@@ -17,6 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from pytest_hypomnesis import _platform
 from pytest_hypomnesis._errors import BackendFailure
 from pytest_hypomnesis._platform import debug
 
@@ -77,7 +78,7 @@ def _reset_for_tests() -> None:
 def _which(name: str) -> str | None:
     """``shutil.which`` without importing shutil (and with it bz2, lzma, fnmatch) on POSIX,
     where ``hmn ps`` on a machine without a GPU looks nvidia-smi up and finds nothing."""
-    if sys.platform == "win32":
+    if _platform.IS_WINDOWS:
         import shutil
 
         return shutil.which(name)
@@ -162,7 +163,7 @@ def _run(args: list[str]) -> str:
         # turn every snapshot (and every measured test) into a multi-second stall.
         raise BackendFailure(BACKEND, f"{_hung_reason}; not retried for {HUNG_BACKOFF_S:.0f} s")
     limit_s = timeout_s()
-    windows = sys.platform == "win32"
+    windows = _platform.IS_WINDOWS
     try:
         proc = subprocess.Popen(
             [exe, *args],

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from pytest_hypomnesis._platform import debug
-from pytest_hypomnesis.model import SpillEpisode, SpillReport
+from pytest_hypomnesis.gpumodel import SpillEpisode, SpillReport
 from pytest_hypomnesis.probe import chain
 from pytest_hypomnesis.probe.readings import SpillSample, SpillSource
 

@@ -11,7 +11,7 @@ import pytest
 
 import pytest_hypomnesis as hmn
 from pytest_hypomnesis._errors import BackendFailure
-from pytest_hypomnesis.probe import chain, dxgi, metal, nvml, pdh, rss, smi
+from pytest_hypomnesis.probe import chain, dxgi, metal, nvml, pdh, smi
 from pytest_hypomnesis.probe.readings import NvmlDeviceReading
 from tests.helpers.units import GIB, MIB
 
@@ -35,7 +35,7 @@ _SCRIPTED: dict[str, tuple[ModuleType, str, tuple[str, ...]]] = {
             "adapter_name",
             "self_usage",
             "device_info",
-            "non_nvidia_snapshots",
+            "non_nvidia_readings",
         ),
     ),
     "pdh": (pdh, "PDH", ("list_processes",)),
@@ -44,7 +44,7 @@ _SCRIPTED: dict[str, tuple[ModuleType, str, tuple[str, ...]]] = {
         "Metal",
         ("is_apple_silicon", "device_info", "process_footprint", "list_processes"),
     ),
-    "rss": (rss, "RSS", ("process_rss",)),
+    "rss": (chain, "RSS", ("process_rss",)),
 }
 SMI_ALL = ("smi.device_query", "smi.list_processes")
 

@@ -8,7 +8,7 @@ import os
 import pytest
 
 import pytest_hypomnesis as hmn
-from pytest_hypomnesis.probe.readings import SmiDeviceReading
+from pytest_hypomnesis.probe.readings import GpuReading, SmiDeviceReading
 from tests.helpers.chainmachine import (
     OTHER_PID,
     RAM_BYTES,
@@ -251,12 +251,11 @@ def test_apple_mac_index_zero_with_metal_failing_is_no_source(machine: Machine) 
 # --- checklist 17: Snapshot.now / Snapshot.all on Windows -----------------------------------
 
 
-def _extra_snapshots(ram_bytes: int, nvidia_count: int) -> list[hmn.Snapshot]:
+def _extra_readings(nvidia_count: int) -> list[GpuReading]:
     return [
-        hmn.Snapshot(
-            ram_bytes=ram_bytes,
-            gpu=hmn.ProcessGpuInfo(used_bytes=0, is_per_process=True, source=Source.DXGI),
-            gpu_device=device(nvidia_count, "AMD Radeon(TM) Graphics", used_bytes=0),
+        GpuReading(
+            hmn.ProcessGpuInfo(used_bytes=0, is_per_process=True, source=Source.DXGI),
+            device(nvidia_count, "AMD Radeon(TM) Graphics", used_bytes=0),
         )
     ]
 
@@ -267,7 +266,7 @@ def test_snapshot_all_windows_nvidia_then_other_vendors(machine: Machine) -> Non
     machine.answers("nvml.device_query", lambda index: nvml_reading(f"NVML {index}"))
     machine.answers("dxgi.adapter_name", lambda index: f"DXGI {index}")
     machine.answers("dxgi.self_usage", lambda index: (index + 1) * MIB)
-    machine.answers("dxgi.non_nvidia_snapshots", _extra_snapshots)
+    machine.answers("dxgi.non_nvidia_readings", _extra_readings)
     machine.forbid(*SMI_ALL)
     snaps = hmn.Snapshot.all()
     assert len(machine.args_of("rss.process_rss")) == 1
@@ -282,25 +281,25 @@ def test_snapshot_all_windows_nvidia_then_other_vendors(machine: Machine) -> Non
         hmn.ProcessGpuInfo(used_bytes=2 * MIB, is_per_process=True, source=Source.DXGI),
     ]
     assert all(s.gpu_unavailable_reason is None for s in snaps)
-    assert machine.args_of("dxgi.non_nvidia_snapshots") == [(RAM_BYTES, 2)]
+    assert machine.args_of("dxgi.non_nvidia_readings") == [(2,)]
 
 
 def test_snapshot_all_windows_other_vendor_only(machine: Machine) -> None:
     machine.platform("win32")
     machine.returns("dxgi.nvidia_adapter_count", 0)
-    machine.answers("dxgi.non_nvidia_snapshots", _extra_snapshots)
+    machine.answers("dxgi.non_nvidia_readings", _extra_readings)
     snaps = hmn.Snapshot.all()
     assert [s.gpu_device.index for s in snaps if s.gpu_device] == [0]
-    assert machine.args_of("dxgi.non_nvidia_snapshots") == [(RAM_BYTES, 0)]
+    assert machine.args_of("dxgi.non_nvidia_readings") == [(0,)]
 
 
 @pytest.mark.parametrize("other_vendors", [[], None], ids=["none-found", "walk-failed"])
 def test_snapshot_all_windows_nothing_visible(
-    machine: Machine, other_vendors: list[hmn.Snapshot] | None
+    machine: Machine, other_vendors: list[GpuReading] | None
 ) -> None:
     machine.platform("win32")
     if other_vendors is not None:
-        machine.returns("dxgi.non_nvidia_snapshots", other_vendors)
+        machine.returns("dxgi.non_nvidia_readings", other_vendors)
     assert hmn.Snapshot.all() == []
     assert len(machine.args_of("rss.process_rss")) == 1
 
@@ -309,7 +308,7 @@ def test_snapshot_all_linux_skips_other_vendor_walk(machine: Machine) -> None:
     machine.returns("nvml.device_count", 1)
     machine.returns("nvml.device_query", nvml_reading())
     machine.returns("smi.device_query", SmiDeviceReading(4 * GIB, 24 * GIB, None))
-    machine.forbid("dxgi.non_nvidia_snapshots")
+    machine.forbid("dxgi.non_nvidia_readings")
     (snap,) = hmn.Snapshot.all()
     assert snap.gpu is not None and snap.gpu.source is Source.NVIDIA_SMI
 

@@ -10,10 +10,6 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "pytest_hypomnesis"
 
-# Snapshot.now()/all() (model) call the probe chain, which builds Snapshots: the one
-# cycle left, listed here so that no new one creeps in.
-KNOWN_CYCLE_MEMBER = ("pytest_hypomnesis.model", "pytest_hypomnesis.probe.chain")
-
 
 def _modules() -> dict[str, Path]:
     modules = {}
@@ -89,16 +85,20 @@ def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
     return out
 
 
-def test_no_import_cycles_but_the_known_one() -> None:
+def test_no_import_cycles() -> None:
     modules = _modules()
     graph = {m: _imports(p, modules) - {m} for m, p in modules.items()}
-    cycles = _cycles(graph)
-    unexpected = [c for c in cycles if not set(KNOWN_CYCLE_MEMBER) <= c]
-    assert unexpected == [], unexpected
-    assert len(cycles) <= 1
-    # Cut the known edge: nothing else may close a loop through model.
-    graph["pytest_hypomnesis.model"].discard("pytest_hypomnesis.probe.chain")
     assert _cycles(graph) == []
+
+
+def test_the_records_the_probe_answers_in_sit_below_it() -> None:
+    # model (Snapshot.now/all) calls the probe; the probe answers in gpumodel's records.
+    modules = _modules()
+    for name, path in modules.items():
+        if name.startswith("pytest_hypomnesis.probe"):
+            assert "pytest_hypomnesis.model" not in _imports(path, modules), name
+    gpumodel = _imports(modules["pytest_hypomnesis.gpumodel"], modules)
+    assert not any(m.startswith("pytest_hypomnesis.probe") for m in gpumodel), gpumodel
 
 
 def test_reports_and_the_record_do_not_import_the_plugin_hooks() -> None:
@@ -106,3 +106,38 @@ def test_reports_and_the_record_do_not_import_the_plugin_hooks() -> None:
     for name, path in modules.items():
         if name.startswith(("pytest_hypomnesis.report", "pytest_hypomnesis.record")):
             assert "pytest_hypomnesis.plugin.hooks" not in _imports(path, modules), name
+
+
+def _reads_sys_platform(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == "platform"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "sys"
+    )
+
+
+# What may stand between ``sys.platform`` and the ``if`` it decides: the forms mypy's
+# ``--platform`` runs evaluate (``==``/``!=``, ``.startswith``, ``not``, ``and``/``or``).
+_GUARD_PARTS = (ast.Compare, ast.Call, ast.Attribute, ast.BoolOp, ast.UnaryOp)
+
+
+def test_os_checks_go_through_platform_but_mypy_guards() -> None:
+    """Which OS this is: ``_platform`` (``IS_*``, ``system()``). Elsewhere ``sys.platform``
+    is only an ``if`` condition guarding a call that exists on one OS, the one form mypy's
+    per-platform runs understand; never stored, returned or passed on."""
+    stray = []
+    for name, path in _modules().items():
+        if name == "pytest_hypomnesis._platform":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        parents = {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
+        for node in ast.walk(tree):
+            if not _reads_sys_platform(node):
+                continue
+            child, parent = node, parents.get(id(node))
+            while isinstance(parent, _GUARD_PARTS):
+                child, parent = parent, parents.get(id(parent))
+            if not (isinstance(parent, ast.If) and parent.test is child):
+                stray.append(f"{name}:{node.lineno}")
+    assert stray == []

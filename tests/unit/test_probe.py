@@ -40,7 +40,7 @@ def test_parse_vmrss_errors(text: str, message: str) -> None:
 def test_statm_fast_path_agrees_with_status() -> None:
     with open("/proc/self/status") as fh:
         from_status = rss.parse_vmrss(fh.read())
-    from_statm = rss.process_rss()
+    from_statm = rss.procfs_rss()
     # Both read the same kernel counter; allow for pages touched between the two reads.
     assert abs(from_statm - from_status) < 4 * MIB
 
@@ -56,14 +56,14 @@ def test_rss_grows_with_allocation() -> None:
 
 @linux_only
 def test_rss_reopens_after_fork() -> None:
-    rss.process_rss()
+    rss.procfs_rss()
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         os.close(read_fd)
         block = bytearray(96 * MIB)
         block[::4096] = b"x" * len(block[::4096])
-        os.write(write_fd, str(rss.process_rss()).encode())
+        os.write(write_fd, str(rss.procfs_rss()).encode())
         os._exit(0)
     os.close(write_fd)
     child_rss = int(os.read(read_fd, 64))
@@ -76,7 +76,7 @@ def test_rss_failure_is_the_only_raise(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken() -> int:
         raise RamError("failed to read /proc/self/status: boom")
 
-    monkeypatch.setattr(rss, "process_rss", broken)
+    monkeypatch.setattr(chain, "process_rss", broken)
     with pytest.raises(RamError):
         hmn.Snapshot.now(0)
     with pytest.raises(RamError):
@@ -357,7 +357,7 @@ def test_rss_works_in_a_child_forked_while_the_lock_is_held() -> None:
     with rss._statm._lock:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - child
-            os.write(write_fd, str(rss.process_rss()).encode())
+            os.write(write_fd, str(rss.procfs_rss()).encode())
             os._exit(0)
     os.close(write_fd)
     _, status = os.waitpid(pid, 0)

@@ -99,7 +99,7 @@ def test_dxgi_device_info_uses_own_usage() -> None:
     assert (info.used_bytes, info.free_bytes) == (GIB, 15 * GIB)
 
 
-def test_dxgi_non_nvidia_snapshots() -> None:
+def test_dxgi_non_nvidia_readings() -> None:
     fake = FakeDxgi(
         [
             FakeAdapter(name="nv"),
@@ -109,14 +109,14 @@ def test_dxgi_non_nvidia_snapshots() -> None:
             FakeAdapter(name="AMD", vendor=AMD, dedicated=4 * GIB, usage=5 * GIB),
         ]
     )
-    snaps = dxgi.non_nvidia_snapshots(1234, 1, fake)
-    assert [s.gpu_device.index for s in snaps if s.gpu_device] == [1, 2]
-    intel, amd = snaps
-    assert intel.ram_bytes == 1234
-    assert intel.gpu_device is not None and intel.gpu_device.total_bytes == 8 * GIB
+    rows = dxgi.non_nvidia_readings(1, fake)
+    assert [r.device.index for r in rows if r.device] == [1, 2]
+    intel, amd = rows
+    assert intel.reason is None
+    assert intel.device is not None and intel.device.total_bytes == 8 * GIB
     assert intel.gpu is not None and intel.gpu.used_bytes == 0
     assert intel.gpu.source is GpuQuerySource.DXGI and intel.gpu.is_per_process
-    assert amd.gpu_device is not None and amd.gpu_device.free_bytes == 0
+    assert amd.device is not None and amd.device.free_bytes == 0
 
 
 def test_dxgi_default_api_is_windows_only() -> None:
