@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import TypeGuard
 
 PACKAGE = Path(__file__).resolve().parents[2] / "pytest_hypomnesis"
 
@@ -108,7 +109,7 @@ def test_reports_and_the_record_do_not_import_the_plugin_hooks() -> None:
             assert "pytest_hypomnesis.plugin.hooks" not in _imports(path, modules), name
 
 
-def _reads_sys_platform(node: ast.AST) -> bool:
+def _reads_sys_platform(node: ast.AST) -> TypeGuard[ast.Attribute]:
     return (
         isinstance(node, ast.Attribute)
         and node.attr == "platform"
@@ -135,7 +136,8 @@ def test_os_checks_go_through_platform_but_mypy_guards() -> None:
         for node in ast.walk(tree):
             if not _reads_sys_platform(node):
                 continue
-            child, parent = node, parents.get(id(node))
+            child: ast.AST = node
+            parent = parents.get(id(node))
             while isinstance(parent, _GUARD_PARTS):
                 child, parent = parent, parents.get(id(parent))
             if not (isinstance(parent, ast.If) and parent.test is child):
