@@ -12,7 +12,8 @@ from collections.abc import Callable
 import pytest
 
 from pytest_hypomnesis._errors import BackendFailure
-from pytest_hypomnesis.probe import chain, cuda_devices, nvml
+from pytest_hypomnesis.model import Snapshot
+from pytest_hypomnesis.probe import cuda_devices, nvml
 from tests.helpers.fakenvml import (
     GIB,
     MIB,
@@ -91,7 +92,7 @@ def test_parent_queries_keep_nvml_reason(fake_nvml: FakeNvml) -> None:
     with pytest.raises(BackendFailure) as caught:
         nvml.process_used_bytes(1, os.getpid())
     assert (caught.value.backend, caught.value.reason) == ("NVML", "Insufficient Permissions")
-    info = chain.snapshot_now(1)
+    info = Snapshot.now(1)
     assert info.gpu_unavailable_reason is not None
     assert "NVML: Insufficient Permissions" in info.gpu_unavailable_reason
     assert "NVML unavailable" not in info.gpu_unavailable_reason
