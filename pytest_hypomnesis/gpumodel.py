@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import enum
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pytest_hypomnesis import _format
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+    from typing_extensions import Self
 
 __all__ = [
     "GpuDeviceInfo",
@@ -40,7 +45,11 @@ class GpuQuerySource(enum.Enum):
     """macOS kernel ledger ``graphics_footprint`` (resident bytes)."""
 
 
-def _req(data: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+T = TypeVar("T")
+R = TypeVar("R", bound="DataclassInstance")
+
+
+def _req(data: object, key: str, kind: type[T], what: str) -> T:
     if not isinstance(data, dict):
         raise ValueError(f"{what}: expected an object, got {type(data).__name__}")
     if key not in data:
@@ -51,7 +60,7 @@ def _req(data: dict[str, Any], key: str, kind: type | tuple[type, ...], what: st
     return value
 
 
-def _opt(data: dict[str, Any], key: str, kind: type, what: str) -> Any:
+def _opt(data: object, key: str, kind: type[T], what: str) -> T | None:
     if not isinstance(data, dict):
         raise ValueError(f"{what}: expected an object, got {type(data).__name__}")
     value = data.get(key)
@@ -62,7 +71,7 @@ def _opt(data: dict[str, Any], key: str, kind: type, what: str) -> Any:
     return value
 
 
-def _source(data: dict[str, Any], what: str) -> GpuQuerySource:
+def _source(data: object, what: str) -> GpuQuerySource:
     raw = _req(data, "source", str, what)
     try:
         return GpuQuerySource(raw)
@@ -70,8 +79,62 @@ def _source(data: dict[str, Any], what: str) -> GpuQuerySource:
         raise ValueError(f"{what}: unknown source {raw!r}") from None
 
 
+def _as_json(record: DataclassInstance) -> dict[str, object]:
+    """A plain record's JSON object: its fields in order, an enum by its value, a nested
+    record as its own object (the records whose JSON is more than their fields write it)."""
+    out: dict[str, object] = {}
+    for f in fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, enum.Enum):
+            value = value.value
+        elif is_dataclass(value) and not isinstance(value, type):
+            value = _as_json(value)
+        out[f.name] = value
+    return out
+
+
+_SCALARS: dict[str, type] = {"int": int, "str": str, "bool": bool}
+
+
+def _from_json(cls: type[R], data: object) -> R:
+    """``_as_json``'s inverse, checking each field by its annotation (the module's
+    annotations are postponed, so a field's ``type`` is its text): ``X | None`` may be
+    absent or null, anything else is required; a wrong type is a ``ValueError``."""
+    what = cls.__name__
+    values: dict[str, object] = {}
+    for f in fields(cls):
+        annotation = str(f.type)
+        optional = annotation.endswith(" | None")
+        kind = annotation.removesuffix(" | None")
+        if kind == "GpuQuerySource":
+            values[f.name] = _source(data, what)
+            continue
+        nested = _NESTED.get(kind)
+        read = _opt if optional else _req
+        if nested is None:
+            values[f.name] = read(data, f.name, _SCALARS[kind], what)
+        else:
+            raw = read(data, f.name, dict, what)
+            values[f.name] = None if raw is None else _from_json(nested, raw)
+    return cast("Callable[..., R]", cls)(**values)
+
+
+class _FieldsJson:
+    """``to_dict``/``from_dict`` of a record whose JSON object is its fields."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return _as_json(cast("DataclassInstance", self))
+
+    @classmethod
+    def from_dict(cls, data: object) -> Self:
+        """The record from its ``to_dict()`` object; ``ValueError`` names a bad field."""
+        return cast("Self", _from_json(cast("type[DataclassInstance]", cls), data))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class GpuDeviceInfo:
+class GpuDeviceInfo(_FieldsJson):
     """Device-wide memory of one GPU, all processes together."""
 
     index: int
@@ -109,33 +172,9 @@ class GpuDeviceInfo:
         """``"  GPU 0: used 3100 MB [NVIDIA Test GPU]\\n"``."""
         return _format.device_line(self.index, f"used {_format.mb0(self.used_bytes)} MB", self.name)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "name": self.name,
-            "total_bytes": self.total_bytes,
-            "free_bytes": self.free_bytes,
-            "used_bytes": self.used_bytes,
-            "reserved_bytes": self.reserved_bytes,
-            "driver_version": self.driver_version,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GpuDeviceInfo:
-        what = "GpuDeviceInfo"
-        return cls(
-            index=_req(data, "index", int, what),
-            name=_opt(data, "name", str, what),
-            total_bytes=_req(data, "total_bytes", int, what),
-            free_bytes=_req(data, "free_bytes", int, what),
-            used_bytes=_req(data, "used_bytes", int, what),
-            reserved_bytes=_opt(data, "reserved_bytes", int, what),
-            driver_version=_opt(data, "driver_version", str, what),
-        )
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ProcessGpuInfo:
+class ProcessGpuInfo(_FieldsJson):
     """GPU memory of one process on one device.
 
     ``used_bytes`` is the device-wide total when ``is_per_process`` is false
@@ -146,25 +185,9 @@ class ProcessGpuInfo:
     is_per_process: bool
     source: GpuQuerySource
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "used_bytes": self.used_bytes,
-            "is_per_process": self.is_per_process,
-            "source": self.source.value,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ProcessGpuInfo:
-        what = "ProcessGpuInfo"
-        return cls(
-            used_bytes=_req(data, "used_bytes", int, what),
-            is_per_process=_req(data, "is_per_process", bool, what),
-            source=_source(data, what),
-        )
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class GpuProcessEntry:
+class GpuProcessEntry(_FieldsJson):
     """One row of a device's process listing."""
 
     pid: int
@@ -173,26 +196,6 @@ class GpuProcessEntry:
     shared_used_bytes: int = 0
     """Resident shared-system-memory bytes (WDDM spill signal); 0 except on PDH rows."""
     source: GpuQuerySource = GpuQuerySource.PDH
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "pid": self.pid,
-            "name": self.name,
-            "used_bytes": self.used_bytes,
-            "shared_used_bytes": self.shared_used_bytes,
-            "source": self.source.value,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GpuProcessEntry:
-        what = "GpuProcessEntry"
-        return cls(
-            pid=_req(data, "pid", int, what),
-            name=_opt(data, "name", str, what),
-            used_bytes=_req(data, "used_bytes", int, what),
-            shared_used_bytes=_req(data, "shared_used_bytes", int, what),
-            source=_source(data, what),
-        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,7 +218,7 @@ class SpillEpisode:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SpillEpisode:
+    def from_dict(cls, data: object) -> SpillEpisode:
         what = "SpillEpisode"
         return cls(
             start_label=_req(data, "start_label", str, what),
@@ -269,7 +272,7 @@ class SpillReport:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SpillReport:
+    def from_dict(cls, data: object) -> SpillReport:
         what = "SpillReport"
         episodes = _req(data, "episodes", list, what)
         return cls(
@@ -281,3 +284,10 @@ class SpillReport:
             observations=_req(data, "observations", int, what),
             measurable=_req(data, "measurable", bool, what),
         )
+
+
+# The records a record may hold, by annotation, for ``_from_json``.
+_NESTED: dict[str, type[DataclassInstance]] = {
+    "GpuDeviceInfo": GpuDeviceInfo,
+    "ProcessGpuInfo": ProcessGpuInfo,
+}

@@ -22,8 +22,7 @@ from pytest_hypomnesis.gpumodel import (
     ProcessGpuInfo,
     SpillEpisode,
     SpillReport,
-    _opt,
-    _req,
+    _FieldsJson,
 )
 
 if TYPE_CHECKING:
@@ -44,7 +43,7 @@ MIB = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Snapshot:
+class Snapshot(_FieldsJson):
     """One point-in-time reading for one device index.
 
     ``gpu_unavailable_reason`` is our addition: when ``gpu`` or ``gpu_device`` is
@@ -78,26 +77,6 @@ class Snapshot:
     def vram_mb(self) -> float | None:
         """``gpu.used_bytes`` in MiB (device-wide when not per-process), ``None`` without gpu."""
         return None if self.gpu is None else self.gpu.used_bytes / MIB
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ram_bytes": self.ram_bytes,
-            "gpu": None if self.gpu is None else self.gpu.to_dict(),
-            "gpu_device": None if self.gpu_device is None else self.gpu_device.to_dict(),
-            "gpu_unavailable_reason": self.gpu_unavailable_reason,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Snapshot:
-        what = "Snapshot"
-        gpu = _opt(data, "gpu", dict, what)
-        device = _opt(data, "gpu_device", dict, what)
-        return cls(
-            ram_bytes=_req(data, "ram_bytes", int, what),
-            gpu=None if gpu is None else ProcessGpuInfo.from_dict(gpu),
-            gpu_device=None if device is None else GpuDeviceInfo.from_dict(device),
-            gpu_unavailable_reason=_opt(data, "gpu_unavailable_reason", str, what),
-        )
 
 
 def _of(ram_bytes: int, reading: GpuReading) -> Snapshot:
@@ -175,7 +154,7 @@ class MemoryReport:
         return {"before": self.before.to_dict(), "after": self.after.to_dict()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MemoryReport:
+    def from_dict(cls, data: object) -> MemoryReport:
         if not isinstance(data, dict) or "before" not in data or "after" not in data:
             raise ValueError("MemoryReport: expected an object with 'before' and 'after'")
         return cls(Snapshot.from_dict(data["before"]), Snapshot.from_dict(data["after"]))

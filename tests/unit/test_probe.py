@@ -348,7 +348,7 @@ def test_apple_index_zero_failing_is_no_source(monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.parametrize("bad", [[], "x", None, 3])
 def test_from_dict_rejects_non_objects(bad: object) -> None:
     with pytest.raises(ValueError, match="expected an object"):
-        hmn.Snapshot.from_dict(bad)  # type: ignore[arg-type]
+        hmn.Snapshot.from_dict(bad)
 
 
 @pytest.mark.skipif(not hasattr(os, "register_at_fork"), reason="POSIX fork")
