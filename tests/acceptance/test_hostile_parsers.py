@@ -16,18 +16,22 @@ from pytest_hypomnesis.report.compare import parse_fail_exprs
 
 PASSING = "def test_ok():\n    pass\n"
 
-_UNITS = {
-    "B": 1,
-    "kB": 1000,
-    "KB": 1000,
-    "MB": 1000**2,
-    "GB": 1000**3,
-    "TB": 1000**4,
-    "KiB": 1024,
-    "MiB": 1024**2,
-    "GiB": 1024**3,
-    "TiB": 1024**4,
-}
+# The oracle: bytes per unit written out as the SPEC states them (SI units are powers of
+# 1000, IEC units powers of 1024), not taken from the parser's own table.
+_UNITS = dict(
+    [
+        ("B", 1),
+        ("kB", 1_000),
+        ("KB", 1_000),
+        ("MB", 1_000_000),
+        ("GB", 1_000_000_000),
+        ("TB", 1_000_000_000_000),
+        ("KiB", 1_024),
+        ("MiB", 1_048_576),
+        ("GiB", 1_073_741_824),
+        ("TiB", 1_099_511_627_776),
+    ]
+)
 
 
 # --- sizes: exact, whole bytes, at most 2^64-1 -------------------------------------------
