@@ -7,8 +7,8 @@ run it.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Collection, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Sequence
+from typing import TYPE_CHECKING, TypeAlias, TypedDict
 
 from pytest_hypomnesis.cli._args import (
     SORT_KEYS,
@@ -21,7 +21,18 @@ from pytest_hypomnesis.cli._args import (
     positive_int_arg,
 )
 
+if TYPE_CHECKING:
+    Subparsers: TypeAlias = argparse._SubParsersAction[HmnArgumentParser]
+
 __all__ = ["build_parser", "command_named"]
+
+
+class _CommandHelp(TypedDict, total=False):
+    help: str
+    description: str
+    epilog: str
+    usage: str
+
 
 _DESCRIPTION = (
     "GPU memory CLI of pytest-hypomnesis, a port of the hypomnesis crate's hmn. With no "
@@ -65,7 +76,7 @@ exit status:
 """
 
 
-def _help_parser(subparsers: Any) -> None:
+def _help_parser(subparsers: Subparsers) -> None:
     help_parser = subparsers.add_parser(
         "help", help="show help for hmn or one of its commands", description="Show help."
     )
@@ -113,28 +124,15 @@ def build_parser(commands: Collection[str] | None = None) -> HmnArgumentParser:
     subparsers = parser.add_subparsers(
         dest="command", metavar="COMMAND", help="what to do (default: the device summary)"
     )
-    for name, add in (("ps", add_ps), ("watch", add_watch), ("spill", add_spill)):
-        add(subparsers, commands is None or name in commands)
-    add_report(subparsers, commands is None or "report" in commands)
-    add_plan(subparsers, commands is None or "plan" in commands)
+    for name, (help_text, add_arguments) in _COMMANDS.items():
+        command = subparsers.add_parser(name, **help_text)
+        if commands is None or name in commands:
+            add_arguments(command)
     _help_parser(subparsers)
     return parser
 
 
-def add_ps(subparsers: Any, with_arguments: bool = True) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "ps",
-        epilog=PLATFORMS + "\n" + SECURITY,
-        help="list processes holding GPU memory",
-        description=(
-            "List processes holding GPU memory, biggest first. On Linux (NVML) the list is "
-            "compute-only: processes with a CUDA context. A one-line summary goes to stderr. "
-            "Exit status 0; 1 when a device could not be listed or the GPUs could not be "
-            "counted (what failed is said on stderr)."
-        ),
-    )
-    if not with_arguments:
-        return parser
+def _ps_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pid", type=pid_arg, metavar="PID", help="keep only this PID")
     parser.add_argument(
         "--device",
@@ -160,22 +158,9 @@ def add_ps(subparsers: Any, with_arguments: bool = True) -> argparse.ArgumentPar
             "device_name"
         ),
     )
-    return parser
 
 
-def add_watch(subparsers: Any, with_arguments: bool = True) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "watch",
-        epilog=PLATFORMS + "\n" + SECURITY,
-        help="sample per-PID VRAM and spill on a timer",
-        description=(
-            "Attach to running PIDs (or the top --top processes by committed VRAM) and print "
-            "one row per PID per interval with deltas, until --duration or Ctrl-C; then a "
-            "closing summary. Exit 0 = no spill observed, 1 = spilled, 2 = hard error."
-        ),
-    )
-    if not with_arguments:
-        return parser
+def _watch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "pids",
         nargs="*",
@@ -216,24 +201,9 @@ def add_watch(subparsers: Any, with_arguments: bool = True) -> argparse.Argument
         action="store_true",
         help='print JSON Lines: one "sample" object per PID per interval, then a "summary"',
     )
-    return parser
 
 
-def add_spill(subparsers: Any, with_arguments: bool = True) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "spill",
-        help="run a command and report WDDM spill",
-        usage="hmn spill [-h] [--interval MS] [--device INDEX] [--json] -- COMMAND...",
-        description=(
-            "Run COMMAND (stdin/stdout/stderr inherited) while sampling WDDM spill: resident "
-            "shared-memory growth under dedicated-VRAM saturation. Prints a report to stderr "
-            "when it exits and exits with its exit code (1 when it has none in 0..255). Spill "
-            "is measurable only on Windows; elsewhere the command still runs and the report "
-            "says so."
-        ),
-    )
-    if not with_arguments:
-        return parser
+def _spill_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--interval",
         type=interval_ms_arg,
@@ -255,20 +225,9 @@ def add_spill(subparsers: Any, with_arguments: bool = True) -> argparse.Argument
         metavar="COMMAND",
         help="the command to run, after --",
     )
-    return parser
 
 
-def add_report(subparsers: Any, with_arguments: bool = True) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "report",
-        help="print the plugin's summary table from JSON reports",
-        description=(
-            "Print the pytest plugin's summary table from one or more --hypomnesis-json "
-            "reports. Several files merge into one table with a source column."
-        ),
-    )
-    if not with_arguments:
-        return parser
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "files", nargs="+", metavar="FILE.json", help="reports written by --hypomnesis-json"
     )
@@ -301,7 +260,6 @@ def add_report(subparsers: Any, with_arguments: bool = True) -> argparse.Argumen
     parser.add_argument(
         "--html", metavar="PATH", help="write the self-contained HTML report to PATH"
     )
-    return parser
 
 
 def _size_arg(text: str) -> int:
@@ -334,19 +292,7 @@ def _percent_arg(text: str) -> float:
     return fraction
 
 
-def add_plan(subparsers: Any, with_arguments: bool = True) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "plan",
-        help="suggest xdist workers per GPU from a JSON report, and predict the wall time",
-        description=(
-            "From a --hypomnesis-json report: each test's VRAM need (peak increase + 10%%; "
-            "unknown: the test runs alone) and duration give the suggested -n per GPU for "
-            "--hypomnesis-pin-gpus --hypomnesis-admit, and the predicted wall time serial "
-            "vs packed."
-        ),
-    )
-    if not with_arguments:
-        return parser
+def _plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="REPORT.json", help="a report from --hypomnesis-json")
     parser.add_argument(
         "--gpus", type=_gpus_arg, default=None, help="GPUs to plan for (default: the report's)"
@@ -366,4 +312,70 @@ def add_plan(subparsers: Any, with_arguments: bool = True) -> argparse.ArgumentP
         help="kept free on each GPU, as --hypomnesis-admit-headroom (default 5%%)",
     )
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
-    return parser
+
+
+# hmn's commands in the order its help lists them: what its help says, and the function
+# adding its arguments (only for the command being run: see build_parser).
+_COMMANDS: dict[str, tuple[_CommandHelp, Callable[[argparse.ArgumentParser], None]]] = {
+    "ps": (
+        {
+            "epilog": PLATFORMS + "\n" + SECURITY,
+            "help": "list processes holding GPU memory",
+            "description": (
+                "List processes holding GPU memory, biggest first. On Linux (NVML) the list is "
+                "compute-only: processes with a CUDA context. A one-line summary goes to stderr. "
+                "Exit status 0; 1 when a device could not be listed or the GPUs could not be "
+                "counted (what failed is said on stderr)."
+            ),
+        },
+        _ps_arguments,
+    ),
+    "watch": (
+        {
+            "epilog": PLATFORMS + "\n" + SECURITY,
+            "help": "sample per-PID VRAM and spill on a timer",
+            "description": (
+                "Attach to running PIDs (or the top --top processes by committed VRAM) and print "
+                "one row per PID per interval with deltas, until --duration or Ctrl-C; then a "
+                "closing summary. Exit 0 = no spill observed, 1 = spilled, 2 = hard error."
+            ),
+        },
+        _watch_arguments,
+    ),
+    "spill": (
+        {
+            "help": "run a command and report WDDM spill",
+            "usage": "hmn spill [-h] [--interval MS] [--device INDEX] [--json] -- COMMAND...",
+            "description": (
+                "Run COMMAND (stdin/stdout/stderr inherited) while sampling WDDM spill: resident "
+                "shared-memory growth under dedicated-VRAM saturation. Prints a report to stderr "
+                "when it exits and exits with its exit code (1 when it has none in 0..255). Spill "
+                "is measurable only on Windows; elsewhere the command still runs and the report "
+                "says so."
+            ),
+        },
+        _spill_arguments,
+    ),
+    "report": (
+        {
+            "help": "print the plugin's summary table from JSON reports",
+            "description": (
+                "Print the pytest plugin's summary table from one or more --hypomnesis-json "
+                "reports. Several files merge into one table with a source column."
+            ),
+        },
+        _report_arguments,
+    ),
+    "plan": (
+        {
+            "help": "suggest xdist workers per GPU from a JSON report, and predict the wall time",
+            "description": (
+                "From a --hypomnesis-json report: each test's VRAM need (peak increase + 10%%; "
+                "unknown: the test runs alone) and duration give the suggested -n per GPU for "
+                "--hypomnesis-pin-gpus --hypomnesis-admit, and the predicted wall time serial "
+                "vs packed."
+            ),
+        },
+        _plan_arguments,
+    ),
+}
