@@ -7,7 +7,6 @@ Python's ``format`` does, so ``f"{x:.0f}"`` reproduces the crate's strings.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from pytest_hypomnesis._iec import GIB, MIB
 
@@ -65,7 +64,7 @@ def _escape_json_string(text: str) -> str:
     return "".join(out)
 
 
-def compact_json(value: Any) -> str:
+def compact_json(value: object) -> str:
     """The crate's hand-written JSON: no spaces, key order kept, non-ASCII raw,
     ``"``, ``\\``, ``\\n``, ``\\r``, ``\\t`` escaped, other C0, DEL and C1 as ``\\u00xx``."""
     if value is None:

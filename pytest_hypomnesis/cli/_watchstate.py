@@ -9,8 +9,7 @@ and the ``--follow-new`` breadcrumb (parity §6.4).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass
 
 from pytest_hypomnesis._format import compact_json, format_vram, render_table
 from pytest_hypomnesis._units import MIB
@@ -119,15 +118,8 @@ class PidSummary:
     baseline_shared_bytes: int
     peak_shared_bytes: int
 
-    def to_json_dict(self) -> dict[str, Any]:
-        return {
-            "pid": self.pid,
-            "name": self.name,
-            "baseline_used_bytes": self.baseline_used_bytes,
-            "peak_used_bytes": self.peak_used_bytes,
-            "baseline_shared_bytes": self.baseline_shared_bytes,
-            "peak_shared_bytes": self.peak_shared_bytes,
-        }
+    def to_json_dict(self) -> dict[str, object]:
+        return asdict(self)
 
 
 class WatchState:
@@ -328,7 +320,7 @@ def format_summary_text(report: SpillReport | None, per_pid: Sequence[PidSummary
 
 def format_summary_json(report: SpillReport | None, per_pid: Sequence[PidSummary]) -> str:
     """``{"kind":"summary", <hmn spill --json fields>, "per_pid":[...]}``."""
-    fields: dict[str, Any] = {"kind": "summary"}
+    fields: dict[str, object] = {"kind": "summary"}
     fields.update((report or SpillReport()).to_dict())
     fields["per_pid"] = [p.to_json_dict() for p in per_pid]
     return compact_json(fields)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
+from typing import TYPE_CHECKING, NamedTuple, TextIO
 
 from pytest_hypomnesis._errors import DeviceIndexOutOfRangeError, HypomnesisError
 from pytest_hypomnesis._format import compact_json, format_vram, render_table
@@ -63,15 +63,8 @@ class PsRow(NamedTuple):
             device_name=device_name,
         )
 
-    def to_json_dict(self) -> dict[str, Any]:
-        return {
-            "pid": self.pid,
-            "name": self.name,
-            "used_bytes": self.used_bytes,
-            "shared_used_bytes": self.shared_used_bytes,
-            "device_index": self.device_index,
-            "device_name": self.device_name,
-        }
+    def to_json_dict(self) -> dict[str, object]:
+        return self._asdict()  # the fields, in order: the crate's JSON keys
 
 
 def _metric(row: PsRow | GpuProcessEntry, key: str) -> int:

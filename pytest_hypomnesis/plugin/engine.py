@@ -20,7 +20,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Literal
 
 from pytest_hypomnesis.plugin import frameworks
 from pytest_hypomnesis.plugin.frameworks import AllocatorReading
@@ -35,7 +35,6 @@ from pytest_hypomnesis.record import (
     DeviceIdentity,
     RamRecord,
     SpanRecord,
-    TimelineRecord,
     VramDeviceRecord,
     VramTotalRecord,
     device_identity,
@@ -848,7 +847,7 @@ class Engine:
         if span.traced_start_bytes is not None and self._tracer is not None:
             self._tracer.release()
         if span.timeline is not None:
-            record["timeline"] = cast(TimelineRecord, span.timeline.finish())
+            record["timeline"] = span.timeline.finish()
         return record
 
     def _close(self, span: Span) -> None:

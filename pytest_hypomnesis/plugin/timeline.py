@@ -17,7 +17,10 @@ import bisect
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_hypomnesis.record import TimelineRecord
 
 __all__ = [
     "MAX_POINTS",
@@ -163,7 +166,7 @@ class TimelineRecorder:
         with self._lock:
             return len(self._rows)
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> TimelineRecord:
         """The timeline as plain JSON data (see the module docstring); the recorder keeps
         its samples, so calling it twice gives the same answer."""
         with self._lock:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from pytest_hypomnesis import _platform
 from pytest_hypomnesis._errors import BackendFailure, DeviceIndexOutOfRangeError, NoGpuSourceError
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 # machine without a GPU finds nothing to build and so never pays for `dataclasses`.
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name == "VramReading":
         from pytest_hypomnesis.probe.readings import VramReading
 
@@ -430,18 +430,18 @@ def _gpu_processes(index: int) -> list[GpuProcessEntry]:
 
 def _once(fn: Callable[[], T]) -> Callable[[], T]:
     """``fn``'s first outcome, value or exception, for every later call."""
-    outcome: list[tuple[bool, Any]] = []
+    values: list[T] = []
+    errors: list[Exception] = []
 
     def call() -> T:
-        if not outcome:
+        if not values and not errors:
             try:
-                outcome.append((True, fn()))
+                values.append(fn())
             except Exception as exc:
-                outcome.append((False, exc))
-        ok, value = outcome[0]
-        if ok:
-            return cast(T, value)
-        raise value
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+        return values[0]
 
     return call
 

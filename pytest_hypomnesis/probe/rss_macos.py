@@ -8,7 +8,6 @@ import ctypes
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from pytest_hypomnesis._errors import RamError
 
@@ -22,7 +21,7 @@ REV1_WORDS = (PHYS_FOOTPRINT_OFFSET + 8) // 4
 # Room for later revisions; the kernel clamps the count to its own structure size.
 _BUFFER_WORDS = 128
 
-TaskInfoFn = Callable[[Any, int, Any, Any], int]
+TaskInfoFn = Callable[[object, int, object, object], int]
 
 
 def phys_footprint_from(task_info: TaskInfoFn, task: object) -> int:

@@ -8,7 +8,6 @@ import ctypes
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from pytest_hypomnesis._errors import RamError
 
@@ -31,7 +30,7 @@ class PROCESS_MEMORY_COUNTERS(ctypes.Structure):
 
 
 def working_set_from(
-    get_memory_info: Callable[[Any, Any, int], int],
+    get_memory_info: Callable[[object, object, int], int],
     process: object,
     last_error: Callable[[], int],
 ) -> int:
@@ -44,7 +43,7 @@ def working_set_from(
 
 
 @functools.lru_cache(maxsize=1)
-def _bound() -> tuple[Callable[[Any, Any, int], int], object, Callable[[], int]]:
+def _bound() -> tuple[Callable[[object, object, int], int], object, Callable[[], int]]:
     if sys.platform != "win32":
         raise OSError("K32GetProcessMemoryInfo exists only on Windows")
     k32 = ctypes.WinDLL("kernel32", use_last_error=True)
