@@ -7,10 +7,13 @@ or not.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytest_hypomnesis.plugin.budgets import HypomnesisWarning as HypomnesisWarning
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     # ``-W error::pytest_hypomnesis.plugin.HypomnesisWarning`` was the documented spelling
     # before the public name existed; keep it working.
     if name == "HypomnesisWarning":

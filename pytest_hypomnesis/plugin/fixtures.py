@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     # ``MeasuredBlock`` was defined here; it lives in plugin.block, loaded on first use.
     if name == "MeasuredBlock":
         from pytest_hypomnesis.plugin.block import MeasuredBlock
