@@ -26,7 +26,7 @@ from pytest_hypomnesis.plugin import frameworks
 from pytest_hypomnesis.plugin.frameworks import AllocatorReading
 from pytest_hypomnesis.plugin.timeline import TimelineRecorder
 from pytest_hypomnesis.probe import chain
-from pytest_hypomnesis.probe.chain import lifetime_peak_bytes, process_rss
+from pytest_hypomnesis.probe.chain import lifetime_peak_bytes
 from pytest_hypomnesis.probe.cuda_devices import CudaDevice, VisibleDevices
 from pytest_hypomnesis.probe.fake import FakeGpu
 from pytest_hypomnesis.probe.readings import VramReading

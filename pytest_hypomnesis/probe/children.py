@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pytest_hypomnesis._errors import BackendFailure
-from pytest_hypomnesis.model import GpuQuerySource
+from pytest_hypomnesis.gpumodel import GpuQuerySource
 from pytest_hypomnesis.probe.readings import VramReading
 
 __all__ = ["with_descendants"]

@@ -68,7 +68,8 @@ class RamPeakMeter:
         self.read_rss: Callable[[], int] = read_rss
         """RSS now, as the peaks count it: with ``children`` plus the descendants' share
         at the sidecar's last sample; on macOS psutil's resident size (what the sidecar
-        reads; the process's own figure there is its footprint); else the OS's own RSS (``read_rss``, from ``probe.chain``)."""
+        reads; the process's own figure there is its footprint); else the OS's own RSS
+        (``read_rss``, from ``probe.chain``)."""
         self._lock = threading.Lock()
         # Verified before each use: a test that closed fds and opened its own files must
         # not get "5" written into them, nor have its file read as /proc/self/status.

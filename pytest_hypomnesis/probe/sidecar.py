@@ -32,6 +32,8 @@ import threading
 import time
 from pathlib import Path
 
+from pytest_hypomnesis._platform import IS_WINDOWS
+
 __all__ = ["SIDECAR_SCRIPT", "RssSidecar", "SidecarError"]
 
 # Patched by tests: a reason here makes every start fail with it (the thread is used).
@@ -371,7 +373,7 @@ class RssSidecar:
                 stderr=subprocess.DEVNULL,
                 # Out of the terminal's process group: Ctrl-C and job control are the test
                 # run's; the sidecar ends when the run's process does.
-                start_new_session=sys.platform != "win32",
+                start_new_session=not IS_WINDOWS,
                 close_fds=True,
             )
         except OSError as exc:

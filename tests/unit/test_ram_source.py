@@ -6,7 +6,7 @@ import pytest
 
 from pytest_hypomnesis import _platform
 from pytest_hypomnesis._errors import RamError
-from pytest_hypomnesis.probe import chain, rss
+from pytest_hypomnesis.probe import chain, rss, sidecar
 from pytest_hypomnesis.probe.rampeak import RamPeakMeter
 from tests.helpers.units import MIB
 
@@ -31,6 +31,7 @@ def test_each_os_gets_its_reader(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_linux_reads_procfs_and_meters_the_high_water_mark(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    _no_sidecar(monkeypatch)
     source = _chosen(monkeypatch, "linux")
     monkeypatch.setattr(rss, "procfs_rss", lambda: 300 * MIB)
     assert source.rss_bytes() == 300 * MIB
@@ -56,7 +57,8 @@ def test_a_native_call_that_ran_and_failed_is_not_hidden(monkeypatch: pytest.Mon
         chain._NativeRam(failed).rss_bytes()
 
 
-def test_without_a_resettable_mark_peaks_are_sampled() -> None:
+def test_without_a_resettable_mark_peaks_are_sampled(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_sidecar(monkeypatch)
     source = chain._NativeRam(None)
     # Even when the caller would allow a reset: there is no mark to reset.
     meter = source.peak_meter(reset_allowed=True)
@@ -77,7 +79,14 @@ def test_process_rss_goes_through_the_chosen_source(monkeypatch: pytest.MonkeyPa
         def lifetime_peak_bytes(self) -> int | None:
             return 9 * MIB
 
+    _no_sidecar(monkeypatch)
     monkeypatch.setattr(chain, "_RAM", Scripted())
     assert chain.process_rss() == 5 * MIB
     assert chain.lifetime_peak_bytes() == 9 * MIB
     assert chain.ram_peak_meter().method == "sampled"
+
+
+def _no_sidecar(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the source the chain picks, not the sidecar (its own tests):
+    with it refused, a meter without a resettable mark samples on a thread."""
+    monkeypatch.setattr(sidecar, "DISABLED", "refused by the test")

@@ -16,8 +16,8 @@ import pytest
 
 from pytest_hypomnesis.plugin.engine import Engine
 from pytest_hypomnesis.probe import sidecar
-from pytest_hypomnesis.probe.rampeak import RamPeakMeter
 from pytest_hypomnesis.probe.chain import process_rss
+from pytest_hypomnesis.probe.rampeak import RamPeakMeter
 from pytest_hypomnesis.probe.sidecar import RssSidecar, SidecarError
 from tests.helpers.gilspike import hold_spike
 from tests.helpers.units import MIB
