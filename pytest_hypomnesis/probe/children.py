@@ -14,11 +14,10 @@ from collections.abc import Callable
 
 from pytest_hypomnesis._errors import BackendFailure
 from pytest_hypomnesis.gpumodel import GpuQuerySource
+from pytest_hypomnesis.probe import nvml
 from pytest_hypomnesis.probe.readings import VramReading
 
 __all__ = ["with_descendants"]
-
-_NOT_AVAILABLE = 2**64 - 1
 
 
 def descendants_used_bytes(
@@ -32,7 +31,7 @@ def descendants_used_bytes(
         if pid in pids and pid not in found:
             found[pid] = used
     for pid, used in found.items():
-        if used is None or used == _NOT_AVAILABLE:
+        if used is None or used == nvml.NOT_AVAILABLE:
             raise BackendFailure("NVML", f"per-process memory of child pid {pid} not available")
         if used > total:
             raise BackendFailure(
@@ -48,7 +47,6 @@ def with_descendants(
     pids: Callable[[], tuple[int, ...]],
 ) -> Callable[[], VramReading]:
     """``reader``'s readings with the descendants' NVML rows added to the own figure."""
-    from pytest_hypomnesis.probe import nvml
 
     def read() -> VramReading:
         reading = reader()
