@@ -20,13 +20,16 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar, cast, overload
 
 from pytest_hypomnesis._errors import BackendFailure
 from pytest_hypomnesis._platform import debug
 
 if TYPE_CHECKING:
+    import ctypes
+    from typing import Protocol
+
     from pytest_hypomnesis.probe.readings import (
         NvmlDeviceReading,
         NvmlGpu,
@@ -34,12 +37,64 @@ if TYPE_CHECKING:
         VramReading,
     )
 
+    # nvidia-ml-py ships no types: the part of its module this file uses, as it behaves.
+    # Declared for the type checker only (no Protocol classes built at import).
+
+    Handle = object
+    """A ``c_nvmlDevice_t``: opaque, only ever passed back to NVML."""
+
+    class MemoryStruct(ctypes.Structure):
+        """``c_nvmlMemory_t`` (v1); the v2 struct adds ``reserved``."""
+
+        total: int
+        free: int
+        used: int
+
+    class MemoryV2Struct(MemoryStruct):
+        reserved: int
+
+    class PciInfo(Protocol):
+        busId: bytes | str
+
+    class ProcessInfo(Protocol):
+        pid: int
+        usedGpuMemory: int | None
+        """``None`` where NVML gave its not-available value."""
+
+    class Pynvml(Protocol):
+        NVMLError: type[Exception]
+        """Raised with the NVML return code as ``.value``."""
+        nvmlLib: ctypes.CDLL | None
+        c_nvmlMemory_t: type[MemoryStruct]
+        c_nvmlProcessInfo_v3_t: type[ctypes.Structure]
+
+        def nvmlInit(self) -> None: ...
+        def nvmlShutdown(self) -> None: ...
+        def nvmlDeviceGetCount(self) -> int: ...
+        def nvmlDeviceGetHandleByIndex(self, index: int) -> Handle: ...
+        def nvmlDeviceGetHandleByUUID(self, uuid: bytes) -> Handle: ...
+        @overload
+        def nvmlDeviceGetMemoryInfo(self, handle: Handle) -> MemoryStruct: ...
+        @overload
+        def nvmlDeviceGetMemoryInfo(self, handle: Handle, version: int) -> MemoryV2Struct: ...
+        def nvmlDeviceGetName(self, handle: Handle) -> bytes | str: ...
+        def nvmlDeviceGetUUID(self, handle: Handle) -> bytes | str: ...
+        def nvmlSystemGetDriverVersion(self) -> bytes | str: ...
+        def nvmlDeviceGetPciInfo(self, handle: Handle) -> PciInfo: ...
+        def nvmlDeviceGetMigMode(self, handle: Handle) -> Sequence[int]: ...
+        def nvmlDeviceGetMaxMigDeviceCount(self, handle: Handle) -> int: ...
+        def nvmlDeviceGetMigDeviceHandleByIndex(self, handle: Handle, index: int) -> Handle: ...
+        def nvmlDeviceGetGpuInstanceId(self, handle: Handle) -> int: ...
+        def nvmlDeviceGetComputeInstanceId(self, handle: Handle) -> int: ...
+        def _nvmlGetFunctionPointer(self, name: str) -> Callable[..., int]: ...
+
+
 # The reading records are dataclasses, imported where one is built: a machine without
 # NVML fails before that, and `hmn ps` there never loads `dataclasses`.
 _RECORDS = frozenset({"NvmlGpu", "NvmlMigDevice"})
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _RECORDS:
         from pytest_hypomnesis.probe import readings
 
@@ -107,12 +162,12 @@ _lock = threading.Lock()
 CALL_TIMEOUT_S = 10.0
 """How long a sampler reading waits for the NVML lock before it is unknown (a driver call
 that never returns holds it)."""
-_nv: Any = None  # the pynvml module NVML was initialised through (pynvml ships no types)
+_nv: Pynvml | None = None  # the pynvml module NVML was initialised through
 _init_pid: int | None = None  # pid that initialised; None when not initialised
 _needs_reinit = False
 _generation = 0  # bumped on every successful init, so kept handles know to refresh
 _loaded_path: str | None = None  # library we put into pynvml.nvmlLib from LIBRARY_ENV
-_loaded_into: Any = None  # the pynvml module that library was put into
+_loaded_into: Pynvml | None = None  # the pynvml module that library was put into
 _process_query_start = 0  # first process-query version not known to be missing
 _atexit_registered = False
 # A machine without a driver fails every init the same way; retrying dlopen + init on each
@@ -165,9 +220,9 @@ def _precheck_library() -> None:
     _unloadable = None
 
 
-def _import_pynvml() -> Any:
+def _import_pynvml() -> Pynvml:
     try:
-        return importlib.import_module("pynvml")
+        return cast("Pynvml", importlib.import_module("pynvml"))
     except ImportError as exc:
         raise BackendFailure("NVML", _NOT_INSTALLED) from exc
 
@@ -204,7 +259,7 @@ def _forget_session() -> None:
     _nv, _init_pid, _needs_reinit = None, None, False
 
 
-def _point_pynvml_at(nv: Any, path: str | None) -> None:
+def _point_pynvml_at(nv: Pynvml, path: str | None) -> None:
     """Make pynvml load ``path`` (or its default when ``None``) on the next init.
 
     pynvml loads its library once into the module global ``nvmlLib`` and caches function
@@ -230,11 +285,13 @@ def _point_pynvml_at(nv: Any, path: str | None) -> None:
     _process_query_start = 0
 
 
-def _ensure() -> Any:
+def _ensure() -> Pynvml:
     """The initialised pynvml module. Call with ``_lock`` held."""
     global _nv, _init_pid, _needs_reinit, _generation, _atexit_registered, _init_failure
-    nv = sys.modules.get("pynvml")
-    if nv is None:
+    loaded = sys.modules.get("pynvml")
+    if loaded is not None:
+        nv = cast("Pynvml", loaded)
+    else:
         _remembered_unloadable()
         import importlib.util
 
@@ -322,7 +379,7 @@ def _reset_for_tests() -> None:
         _init_failure = None
 
 
-def _handle(nv: Any, index: int, uuid: str | None = None) -> Any:
+def _handle(nv: Pynvml, index: int, uuid: str | None = None) -> Handle:
     """The handle of NVML index ``index``, or of ``uuid`` when given: a ``MIG-`` UUID
     reaches a MIG device, whose queries answer for that slice alone."""
     if uuid is not None:
@@ -336,14 +393,14 @@ def _handle(nv: Any, index: int, uuid: str | None = None) -> Any:
         raise _failure(exc, f"nvmlDeviceGetHandleByIndex_v2({index})") from exc
 
 
-def _memory(nv: Any, handle: Any, index: int) -> Any:
+def _memory(nv: Pynvml, handle: Handle, index: int) -> MemoryStruct:
     try:
         return nv.nvmlDeviceGetMemoryInfo(handle)
     except nv.NVMLError as exc:
         raise _failure(exc, f"nvmlDeviceGetMemoryInfo({index})") from exc
 
 
-def _best_effort(nv: Any, call: str, fn: Callable[[], T]) -> T | None:
+def _best_effort(nv: Pynvml, call: str, fn: Callable[[], T]) -> T | None:
     try:
         return fn()
     except nv.NVMLError as exc:
@@ -366,14 +423,17 @@ def _lossy(fn: Callable[[], object]) -> str | None:
         return _text(bytes(exc.object))
 
 
+def _device_count(nv: Pynvml) -> int:
+    try:
+        return int(nv.nvmlDeviceGetCount())
+    except nv.NVMLError as exc:
+        raise _failure(exc, "nvmlDeviceGetCount_v2") from exc
+
+
 def device_count() -> int:
     """nvmlDeviceGetCount_v2. Raises BackendFailure("NVML", reason)."""
     with _lock:
-        nv = _ensure()
-        try:
-            count = int(nv.nvmlDeviceGetCount())
-        except nv.NVMLError as exc:
-            raise _failure(exc, "nvmlDeviceGetCount_v2") from exc
+        count = _device_count(_ensure())
     debug("NVML", f"device_count = {count}")
     return count
 
@@ -412,7 +472,7 @@ def device_query(index: int, uuid: str | None = None) -> NvmlDeviceReading:
     return reading
 
 
-def _uuid_and_name(nv: Any, handle: Any) -> tuple[str | None, str | None]:
+def _uuid_and_name(nv: Pynvml, handle: Handle) -> tuple[str | None, str | None]:
     uuid = _best_effort(
         nv, "nvmlDeviceGetUUID", lambda: _lossy(lambda: nv.nvmlDeviceGetUUID(handle))
     )
@@ -422,7 +482,7 @@ def _uuid_and_name(nv: Any, handle: Any) -> tuple[str | None, str | None]:
     return uuid, name
 
 
-def _mig_device(nv: Any, mig: Any, mig_index: int) -> NvmlMigDevice | None:
+def _mig_device(nv: Pynvml, mig: Handle, mig_index: int) -> NvmlMigDevice | None:
     uuid, name = _uuid_and_name(nv, mig)
     if uuid is None:
         return None
@@ -437,31 +497,37 @@ def _mig_device(nv: Any, mig: Any, mig_index: int) -> NvmlMigDevice | None:
     return NvmlMigDevice(uuid, mig_index, gi, ci, name)
 
 
-def _mig_devices(nv: Any, handle: Any, index: int) -> tuple[bool, tuple[NvmlMigDevice, ...]]:
-    """(MIG mode on, its MIG devices); a GPU without MIG support answers NOT_SUPPORTED."""
+def _mig_slots_of(nv: Pynvml, index: int, handle: Handle) -> list[tuple[int, Handle]] | None:
+    """(MIG index, handle) of each MIG device of GPU ``index``; ``None`` when it is not in
+    MIG mode (a GPU without MIG support answers NOT_SUPPORTED)."""
     modes = _best_effort(
         nv, f"nvmlDeviceGetMigMode({index})", lambda: nv.nvmlDeviceGetMigMode(handle)
     )
     if not modes or int(modes[0]) != 1:
-        return False, ()
-    count = _best_effort(
+        return None
+    # nvml.h: SUCCESS with 0 when MIG is unsupported or disabled.
+    slots = _best_effort(
         nv, "nvmlDeviceGetMaxMigDeviceCount", lambda: int(nv.nvmlDeviceGetMaxMigDeviceCount(handle))
     )
-    found: list[NvmlMigDevice] = []
-    for k in range(count or 0):
+    found: list[tuple[int, Handle]] = []
+    for k in range(slots or 0):
         try:
-            mig = nv.nvmlDeviceGetMigDeviceHandleByIndex(handle, k)
-        except nv.NVMLError as exc:
-            # NOT_FOUND: no MIG device at this slot (slots need not be dense).
+            found.append((k, nv.nvmlDeviceGetMigDeviceHandleByIndex(handle, k)))
+        except nv.NVMLError as exc:  # NOT_FOUND: an empty slot (slots need not be dense)
             _note_error(exc, f"nvmlDeviceGetMigDeviceHandleByIndex({index}, {k})")
-            continue
-        device = _mig_device(nv, mig, k)
-        if device is not None:
-            found.append(device)
-    return True, tuple(found)
+    return found
 
 
-def _gpu(nv: Any, index: int) -> NvmlGpu:
+def _mig_devices(nv: Pynvml, handle: Handle, index: int) -> tuple[bool, tuple[NvmlMigDevice, ...]]:
+    """(MIG mode on, its MIG devices)."""
+    slots = _mig_slots_of(nv, index, handle)
+    if slots is None:
+        return False, ()
+    devices = (_mig_device(nv, mig, k) for k, mig in slots)
+    return True, tuple(device for device in devices if device is not None)
+
+
+def _gpu(nv: Pynvml, index: int) -> NvmlGpu:
     handle = _handle(nv, index)
     pci = _best_effort(nv, "nvmlDeviceGetPciInfo_v3", lambda: nv.nvmlDeviceGetPciInfo(handle))
     uuid, name = _uuid_and_name(nv, handle)
@@ -472,57 +538,36 @@ def _gpu(nv: Any, index: int) -> NvmlGpu:
     return NvmlGpu(index, uuid, bus_id, name, mig_enabled, migs)
 
 
-_mig_slots: tuple[int, list[tuple[int, int, Any]]] | None = None
+_mig_slots: tuple[int, list[tuple[int, int, Handle]]] | None = None
 """(generation, [(parent NVML index, MIG index, MIG handle)]): every MIG device of every GPU
 in MIG mode, enumerated once per NVML session (a search repeats at each span start)."""
 
 
-def _mig_handles_of(nv: Any, index: int, handle: Any) -> list[tuple[int, int, Any]]:
-    modes = _best_effort(
-        nv, f"nvmlDeviceGetMigMode({index})", lambda: nv.nvmlDeviceGetMigMode(handle)
-    )
-    if not modes or int(modes[0]) != 1:
-        return []
-    # nvml.h: SUCCESS with 0 when MIG is unsupported or disabled.
-    slots = _best_effort(
-        nv, "nvmlDeviceGetMaxMigDeviceCount", lambda: int(nv.nvmlDeviceGetMaxMigDeviceCount(handle))
-    )
-    found: list[tuple[int, int, Any]] = []
-    for k in range(slots or 0):
-        try:
-            found.append((index, k, nv.nvmlDeviceGetMigDeviceHandleByIndex(handle, k)))
-        except nv.NVMLError as exc:  # NOT_FOUND: an empty slot
-            _note_error(exc, f"nvmlDeviceGetMigDeviceHandleByIndex({index}, {k})")
-    return found
-
-
-def _mig_handles(nv: Any) -> list[tuple[int, int, Any]]:
+def _mig_handles(nv: Pynvml) -> list[tuple[int, int, Handle]]:
     global _mig_slots
     if _mig_slots is not None and _mig_slots[0] == _generation:
         return _mig_slots[1]
-    found: list[tuple[int, int, Any]] = []
-    try:
-        count = int(nv.nvmlDeviceGetCount())
-    except nv.NVMLError as exc:
-        raise _failure(exc, "nvmlDeviceGetCount_v2") from exc
-    for index in range(count):
+    found: list[tuple[int, int, Handle]] = []
+    for index in range(_device_count(nv)):
         try:
             handle = _handle(nv, index)
         except BackendFailure:
             continue
-        found.extend(_mig_handles_of(nv, index, handle))
+        found.extend((index, k, mig) for k, mig in _mig_slots_of(nv, index, handle) or ())
     _mig_slots = (_generation, found)
     return found
 
 
-_pid_rows: list[Any] = []  # [row type, capacity, rows]: the search's kept ctypes buffer
+_pid_rows: tuple[type[ctypes.Structure], int, ctypes.Array[ctypes.Structure]] | None = None
+"""(row type, capacity, rows): the search's kept ctypes buffer."""
 
 
-def _pid_listed(nv: Any, handle: Any, pid: int) -> bool:
+def _pid_listed(nv: Pynvml, handle: Handle, pid: int) -> bool:
     """Whether ``pid`` has a row in ``handle``'s compute-process listing. Repeated at each
     span start while the search goes on, so the ``_v3`` C function is called into a kept
     buffer where it can be (pynvml's wrapper costs ~80 us a listing, a Python object per
     row); else through ``_raw_processes``. Raises BackendFailure with NVML's reason."""
+    global _pid_rows
     import ctypes
 
     fn = None
@@ -534,19 +579,21 @@ def _pid_listed(nv: Any, handle: Any, pid: int) -> bool:
             fn = None
     if fn is None:
         return any(row_pid == pid for row_pid, _ in _raw_processes(nv, handle))
-    if not _pid_rows or _pid_rows[0] is not row_type:
-        _pid_rows[:] = [row_type, 16, (row_type * 16)()]
+    kept = _pid_rows
+    if kept is None or kept[0] is not row_type:
+        kept = (row_type, 16, (row_type * 16)())
     count = ctypes.c_uint()
     for _ in range(_SIZE_ATTEMPTS):
-        count.value = _pid_rows[1]
-        ret = fn(handle, ctypes.byref(count), _pid_rows[2])
+        count.value = kept[1]
+        ret = fn(handle, ctypes.byref(count), kept[2])
         if ret != _ERROR_INSUFFICIENT_SIZE:
             break
-        capacity = max(count.value * 2 + 5, _pid_rows[1] * 2)
-        _pid_rows[1:] = [capacity, (row_type * capacity)()]
+        capacity = max(count.value * 2 + 5, kept[1] * 2)
+        kept = (row_type, capacity, (row_type * capacity)())
+    _pid_rows = kept
     if ret != _SUCCESS:
         raise _failure(nv.NVMLError(ret), _PROCESS_QUERIES[0])
-    return any(row.pid == pid for row in _pid_rows[2][: count.value])
+    return any(row.pid == pid for row in kept[2][: count.value])
 
 
 def find_mig_device_of(pid: int) -> tuple[tuple[NvmlGpu, NvmlMigDevice] | None, tuple[str, ...]]:
@@ -578,11 +625,7 @@ def inventory() -> tuple[NvmlGpu, ...]:
     Raises BackendFailure when NVML cannot count; a figure one GPU cannot give is ``None``."""
     with _lock:
         nv = _ensure()
-        try:
-            count = int(nv.nvmlDeviceGetCount())
-        except nv.NVMLError as exc:
-            raise _failure(exc, "nvmlDeviceGetCount_v2") from exc
-        gpus = tuple(_gpu(nv, index) for index in range(count))
+        gpus = tuple(_gpu(nv, index) for index in range(_device_count(nv)))
     debug("NVML", f"inventory: {gpus}")
     return gpus
 
@@ -607,13 +650,13 @@ def impossible_device_figures(total: int, free: int, used: int) -> str | None:
     return None
 
 
-def _sane_used(memory: Any) -> int | None:
+def _sane_used(memory: MemoryStruct) -> int | None:
     """The device used figure of a v1 memory struct, ``None`` when it is impossible."""
     total, free, used = int(memory.total), int(memory.free), int(memory.used)
     return None if impossible_device_figures(total, free, used) else used
 
 
-def _reserved(nv: Any, handle: Any) -> int | None:
+def _reserved(nv: Pynvml, handle: Handle) -> int | None:
     try:
         memory = nv.nvmlDeviceGetMemoryInfo(handle, version=_MEMORY_V2_VERSION)
     except TypeError:  # a pynvml too old to know the v2 struct
@@ -622,7 +665,7 @@ def _reserved(nv: Any, handle: Any) -> int | None:
 
 
 @functools.cache
-def _process_info_v1() -> type[Any]:
+def _process_info_v1() -> type[ctypes.Structure]:
     import ctypes
 
     class ProcessInfoV1(ctypes.Structure):
@@ -631,7 +674,7 @@ def _process_info_v1() -> type[Any]:
     return ProcessInfoV1
 
 
-def _processes_v1(nv: Any, handle: Any) -> list[tuple[int, int | None]]:
+def _processes_v1(nv: Pynvml, handle: Handle) -> list[tuple[int, int | None]]:
     """The unversioned query through pynvml's symbol lookup (pynvml 12+ has no v1 wrapper),
     sized the way pynvml sizes the versioned ones."""
     import ctypes
@@ -652,9 +695,10 @@ def _processes_v1(nv: Any, handle: Any) -> list[tuple[int, int | None]]:
     return [(int(row.pid), int(row.usedGpuMemory)) for row in rows[: count.value]]
 
 
-def _query_version(nv: Any, position: int, handle: Any) -> list[tuple[int, int | None]]:
+def _query_version(nv: Pynvml, position: int, handle: Handle) -> list[tuple[int, int | None]]:
     if position == 2:
         return _processes_v1(nv, handle)
+    fn: Callable[[Handle], Sequence[ProcessInfo]] | None
     fn = getattr(nv, _PROCESS_QUERIES[position], None)
     if fn is None:  # a pynvml without this wrapper: same as the symbol missing
         raise nv.NVMLError(_ERROR_FUNCTION_NOT_FOUND)
@@ -663,7 +707,7 @@ def _query_version(nv: Any, position: int, handle: Any) -> list[tuple[int, int |
     ]
 
 
-def _raw_processes(nv: Any, handle: Any) -> list[tuple[int, int | None]]:
+def _raw_processes(nv: Pynvml, handle: Handle) -> list[tuple[int, int | None]]:
     """Compute-process rows, ``_v3`` → ``_v2`` → v1 when a versioned symbol is missing.
     ``None`` or 2^64−1 in a row means not available. Call with ``_lock`` held."""
     global _process_query_start
@@ -758,7 +802,8 @@ class _SelfReader:
         self._source = GpuQuerySource.NVML
         self.index = index
         self.uuid = uuid
-        self._fast: tuple[Any, Any, Any] | None = None
+        self._fast: tuple[Callable[..., int], Callable[..., int], Callable[..., object]] | None
+        self._fast = None
         with _lock:
             nv = _ensure()
             self.handle = _handle(nv, index, uuid)
@@ -768,7 +813,7 @@ class _SelfReader:
             _raw_processes(nv, self.handle)
             self._prepare_fast(nv)
 
-    def _prepare_fast(self, nv: Any) -> None:
+    def _prepare_fast(self, nv: Pynvml) -> None:
         self._fast = None
         if _process_query_start != 0:
             return
@@ -832,7 +877,7 @@ class _SelfReader:
         found = next((used for row_pid, used in rows if row_pid == pid), 0)
         return self._own_reading(found, total, device_used)
 
-    def _read_fast(self, nv: Any) -> VramReading:
+    def _read_fast(self, nv: Pynvml) -> VramReading:
         """The same reading as the wrapper path, with ``_lock`` held."""
         assert self._fast is not None
         memory_fn, process_fn, byref = self._fast
