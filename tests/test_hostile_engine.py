@@ -24,15 +24,15 @@ from pytest_hypomnesis.probe import chain, rss
 from pytest_hypomnesis.probe.readings import VramReading
 from pytest_hypomnesis.record import SpanRecord
 from tests.helpers.fakenvml import (
-    GIB,
-    MIB,
     NOT_AVAILABLE,
     SELF,
     FakeNvml,
     FakeNvmlDevice,
     FakeProcess,
+    inner_writer,
     render_config,
 )
+from tests.helpers.units import GIB, MIB
 
 V3 = "nvmlDeviceGetComputeRunningProcesses_v3"
 
@@ -148,19 +148,6 @@ def test_a_reader_that_raises_is_a_failed_sample_not_a_skipped_one(
 # --- budgets on a GPU lost mid-test: not checked, an error under --hypomnesis-strict -------
 
 LOST_MID_TEST = """
-import os
-import pytest
-
-LOST = {lost!r}
-SPIKE = {spike!r}
-
-def write(text):
-    path = os.environ["FAKE_NVML_CONFIG"]
-    tmp = path + ".inner.tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
 @pytest.mark.max_vram("1GiB")
 def test_lost(memory_report):
     write(SPIKE)
@@ -174,9 +161,9 @@ def test_a_gpu_lost_mid_test_leaves_the_budget_not_checked(
     pytester: pytest.Pytester, fake_nvml: FakeNvml, strict: bool
 ) -> None:
     fake_nvml.set([_device(100 * MIB)])
-    spike = render_config([_device(900 * MIB)], "555.42.06", {})
-    lost = render_config([_device(900 * MIB)], "555.42.06", {V3: "GPU_IS_LOST"})
-    pytester.makepyfile(LOST_MID_TEST.format(lost=lost, spike=spike))
+    spike = render_config([_device(900 * MIB)])
+    lost = render_config([_device(900 * MIB)], errors={V3: "GPU_IS_LOST"})
+    pytester.makepyfile(inner_writer(LOST=lost, SPIKE=spike) + LOST_MID_TEST)
     args = ["--hypomnesis", "--hypomnesis-json=out.json", "-p", "no:randomly"]
     result = pytester.runpytest(*args, *(["--hypomnesis-strict"] if strict else []))
     if strict:

@@ -14,9 +14,10 @@ from pytest_hypomnesis._errors import NoGpuSourceError
 from pytest_hypomnesis.cli import build_parser, ps
 from pytest_hypomnesis.model import GpuProcessEntry
 from pytest_hypomnesis.probe import chain, nvml, smi
-from tests.helpers.fakenvml import GIB, NOT_AVAILABLE, FakeNvml, FakeNvmlDevice, FakeProcess
+from tests.helpers.fakenvml import NOT_AVAILABLE, FakeNvml, FakeNvmlDevice, FakeProcess
 from tests.helpers.fakesmi import FakeSmi
 from tests.helpers.hmnrun import GHOST_PID, needs_hmn, run_hmn
+from tests.helpers.units import GIB
 
 SMI_BROKEN = "nvidia-smi: exited with status 9"
 

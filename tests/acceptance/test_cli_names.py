@@ -10,8 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_hypomnesis.probe.procname import linux_comm, name_from_comm
-from tests.helpers.fakenvml import GIB, FakeNvml, FakeNvmlDevice, FakeProcess
+from tests.helpers.fakenvml import FakeNvml, FakeNvmlDevice, FakeProcess
 from tests.helpers.hmnrun import needs_hmn, run_hmn
+from tests.helpers.units import GIB
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="procfs")
 

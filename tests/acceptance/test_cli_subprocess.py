@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from pytest_hypomnesis import __version__
-from tests.helpers.fakenvml import GIB, MIB, SELF, FakeNvml, FakeNvmlDevice, FakeProcess
+from tests.helpers.fakenvml import SELF, FakeNvml, FakeNvmlDevice, FakeProcess
 from tests.helpers.fakesmi import FakeSmi
 from tests.helpers.hmnrun import GHOST_PID, HMN, needs_hmn, run_hmn
 from tests.helpers.reports import make_report, make_test, write_report
+from tests.helpers.units import GIB, MIB
 
 pytestmark = needs_hmn
 

@@ -6,53 +6,37 @@ Runs the real NVML backend against the compiled fake library."""
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from pytest_hypomnesis.probe import cuda_devices
 from pytest_hypomnesis.report.schema import load_report
 from tests.helpers.fakenvml import (
-    GIB,
-    MIB,
+    GPU0_UUID,
+    GPU1_UUID,
     SELF,
     FakeNvml,
     FakeNvmlDevice,
     FakeProcess,
+    inner_writer,
+    linux_only,
     render_config,
+    unseen_pid,
 )
+from tests.helpers.units import GIB, MIB
 
-pytestmark = [
-    pytest.mark.usefixtures("inner_pytester_run"),
-    pytest.mark.skipif(
-        not sys.platform.startswith("linux"), reason="the fake library is an ELF .so"
-    ),
-]
-
-U0 = "GPU-0a0a0a0a-0000-4000-8000-000000000000"
-U1 = "GPU-1b1b1b1b-0000-4000-8000-000000000001"
+pytestmark = [pytest.mark.usefixtures("inner_pytester_run", "fresh_cuda_mapping"), linux_only]
 
 
 def two_gpus(self_on_0: int, self_on_1: int) -> list[FakeNvmlDevice]:
     return [
-        FakeNvmlDevice(uuid=U0, processes=(FakeProcess(SELF, self_on_0),)),
-        FakeNvmlDevice(uuid=U1, total_bytes=24 * GIB, processes=(FakeProcess(SELF, self_on_1),)),
+        FakeNvmlDevice(uuid=GPU0_UUID, processes=(FakeProcess(SELF, self_on_0),)),
+        FakeNvmlDevice(
+            uuid=GPU1_UUID, total_bytes=24 * GIB, processes=(FakeProcess(SELF, self_on_1),)
+        ),
     ]
 
 
-SPIKE = """
-import os, time
-import pytest
-
-def write(text):
-    path = os.environ["FAKE_NVML_CONFIG"]
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
-
-IDLE = {idle!r}
-SPIKE = {spike!r}
-
+SPIKE_TEST = """
 @pytest.mark.max_vram("1GiB", device=0)
 def test_uses_cuda_0():
     write(IDLE)
@@ -64,22 +48,13 @@ def test_uses_cuda_0():
 """
 
 
-@pytest.fixture(autouse=True)
-def _fresh_mapping() -> object:
-    cuda_devices._reset_for_tests()
-    yield
-    cuda_devices._reset_for_tests()
-
-
 def spike_suite(pytester: pytest.Pytester, fake_nvml: FakeNvml) -> None:
     idle = two_gpus(100 * MIB, 100 * MIB)
     # The spike: 2 GiB more on NVML GPU 1, 3 GiB more on NVML GPU 0.
     spike = two_gpus(3 * GIB, 2 * GIB + 100 * MIB)
     fake_nvml.set(idle)
     pytester.makepyfile(
-        SPIKE.format(
-            idle=render_config(idle, "555.42.06", {}), spike=render_config(spike, "555.42.06", {})
-        )
+        inner_writer(IDLE=render_config(idle), SPIKE=render_config(spike)) + SPIKE_TEST
     )
 
 
@@ -147,7 +122,10 @@ def test_header_names_the_mapping_and_an_assumed_order(
 ) -> None:
     # Two different models, no libcuda: CUDA's fastest-first order cannot be asked for.
     fake_nvml.set(
-        [FakeNvmlDevice(name="NVIDIA T4", uuid=U0), FakeNvmlDevice(name="NVIDIA H100", uuid=U1)]
+        [
+            FakeNvmlDevice(name="NVIDIA T4", uuid=GPU0_UUID),
+            FakeNvmlDevice(name="NVIDIA H100", uuid=GPU1_UUID),
+        ]
     )
     monkeypatch.setenv("HYPOMNESIS_CUDA_LIBRARY", str(pytester.path / "no-libcuda.so.1"))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,0")
@@ -170,12 +148,6 @@ def test_header_names_the_mapping_and_an_assumed_order(
     )
 
 
-def _impossible_pid() -> int:
-    """A PID no process here can have (beyond the kernel's pid_max)."""
-    with open("/proc/sys/kernel/pid_max", encoding="ascii") as f:
-        return int(f.read()) + 17
-
-
 CONTAINER = """
 import pytest
 
@@ -190,8 +162,8 @@ def test_container_without_host_pids_is_unavailable_not_zero(
 ) -> None:
     # NVML lists the host's PIDs (this process's among them, under a PID we cannot see);
     # no row carries our own PID. Before, that read as 0 bytes and any budget passed.
-    host_pid = _impossible_pid()
-    fake_nvml.set([FakeNvmlDevice(uuid=U0, processes=(FakeProcess(host_pid, 3 * GIB),))])
+    host_pid = unseen_pid()
+    fake_nvml.set([FakeNvmlDevice(uuid=GPU0_UUID, processes=(FakeProcess(host_pid, 3 * GIB),))])
     pytester.makepyfile(CONTAINER)
     result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json")
     result.assert_outcomes(passed=1)
@@ -217,7 +189,7 @@ def test_a_process_without_a_cuda_context_is_really_zero(
     pytester: pytest.Pytester, fake_nvml: FakeNvml
 ) -> None:
     # Other processes of this PID namespace on the GPU, none of ours: 0 bytes, truly.
-    fake_nvml.set([FakeNvmlDevice(uuid=U0, processes=(FakeProcess(1, 3 * GIB),))])
+    fake_nvml.set([FakeNvmlDevice(uuid=GPU0_UUID, processes=(FakeProcess(1, 3 * GIB),))])
     pytester.makepyfile(CONTAINER)
     result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json")
     result.assert_outcomes(passed=1)

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from tests.helpers import standins
-from tests.helpers.fakenvml import MIB, FakeNvml
+from tests.helpers.fakenvml import FakeNvml
+from tests.helpers.units import MIB
 
 pytestmark = pytest.mark.usefixtures("inner_pytester_run")
 

@@ -8,7 +8,15 @@ import shutil
 
 import pytest
 
-from tests.helpers.fakenvml import GIB, SELF, FakeNvml, FakeNvmlDevice, FakeProcess, render_config
+from tests.helpers.fakenvml import (
+    SELF,
+    FakeNvml,
+    FakeNvmlDevice,
+    FakeProcess,
+    inner_writer,
+    render_config,
+)
+from tests.helpers.units import GIB, MIB
 
 pytestmark = pytest.mark.usefixtures("inner_pytester_run")
 
@@ -141,24 +149,10 @@ def _nvml_config(self_used: int | None) -> str:
     # The device-wide figure moves with this process's usage, as on a real GPU.
     device_used = GIB + (self_used or 0)
     device = FakeNvmlDevice(used_bytes=device_used, processes=processes)
-    return render_config([device], "555.42.06", {})
+    return render_config([device])
 
 
 NVML_SPIKE = """
-import os
-import time
-import pytest
-
-IDLE = {idle!r}
-SPIKE = {spike!r}
-
-def write(text):
-    path = os.environ["FAKE_NVML_CONFIG"]
-    tmp = path + ".inner.tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
 @pytest.mark.max_vram("1GiB")
 def test_nvml_spike():
     write(IDLE)
@@ -177,9 +171,9 @@ def test_nvml_holds():
 
 @pytest.fixture
 def nvml_suite(pytester: pytest.Pytester, fake_nvml: FakeNvml) -> pytest.Pytester:
-    fake_nvml.set([FakeNvmlDevice(processes=(FakeProcess(SELF, 100 * 1024**2),))])
+    fake_nvml.set([FakeNvmlDevice(processes=(FakeProcess(SELF, 100 * MIB),))])
     pytester.makepyfile(
-        NVML_SPIKE.format(idle=_nvml_config(100 * 1024**2), spike=_nvml_config(2 * GIB))
+        inner_writer(IDLE=_nvml_config(100 * MIB), SPIKE=_nvml_config(2 * GIB)) + NVML_SPIKE
     )
     return pytester
 

@@ -6,36 +6,30 @@ library, whose parent handle answers NO_PERMISSION in MIG mode as the real one d
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from pytest_hypomnesis.probe import cuda_devices
 from pytest_hypomnesis.report.schema import load_report
 from tests.helpers.fakenvml import (
-    GIB,
-    MIB,
+    A100_UUID,
+    MIG_A_UUID,
+    MIG_B_UUID,
     SELF,
     FakeMigDevice,
     FakeNvml,
     FakeNvmlDevice,
     FakeProcess,
+    inner_writer,
+    linux_only,
     render_config,
 )
+from tests.helpers.units import GIB, MIB
 
-pytestmark = [
-    pytest.mark.usefixtures("inner_pytester_run"),
-    pytest.mark.skipif(
-        not sys.platform.startswith("linux"), reason="the fake library is an ELF .so"
-    ),
-]
+pytestmark = [pytest.mark.usefixtures("inner_pytester_run", "fresh_cuda_mapping"), linux_only]
 
-GPU = "GPU-a100a100-0000-4000-8000-000000000000"
-MIG_A = "MIG-aaaaaaaa-1111-5222-8333-000000000001"
-MIG_B = "MIG-bbbbbbbb-1111-5222-8333-000000000002"
 OTHER_TENANT = 1  # PID 1 exists here: a real process of this namespace, not ours
 
 
@@ -49,11 +43,11 @@ def a100(self_on_b: int | None, *, refused: bool = False) -> list[FakeNvmlDevice
             name="NVIDIA A100-SXM4-80GB",
             total_bytes=80 * GIB,
             used_bytes=12 * GIB,
-            uuid=GPU,
+            uuid=A100_UUID,
             mig_mode=True,
             mig_devices=(
                 FakeMigDevice(
-                    MIG_A,
+                    MIG_A_UUID,
                     1,
                     0,
                     name="NVIDIA A100-SXM4-80GB MIG 2g.20gb",
@@ -63,7 +57,7 @@ def a100(self_on_b: int | None, *, refused: bool = False) -> list[FakeNvmlDevice
                     errors=errors,
                 ),
                 FakeMigDevice(
-                    MIG_B,
+                    MIG_B_UUID,
                     2,
                     0,
                     name="NVIDIA A100-SXM4-80GB MIG 3g.40gb",
@@ -78,20 +72,6 @@ def a100(self_on_b: int | None, *, refused: bool = False) -> list[FakeNvmlDevice
     ]
 
 
-WRITER = """
-import os, time
-import pytest
-
-def write(text):
-    path = os.environ["FAKE_NVML_CONFIG"]
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
-
-IDLE = {idle!r}
-SPIKE = {spike!r}
-"""
-
 SPIKE_TEST = """
 @pytest.mark.max_vram("1GiB")
 def test_grows_3gib():
@@ -102,20 +82,9 @@ def test_grows_3gib():
 """
 
 
-def config(devices: list[FakeNvmlDevice]) -> str:
-    return render_config(devices, "555.42.06", {})
-
-
-@pytest.fixture(autouse=True)
-def _fresh_mapping() -> object:
-    cuda_devices._reset_for_tests()
-    yield
-    cuda_devices._reset_for_tests()
-
-
 def suite(pytester: pytest.Pytester, idle: list[FakeNvmlDevice], body: str) -> None:
     spike = a100(3 * GIB + 100 * MIB)
-    pytester.makepyfile(WRITER.format(idle=config(idle), spike=config(spike)) + body)
+    pytester.makepyfile(inner_writer(IDLE=render_config(idle), SPIKE=render_config(spike)) + body)
 
 
 def report(pytester: pytest.Pytester) -> Any:
@@ -128,13 +97,13 @@ def test_mig_uuid_in_cuda_visible_devices_is_read_on_that_mig_device(
 ) -> None:
     idle = a100(100 * MIB)
     fake_nvml.set(idle)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", MIG_B)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", MIG_B_UUID)
     suite(pytester, idle, SPIKE_TEST)
     result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines_random(
         [
-            f"hypomnesis: CUDA devices (CUDA_VISIBLE_DEVICES '{MIG_B}', *): "
+            f"hypomnesis: CUDA devices (CUDA_VISIBLE_DEVICES '{MIG_B_UUID}', *): "
             "0=MIG-bbbbbbbb (NVML 0, MIG)",
             "*max_vram: test used 3.00 GiB VRAM on GPU 0 (peak increase, NVML) > limit 1.00 GiB*",
         ]
@@ -186,10 +155,13 @@ def test_cuda_context_created_mid_session_is_found_at_the_next_span(
     # test creates one on MIG_B; from the next test on, MIG_B is read.
     before = a100(None)
     fake_nvml.set(before)
-    after = config(a100(100 * MIB))
+    after = render_config(a100(100 * MIB))
     pytester.makepyfile(
-        WRITER.format(idle=config(before), spike=config(a100(3 * GIB + 100 * MIB)))
-        + f"IDLE_AFTER = {after!r}\n"
+        inner_writer(
+            IDLE=render_config(before),
+            SPIKE=render_config(a100(3 * GIB + 100 * MIB)),
+            IDLE_AFTER=after,
+        )
         + MID_SESSION
     )
     result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json", "-p", "no:randomly")
@@ -204,7 +176,7 @@ def test_cuda_context_created_mid_session_is_found_at_the_next_span(
     first, second = report(pytester)["tests"]
     # The span that read MIG_A while the context appeared on MIG_B: unknown, said why.
     assert first["vram"]["devices"]["0"]["peak_bytes"] is None
-    assert f"appeared on {MIG_B} during the span" in first["vram"]["unavailable_reason"]
+    assert f"appeared on {MIG_B_UUID} during the span" in first["vram"]["unavailable_reason"]
     assert second["vram"]["devices"]["0"]["increase_bytes"] == 3 * GIB
 
 
@@ -216,7 +188,7 @@ def test_refused_mig_listings_keep_nvml_reason(
     refused = a100(100 * MIB, refused=True)
     fake_nvml.set(refused)
     pytester.makepyfile(
-        WRITER.format(idle=config(refused), spike=config(refused))
+        inner_writer(IDLE=render_config(refused), SPIKE=render_config(refused))
         + SPIKE_TEST.replace("write(SPIKE)", "pass")
     )
     result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json")
@@ -245,7 +217,8 @@ def test_container_given_one_slice_reads_it_though_the_first_is_refused(
     idle = pod(100 * MIB)
     fake_nvml.set(idle)
     pytester.makepyfile(
-        WRITER.format(idle=config(idle), spike=config(pod(3 * GIB + 100 * MIB))) + SPIKE_TEST
+        inner_writer(IDLE=render_config(idle), SPIKE=render_config(pod(3 * GIB + 100 * MIB)))
+        + SPIKE_TEST
     )
     result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json")
     result.assert_outcomes(failed=1)

@@ -5,70 +5,45 @@ process under a host PID. Runs the real NVML backend against the compiled fake l
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import pytest
 
-from pytest_hypomnesis.probe import cuda_devices
-from tests.helpers.fakenvml import GIB, FakeNvml, FakeNvmlDevice, FakeProcess, render_config
+from tests.helpers.fakenvml import (
+    GPU0_UUID,
+    FakeNvml,
+    FakeNvmlDevice,
+    FakeProcess,
+    inner_writer,
+    linux_only,
+    render_config,
+    unseen_pid,
+)
+from tests.helpers.units import GIB, MIB
 
-pytestmark = [
-    pytest.mark.usefixtures("inner_pytester_run"),
-    pytest.mark.skipif(
-        not sys.platform.startswith("linux"), reason="the fake library is an ELF .so"
-    ),
-]
-
-UUID = "GPU-0a0a0a0a-0000-4000-8000-000000000000"
+pytestmark = [pytest.mark.usefixtures("inner_pytester_run", "fresh_cuda_mapping"), linux_only]
 
 SUITE = """
-import os, time
-import pytest
-
-def write(text):
-    path = os.environ["FAKE_NVML_CONFIG"]
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
-
 @pytest.mark.max_vram("1GiB")
 def test_grows_the_gpu_by_3gib():
-    write({spike!r})
+    write(SPIKE)
     time.sleep(0.06)
-    write({idle!r})
+    write(IDLE)
     time.sleep(0.03)
 """
 
 
-@pytest.fixture(autouse=True)
-def _fresh_mapping() -> object:
-    cuda_devices._reset_for_tests()
-    yield
-    cuda_devices._reset_for_tests()
-
-
-def _host_pid() -> int:
-    """A PID no process here can have (beyond the kernel's pid_max): NVML's listing inside
-    a container without the host's PID namespace."""
-    with open("/proc/sys/kernel/pid_max", encoding="ascii") as f:
-        return int(f.read()) + 17
-
-
 def blind_gpu(used: int) -> list[FakeNvmlDevice]:
-    # This process is listed under its host PID only: its own row is never found.
-    row = FakeProcess(_host_pid(), used - 512 * 2**20)
-    return [FakeNvmlDevice(uuid=UUID, used_bytes=used, processes=(row,))]
+    # This process is listed under its host PID only (NVML's listing inside a container
+    # without the host's PID namespace): its own row is never found.
+    row = FakeProcess(unseen_pid(), used - 512 * MIB)
+    return [FakeNvmlDevice(uuid=GPU0_UUID, used_bytes=used, processes=(row,))]
 
 
 def suite(pytester: pytest.Pytester, fake_nvml: FakeNvml) -> None:
     idle, spike = blind_gpu(1 * GIB), blind_gpu(4 * GIB)
     fake_nvml.set(idle)
-    pytester.makepyfile(
-        SUITE.format(
-            idle=render_config(idle, "555.42.06", {}), spike=render_config(spike, "555.42.06", {})
-        )
-    )
+    pytester.makepyfile(inner_writer(IDLE=render_config(idle), SPIKE=render_config(spike)) + SUITE)
 
 
 def record_of(pytester: pytest.Pytester) -> Any:

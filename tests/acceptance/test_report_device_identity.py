@@ -7,44 +7,31 @@ have one: a GPU that was ``cuda:1`` in the baseline and is ``cuda:0`` now is one
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_hypomnesis.probe import cuda_devices
 from pytest_hypomnesis.report.compare import compare, format_comparison, parse_fail_exprs
 from pytest_hypomnesis.report.schema import SCHEMA, load_report, validate_report
 from tests.helpers.cli import hmn
 from tests.helpers.fakenvml import (
-    GIB,
-    MIB,
+    GPU0_UUID,
+    GPU1_UUID,
     SELF,
     FakeMigDevice,
     FakeNvml,
     FakeNvmlDevice,
     FakeProcess,
+    linux_only,
 )
 from tests.helpers.reports import make_report, make_test, write_report
+from tests.helpers.units import GIB, MIB
 
-linux_only = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="the fake library is an ELF .so"
-)
-
-U0 = "GPU-0a0a0a0a-0000-4000-8000-000000000000"
-U1 = "GPU-1b1b1b1b-0000-4000-8000-000000000001"
 MIG_A = "MIG-3c3c3c3c-0000-4000-8000-000000000003"
 PCI1 = "00000000:41:00.0"
 
 ONE_TEST = "def test_nothing():\n    pass\n"
-
-
-@pytest.fixture
-def _fresh_mapping() -> object:
-    cuda_devices._reset_for_tests()
-    yield
-    cuda_devices._reset_for_tests()
 
 
 def _json(pytester: pytest.Pytester) -> dict[str, Any]:
@@ -53,15 +40,18 @@ def _json(pytester: pytest.Pytester) -> dict[str, Any]:
 
 
 @linux_only
-@pytest.mark.usefixtures("inner_pytester_run", "_fresh_mapping")
+@pytest.mark.usefixtures("inner_pytester_run", "fresh_cuda_mapping")
 def test_records_name_the_gpu_behind_each_cuda_ordinal(
     pytester: pytest.Pytester, fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_nvml.set(
         [
-            FakeNvmlDevice(name="NVIDIA T4", uuid=U0),
+            FakeNvmlDevice(name="NVIDIA T4", uuid=GPU0_UUID),
             FakeNvmlDevice(
-                name="NVIDIA H100", uuid=U1, pci_bus_id=PCI1, processes=(FakeProcess(SELF, MIB),)
+                name="NVIDIA H100",
+                uuid=GPU1_UUID,
+                pci_bus_id=PCI1,
+                processes=(FakeProcess(SELF, MIB),),
             ),
         ]
     )
@@ -74,7 +64,7 @@ def test_records_name_the_gpu_behind_each_cuda_ordinal(
     (record,) = report["tests"]
     device = record["vram"]["devices"]["0"]  # cuda:0 is NVML's GPU 1 here
     assert {k: device[k] for k in ("uuid", "nvml_index", "pci_bus_id", "name", "parent_uuid")} == {
-        "uuid": U1,
+        "uuid": GPU1_UUID,
         "nvml_index": 1,
         "pci_bus_id": PCI1,
         "name": "NVIDIA H100",
@@ -82,24 +72,32 @@ def test_records_name_the_gpu_behind_each_cuda_ordinal(
     }
     assert device["peak_bytes"] == MIB
     (top,) = report["devices"]
-    assert (top["index"], top["uuid"], top["nvml_index"], top["pci_bus_id"]) == (0, U1, 1, PCI1)
+    assert (top["index"], top["uuid"], top["nvml_index"], top["pci_bus_id"]) == (
+        0,
+        GPU1_UUID,
+        1,
+        PCI1,
+    )
 
 
 @linux_only
-@pytest.mark.usefixtures("inner_pytester_run", "_fresh_mapping")
+@pytest.mark.usefixtures("inner_pytester_run", "fresh_cuda_mapping")
 def test_a_mig_device_carries_its_own_uuid_and_its_gpus(
     pytester: pytest.Pytester, fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mig = FakeMigDevice(MIG_A, 3, 0, processes=(FakeProcess(SELF, 64 * MIB),))
     fake_nvml.set(
-        [FakeNvmlDevice(uuid=U0), FakeNvmlDevice(uuid=U1, mig_mode=True, mig_devices=(mig,))]
+        [
+            FakeNvmlDevice(uuid=GPU0_UUID),
+            FakeNvmlDevice(uuid=GPU1_UUID, mig_mode=True, mig_devices=(mig,)),
+        ]
     )
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", MIG_A)
     pytester.makepyfile(ONE_TEST)
     pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json").assert_outcomes(passed=1)
     (record,) = _json(pytester)["tests"]
     device = record["vram"]["devices"]["0"]
-    assert (device["uuid"], device["parent_uuid"], device["nvml_index"]) == (MIG_A, U1, 1)
+    assert (device["uuid"], device["parent_uuid"], device["nvml_index"]) == (MIG_A, GPU1_UUID, 1)
     assert device["name"] == "NVIDIA Fake GPU MIG 1g.10gb"
 
 
@@ -166,11 +164,11 @@ def test_the_gate_pairs_a_gpu_by_uuid_across_ordinals() -> None:
             gpu_names=("GPU", "GPU"),
             watched=None,
         ),
-        {"0": U0, "1": U1},
+        {"0": GPU0_UUID, "1": GPU1_UUID},
     )
     new = _identified(
         make_report([make_test("t.py::a", vram={"0": (3 * GIB, 3 * GIB)})], watched=None),
-        {"0": U1},
+        {"0": GPU1_UUID},
     )
     validate_report(base)
     validate_report(new)
@@ -178,15 +176,17 @@ def test_the_gate_pairs_a_gpu_by_uuid_across_ordinals() -> None:
     change = result.rows[0].changes["vram"]
     assert (change.before_bytes, change.after_bytes) == (GIB, 3 * GIB)
     assert [r.nodeid for r in result.regressions] == ["t.py::a"]
-    assert f"warning: GPU {U1} is GPU 0 in this run, GPU 1 in the baseline; " in "\n".join(
+    assert f"warning: GPU {GPU1_UUID} is GPU 0 in this run, GPU 1 in the baseline; " in "\n".join(
         format_comparison(result)
     )
     # By key (what schema 1 can only do) it was GPU-0a0a's 5 GiB + 1 GiB against 3 GiB.
 
 
 def test_the_gate_says_when_no_gpu_is_in_common() -> None:
-    base = _identified(make_report([make_test("t.py::a", vram={"0": (GIB, GIB)})]), {"0": U0})
-    new = _identified(make_report([make_test("t.py::a", vram={"0": (GIB, GIB)})]), {"0": U1})
+    base = _identified(
+        make_report([make_test("t.py::a", vram={"0": (GIB, GIB)})]), {"0": GPU0_UUID}
+    )
+    new = _identified(make_report([make_test("t.py::a", vram={"0": (GIB, GIB)})]), {"0": GPU1_UUID})
     result = compare(base, new, parse_fail_exprs("vram:0B"))
     assert not result.failed
     assert "not compared: vram:0B for 1 test (no GPU in common)" in format_comparison(result)
@@ -195,7 +195,7 @@ def test_the_gate_says_when_no_gpu_is_in_common() -> None:
 def test_a_schema_1_baseline_is_paired_by_key(tmp_path: Path) -> None:
     base = make_report([make_test("t.py::a", vram={"0": (GIB, GIB)})])  # no UUIDs
     new = _identified(
-        make_report([make_test("t.py::a", vram={"0": (2 * GIB, 2 * GIB)})]), {"0": U1}
+        make_report([make_test("t.py::a", vram={"0": (2 * GIB, 2 * GIB)})]), {"0": GPU1_UUID}
     )
     result = compare(base, new, parse_fail_exprs("vram:512MiB"))
     assert (

@@ -54,6 +54,12 @@ MIG UUIDs); without it no libcuda is configured and CUDA order falls back to PCI
 ``FakeProcess(pid, used_bytes)`` where ``pid`` is an int or ``SELF`` (``"self"``: the pid
 of whichever process reads the config, so it works per xdist worker and in subprocesses).
 ``NOT_AVAILABLE`` is the 2^64-1 per-process sentinel.
+
+For test modules: ``linux_only`` (the mark for tests that load the fake: it is built as an
+ELF ``.so``), the fixture ``fresh_cuda_mapping`` (the CUDA-ordinal mapping re-read before
+and after the test), the UUIDs the fake GPUs of several modules share (``GPU0_UUID``,
+``GPU1_UUID``, ``A100_UUID``, ``MIG_A_UUID``, ``MIG_B_UUID``), and ``inner_writer(**configs)``:
+the head of an inner test file whose ``write(NAME)`` swaps the config while it runs.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ import ctypes
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -72,10 +79,13 @@ import pytest
 from tests.helpers.units import GIB, MIB
 
 __all__ = [
+    "A100_UUID",
     "DEFAULT_DRIVER",
     "ERROR_CODES",
-    "GIB",
-    "MIB",
+    "GPU0_UUID",
+    "GPU1_UUID",
+    "MIG_A_UUID",
+    "MIG_B_UUID",
     "NOT_AVAILABLE",
     "SELF",
     "FakeMigDevice",
@@ -87,6 +97,11 @@ __all__ = [
     "fake_nvml_build",
     "fake_nvml_factory",
     "fake_nvml_library",
+    "fresh_cuda_mapping",
+    "inner_writer",
+    "linux_only",
+    "render_config",
+    "unseen_pid",
 ]
 
 NOT_AVAILABLE = 2**64 - 1
@@ -94,6 +109,16 @@ SELF: Literal["self"] = "self"
 DEFAULT_DRIVER = "555.42.06"
 SOURCE = Path(__file__).resolve().parent.parent / "fake_nvml" / "fake_nvml.c"
 DEFINES = frozenset({"NO_V3", "NO_V2", "NO_MEMV2"})
+
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the fake library is built as an ELF .so"
+)
+
+GPU0_UUID = "GPU-0a0a0a0a-0000-4000-8000-000000000000"
+GPU1_UUID = "GPU-1b1b1b1b-0000-4000-8000-000000000001"
+A100_UUID = "GPU-a100a100-0000-4000-8000-000000000000"
+MIG_A_UUID = "MIG-aaaaaaaa-1111-5222-8333-000000000001"
+MIG_B_UUID = "MIG-bbbbbbbb-1111-5222-8333-000000000002"
 
 ERROR_CODES: Mapping[str, int] = {
     "UNINITIALIZED": 1,
@@ -189,11 +214,12 @@ def _code(code: int | str) -> int:
 
 def render_config(
     devices: Sequence[FakeNvmlDevice],
-    driver: str | None,
-    errors: Mapping[str, int | str],
+    driver: str | None = DEFAULT_DRIVER,
+    errors: Mapping[str, int | str] | None = None,
     cuda_order: Sequence[int | str] | None = None,
 ) -> str:
     """The config text the C library parses (see the header of fake_nvml.c)."""
+    errors = errors or {}
     lines: list[str] = []
     if driver is not None:
         lines.append(f"driver {driver}")
@@ -239,6 +265,38 @@ def render_config(
         order = [str(o) if isinstance(o, int) else mig_slots[o] for o in cuda_order]
         lines.append("cuda_order " + " ".join(order))
     return "\n".join(lines) + "\n"
+
+
+_INNER_WRITE = """
+import os
+import time
+
+import pytest
+
+
+def write(text):
+    # Whole and at once, as FakeNvml writes it: the sampler never reads half a config.
+    path = os.environ["FAKE_NVML_CONFIG"]
+    tmp = path + ".inner.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+"""
+
+
+def unseen_pid() -> int:
+    """A PID no process here can have (beyond the kernel's pid_max): how NVML lists this
+    process inside a container that lacks the host's PID namespace."""
+    with open("/proc/sys/kernel/pid_max", encoding="ascii") as f:
+        return int(f.read()) + 17
+
+
+def inner_writer(**configs: str) -> str:
+    """The head of an inner test file: ``os``, ``time``, ``pytest`` imported, ``write(text)``
+    replacing the active fake's config, and each keyword a constant holding a config text
+    (``inner_writer(IDLE=render_config(idle), SPIKE=...)`` then ``write(SPIKE)`` in a test)."""
+    return _INNER_WRITE + "".join(f"{name} = {text!r}\n" for name, text in configs.items())
 
 
 class FakeNvml:
@@ -405,6 +463,16 @@ def fake_nvml_factory(
         from pytest_hypomnesis.probe import nvml
 
         nvml._reset_for_tests()
+
+
+@pytest.fixture
+def fresh_cuda_mapping() -> Iterator[None]:
+    """The CUDA-ordinal mapping (cached per process) read afresh in the test and after it."""
+    from pytest_hypomnesis.probe import cuda_devices
+
+    cuda_devices._reset_for_tests()
+    yield
+    cuda_devices._reset_for_tests()
 
 
 @pytest.fixture

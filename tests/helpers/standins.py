@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers.fakenvml import DEFAULT_DRIVER, GIB, MIB, FakeNvmlDevice, render_config
+from tests.helpers.fakenvml import DEFAULT_DRIVER, FakeNvmlDevice, render_config
+from tests.helpers.units import GIB, MIB
 
 __all__ = ["CONTEXT_BYTES", "DEVICE_TOTAL_BYTES", "install", "nvml_template"]
 

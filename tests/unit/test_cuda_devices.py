@@ -8,11 +8,10 @@ for the fastest-first order asked of the CUDA driver in a helper process.
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
-from pytest_hypomnesis.probe import cuda_devices, nvml
+from pytest_hypomnesis.probe import nvml
 from pytest_hypomnesis.probe.cuda_devices import (
     ParsedVisibleDevices,
     VisibleEntry,
@@ -21,14 +20,23 @@ from pytest_hypomnesis.probe.cuda_devices import (
     visible_devices,
 )
 from pytest_hypomnesis.probe.nvml import NvmlGpu, NvmlMigDevice
-from tests.helpers.fakenvml import FakeMigDevice, FakeNvml, FakeNvmlDevice, default_uuid
+from tests.helpers.fakenvml import (
+    MIG_A_UUID,
+    MIG_B_UUID,
+    FakeMigDevice,
+    FakeNvml,
+    FakeNvmlDevice,
+    default_uuid,
+    linux_only,
+)
+
+# The CUDA-ordinal mapping is cached per process: read afresh for every test here.
+pytestmark = pytest.mark.usefixtures("fresh_cuda_mapping")
 
 U0 = "GPU-11111111-aaaa-4bbb-8ccc-000000000000"
 U1 = "GPU-22222222-aaaa-4bbb-8ccc-000000000001"
 U2 = "GPU-22223333-aaaa-4bbb-8ccc-000000000002"
 U3 = "GPU-44444444-aaaa-4bbb-8ccc-000000000003"
-MIG_A = "MIG-aaaaaaaa-1111-5222-8333-000000000001"
-MIG_B = "MIG-bbbbbbbb-1111-5222-8333-000000000002"
 
 
 def gpu(index: int, uuid: str, name: str = "NVIDIA A100", **kw: object) -> NvmlGpu:
@@ -64,7 +72,7 @@ def test_parser_reads_each_form_and_stops_at_the_first_malformed_entry() -> None
     assert parsed == ParsedVisibleDevices(
         (VisibleEntry("index", "3", 3), VisibleEntry("index", "1", 1))
     )
-    parsed = parse_cuda_visible_devices(f"GPU-2222,{MIG_A},MIG-{U1}/7/0,foo,0")
+    parsed = parse_cuda_visible_devices(f"GPU-2222,{MIG_A_UUID},MIG-{U1}/7/0,foo,0")
     assert parsed is not None
     assert [e.kind for e in parsed.entries] == ["gpu_uuid", "mig_uuid", "mig_legacy"]
     assert parsed.entries[2] == VisibleEntry("mig_legacy", U1, None, 7, 0)
@@ -116,46 +124,35 @@ def test_duplicates_hide_every_gpu_and_indices_do_not_mix_with_uuids() -> None:
 
 def test_mig_devices_by_uuid_legacy_form_and_mig_mode() -> None:
     migs = (
-        NvmlMigDevice(MIG_A, 0, 1, 0, "A100 MIG 3g.40gb"),
-        NvmlMigDevice(MIG_B, 1, 2, 0, "A100 MIG 3g.40gb"),
+        NvmlMigDevice(MIG_A_UUID, 0, 1, 0, "A100 MIG 3g.40gb"),
+        NvmlMigDevice(MIG_B_UUID, 1, 2, 0, "A100 MIG 3g.40gb"),
     )
     gpus = [gpu(0, U0), gpu(1, U1, mig_enabled=True, mig_devices=migs)]
-    devices, note = resolve(parse_cuda_visible_devices(MIG_B), gpus)
+    devices, note = resolve(parse_cuda_visible_devices(MIG_B_UUID), gpus)
     assert note is None
     (mig,) = devices
     assert (mig.cuda_ordinal, mig.uuid, mig.nvml_index, mig.parent_uuid, mig.mig_index) == (
         0,
-        MIG_B,
+        MIG_B_UUID,
         1,
         U1,
         1,
     )
     assert mig.is_mig and mig.pci_bus_id == "00000000:02:00.0"
-    assert visible(f"MIG-{U1}/1/0", gpus)[0] == [MIG_A]
+    assert visible(f"MIG-{U1}/1/0", gpus)[0] == [MIG_A_UUID]
     # CUDA enumerates one MIG device: the second named one is not visible.
-    uuids, note = visible(f"{MIG_A},{MIG_B}", gpus)
-    assert uuids == [MIG_A] and note is not None and "one MIG device" in note
+    uuids, note = visible(f"{MIG_A_UUID},{MIG_B_UUID}", gpus)
+    assert uuids == [MIG_A_UUID] and note is not None and "one MIG device" in note
     # A GPU in MIG mode named whole shows as its first MIG device, and hides the others.
     uuids, note = visible("0,1", gpus)
-    assert uuids == [MIG_A] and note is not None and "MIG mode" in note
-    assert visible(None, [gpus[1]]) == ([MIG_A], None)
+    assert uuids == [MIG_A_UUID] and note is not None and "MIG mode" in note
+    assert visible(None, [gpus[1]]) == ([MIG_A_UUID], None)
     empty_mig = [gpu(0, U0, mig_enabled=True)]
     uuids, note = visible(None, empty_mig)
     assert uuids == [] and note is not None and "no MIG device" in note
 
 
 # ---- visible_devices through the fake NVML (and fake libcuda) --------------------------
-
-pytestmark_fake = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="the fake library is built as an ELF .so"
-)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> object:
-    cuda_devices._reset_for_tests()
-    yield
-    cuda_devices._reset_for_tests()
 
 
 def env(**values: str) -> dict[str, str]:
@@ -168,7 +165,7 @@ def env(**values: str) -> dict[str, str]:
     return base
 
 
-@pytestmark_fake
+@linux_only
 def test_nvml_inventory_reads_uuid_pci_and_mig(fake_nvml: FakeNvml) -> None:
     fake_nvml.set(
         [
@@ -176,7 +173,7 @@ def test_nvml_inventory_reads_uuid_pci_and_mig(fake_nvml: FakeNvml) -> None:
             FakeNvmlDevice(
                 name="NVIDIA A100",
                 mig_mode=True,
-                mig_devices=(FakeMigDevice(MIG_A, 1, 0), FakeMigDevice(MIG_B, 2, 0)),
+                mig_devices=(FakeMigDevice(MIG_A_UUID, 1, 0), FakeMigDevice(MIG_B_UUID, 2, 0)),
             ),
             FakeNvmlDevice(name="NVIDIA A100", mig_mode=False),
         ]
@@ -193,13 +190,13 @@ def test_nvml_inventory_reads_uuid_pci_and_mig(fake_nvml: FakeNvml) -> None:
     assert [
         (m.uuid, m.mig_index, m.gpu_instance_id, m.compute_instance_id) for m in second.mig_devices
     ] == [
-        (MIG_A, 0, 1, 0),
-        (MIG_B, 1, 2, 0),
+        (MIG_A_UUID, 0, 1, 0),
+        (MIG_B_UUID, 1, 2, 0),
     ]
     assert not third.mig_enabled and third.mig_devices == ()
 
 
-@pytestmark_fake
+@linux_only
 def test_identical_gpus_go_in_pci_order_without_asking_cuda(fake_nvml: FakeNvml) -> None:
     # NVML index 0 sits on a later bus than index 1: CUDA ordinal 0 is NVML 1.
     fake_nvml.set(
@@ -220,7 +217,7 @@ def test_identical_gpus_go_in_pci_order_without_asking_cuda(fake_nvml: FakeNvml)
     assert [(d.cuda_ordinal, d.nvml_index) for d in pinned.devices] == [(0, 0)]
 
 
-@pytestmark_fake
+@linux_only
 def test_different_gpus_ask_the_cuda_driver_for_fastest_first(fake_nvml: FakeNvml) -> None:
     devices = [
         FakeNvmlDevice(name="NVIDIA T4", uuid=U0),
@@ -240,7 +237,7 @@ def test_different_gpus_ask_the_cuda_driver_for_fastest_first(fake_nvml: FakeNvm
     assert [d.nvml_index for d in by_pci.devices] == [0]
 
 
-@pytestmark_fake
+@linux_only
 def test_without_libcuda_pci_order_is_assumed_and_said(
     fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch, tmp_path: object
 ) -> None:
@@ -258,21 +255,21 @@ def test_without_libcuda_pci_order_is_assumed_and_said(
     assert "cuInit CUDA_ERROR_NO_DEVICE" in no_device.note
 
 
-@pytestmark_fake
+@linux_only
 def test_mig_uuid_in_cuda_visible_devices_maps_to_the_mig_handle(fake_nvml: FakeNvml) -> None:
     fake_nvml.set(
         [
             FakeNvmlDevice(uuid=U0),
-            FakeNvmlDevice(uuid=U1, mig_mode=True, mig_devices=(FakeMigDevice(MIG_A, 3, 0),)),
+            FakeNvmlDevice(uuid=U1, mig_mode=True, mig_devices=(FakeMigDevice(MIG_A_UUID, 3, 0),)),
         ]
     )
-    (mig,) = visible_devices(env(CUDA_VISIBLE_DEVICES=MIG_A)).devices
-    assert (mig.uuid, mig.parent_uuid, mig.nvml_index, mig.mig_index) == (MIG_A, U1, 1, 0)
+    (mig,) = visible_devices(env(CUDA_VISIBLE_DEVICES=MIG_A_UUID)).devices
+    assert (mig.uuid, mig.parent_uuid, mig.nvml_index, mig.mig_index) == (MIG_A_UUID, U1, 1, 0)
     (legacy,) = visible_devices(env(CUDA_VISIBLE_DEVICES=f"MIG-{U1}/3/0")).devices
-    assert legacy.uuid == MIG_A
+    assert legacy.uuid == MIG_A_UUID
 
 
-@pytestmark_fake
+@linux_only
 def test_without_nvml_nothing_is_mapped_and_the_reason_is_kept(fake_nvml: FakeNvml) -> None:
     fake_nvml.fail("*", "DRIVER_NOT_LOADED")
     result = visible_devices(env(CUDA_VISIBLE_DEVICES="0"))

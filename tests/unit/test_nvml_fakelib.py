@@ -20,18 +20,16 @@ from pytest_hypomnesis._errors import BackendFailure
 from pytest_hypomnesis.probe import nvml, smi
 from pytest_hypomnesis.probe.readings import VramReading
 from tests.helpers.fakenvml import (
-    GIB,
-    MIB,
     NOT_AVAILABLE,
     SELF,
     FakeNvml,
     FakeNvmlDevice,
     FakeProcess,
+    linux_only,
 )
+from tests.helpers.units import GIB, MIB
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="the fake library is built as an ELF .so"
-)
+pytestmark = linux_only
 
 A100 = FakeNvmlDevice(
     name="NVIDIA A100-SXM4-80GB",

@@ -6,7 +6,6 @@ empty MIG slot; and the search for this process's MIG device by PID."""
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 
 import pytest
@@ -15,29 +14,19 @@ from pytest_hypomnesis._errors import BackendFailure
 from pytest_hypomnesis.model import Snapshot
 from pytest_hypomnesis.probe import cuda_devices, nvml
 from tests.helpers.fakenvml import (
-    GIB,
-    MIB,
+    A100_UUID,
+    MIG_A_UUID,
+    MIG_B_UUID,
     SELF,
     FakeMigDevice,
     FakeNvml,
     FakeNvmlDevice,
     FakeProcess,
+    linux_only,
 )
+from tests.helpers.units import GIB, MIB
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="the fake library is built as an ELF .so"
-)
-
-GPU = "GPU-a100a100-0000-4000-8000-000000000000"
-MIG_A = "MIG-aaaaaaaa-1111-5222-8333-000000000001"
-MIG_B = "MIG-bbbbbbbb-1111-5222-8333-000000000002"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_mapping() -> object:
-    cuda_devices._reset_for_tests()
-    yield
-    cuda_devices._reset_for_tests()
+pytestmark = [pytest.mark.usefixtures("fresh_cuda_mapping"), linux_only]
 
 
 def mig_gpu(self_on_b: bool) -> list[FakeNvmlDevice]:
@@ -45,11 +34,11 @@ def mig_gpu(self_on_b: bool) -> list[FakeNvmlDevice]:
     return [
         FakeNvmlDevice(uuid="GPU-0000aaaa-0000-4000-8000-000000000000", mig_mode=None),
         FakeNvmlDevice(
-            uuid=GPU,
+            uuid=A100_UUID,
             mig_mode=True,
             mig_devices=(
-                FakeMigDevice(MIG_A, 1, 0, processes=(FakeProcess(1, GIB),)),
-                FakeMigDevice(MIG_B, 2, 0, processes=mine, mig_index=4),
+                FakeMigDevice(MIG_A_UUID, 1, 0, processes=(FakeProcess(1, GIB),)),
+                FakeMigDevice(MIG_B_UUID, 2, 0, processes=mine, mig_index=4),
             ),
         ),
     ]
@@ -68,7 +57,7 @@ def test_fake_answers_mig_queries_as_nvml_h_documents(fake_nvml: FakeNvml) -> No
         pynvml.nvmlDeviceGetMigDeviceHandleByIndex(plain, 0)
     # Slot 4 holds MIG_B; slots 1-3 and 5-6 are empty; 7 is past the count.
     mig_b = pynvml.nvmlDeviceGetMigDeviceHandleByIndex(parent, 4)
-    assert pynvml.nvmlDeviceGetUUID(mig_b) == MIG_B
+    assert pynvml.nvmlDeviceGetUUID(mig_b) == MIG_B_UUID
     assert pynvml.nvmlDeviceGetIndex(mig_b) == 4
     with pytest.raises(pynvml.NVMLError_NotFound):
         pynvml.nvmlDeviceGetMigDeviceHandleByIndex(parent, 2)
@@ -103,7 +92,7 @@ def test_search_finds_this_process_on_a_sparse_slot(fake_nvml: FakeNvml) -> None
     hit, refused = nvml.find_mig_device_of(os.getpid())
     assert hit is not None and refused == ()
     gpu, mig = hit
-    assert (gpu.nvml_index, gpu.uuid, mig.uuid, mig.mig_index) == (1, GPU, MIG_B, 4)
+    assert (gpu.nvml_index, gpu.uuid, mig.uuid, mig.mig_index) == (1, A100_UUID, MIG_B_UUID, 4)
     assert nvml.find_mig_device_of(os.getpid() + 1_000_000)[0] is None
 
 
@@ -113,15 +102,15 @@ def test_mapping_moves_from_cudas_first_to_the_one_found(
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # the parent, named whole
     fake_nvml.set(mig_gpu(self_on_b=False))
     (first,) = cuda_devices.visible_devices().devices
-    assert (first.uuid, first.mig_source) == (MIG_A, "first")
+    assert (first.uuid, first.mig_source) == (MIG_A_UUID, "first")
     assert cuda_devices.find_own_mig() is None  # no context yet: nothing moves
     fake_nvml.set(mig_gpu(self_on_b=True))
     found = cuda_devices.find_own_mig()
     assert found is not None
     assert (found.cuda_ordinal, found.uuid, found.parent_uuid, found.nvml_index) == (
         0,
-        MIG_B,
-        GPU,
+        MIG_B_UUID,
+        A100_UUID,
         1,
     )
     assert found.mig_source == "found" and found.mig_index == 4
@@ -133,10 +122,10 @@ def test_mapping_moves_from_cudas_first_to_the_one_found(
 def test_named_mig_device_is_never_searched(
     fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", MIG_A)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", MIG_A_UUID)
     fake_nvml.set(mig_gpu(self_on_b=True))
     (named,) = cuda_devices.visible_devices().devices
-    assert (named.uuid, named.mig_source) == (MIG_A, "named")
+    assert (named.uuid, named.mig_source) == (MIG_A_UUID, "named")
     calls = fake_nvml.stats().calls
     assert cuda_devices.find_own_mig() is None
     assert fake_nvml.stats().calls == calls
@@ -153,10 +142,12 @@ def test_search_through_a_long_listing_and_without_v3(
     fake.set(
         [
             FakeNvmlDevice(
-                uuid=GPU, mig_mode=True, mig_devices=(FakeMigDevice(MIG_A, 1, 0, processes=crowd),)
+                uuid=A100_UUID,
+                mig_mode=True,
+                mig_devices=(FakeMigDevice(MIG_A_UUID, 1, 0, processes=crowd),),
             )
         ]
     )
     hit, _ = nvml.find_mig_device_of(os.getpid())
-    assert hit is not None and hit[1].uuid == MIG_A
+    assert hit is not None and hit[1].uuid == MIG_A_UUID
     assert nvml.find_mig_device_of(os.getpid() + 1_000_000)[0] is None
