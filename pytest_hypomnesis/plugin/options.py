@@ -16,7 +16,12 @@ import pytest
 from pytest_hypomnesis._units import SizeError, clip, parse_duration_s, parse_size
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeVar
+
     from pytest_hypomnesis.report.compare import Threshold
+
+    T = TypeVar("T")
 
 __all__ = [
     "DEFAULT_INTERVAL_S",
@@ -396,24 +401,25 @@ def _choice(config: pytest.Config, dest: str, choices: tuple[str, ...], default:
     return text
 
 
-def _duration(config: pytest.Config, dest: str, default: float) -> float:
-    value, origin = _raw(config, dest)
-    if value is None:
-        return default
-    try:
-        return parse_duration_s(str(value).strip())
-    except SizeError as exc:
-        raise _usage(origin, value, str(exc)) from None
-
-
-def _size(config: pytest.Config, dest: str) -> int | None:
+def _parsed(config: pytest.Config, dest: str, parse: Callable[[str], T]) -> T | None:
+    """The option through ``parse`` (``None`` when unset); its ``SizeError`` is one usage
+    line naming the flag or ini key."""
     value, origin = _raw(config, dest)
     if value is None:
         return None
     try:
-        return parse_size(str(value).strip())
+        return parse(str(value).strip())
     except SizeError as exc:
         raise _usage(origin, value, str(exc)) from None
+
+
+def _duration(config: pytest.Config, dest: str, default: float) -> float:
+    seconds = _parsed(config, dest, parse_duration_s)
+    return default if seconds is None else seconds
+
+
+def _size(config: pytest.Config, dest: str) -> int | None:
+    return _parsed(config, dest, parse_size)
 
 
 def _devices(value: str, origin: str) -> tuple[int, ...]:
