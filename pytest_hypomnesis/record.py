@@ -44,6 +44,7 @@ __all__ = [
     "ram_record",
     "unchecked_failure",
     "vram_device_record",
+    "vram_devices_sum_bytes",
     "vram_increase_bytes",
     "vram_peak_bytes",
     "vram_record",
@@ -374,13 +375,11 @@ def measured_test_record(
 # Accessors. Each takes a record's part or a whole record (a span's or a test's).
 
 
-def vram_total_bytes(vram: VramRecord, figure: DeviceFigure) -> int | None:
-    """``figure`` over all the record's devices together: the one place a total over
-    devices is read. ``None`` without a device, or when any device's figure is unknown
-    (a partial sum would understate what the process used). The record's ``total``, whose
-    peak is the highest per-reading sum; a record without one (written before it) gives
-    the sum of the devices' figures, for the peak and the increase an upper bound (the
-    devices may have peaked at different times)."""
+def vram_devices_sum_bytes(vram: VramRecord, figure: DeviceFigure) -> int | None:
+    """The devices' own ``figure`` added up; ``None`` without a device, or when any
+    device's figure is unknown (a partial sum would understate what the process used).
+    For the peak and the increase an upper bound of ``vram_total_bytes`` (the devices may
+    have peaked at different times): what a VRAM need plans with, so it never falls short."""
     devices = vram["devices"]
     if not devices:
         return None
@@ -390,10 +389,19 @@ def vram_total_bytes(vram: VramRecord, figure: DeviceFigure) -> int | None:
         if value is None:
             return None
         summed += value
-    total = vram.get("total")
-    if total is not None:
-        return total.get(figure)
     return summed
+
+
+def vram_total_bytes(vram: VramRecord, figure: DeviceFigure) -> int | None:
+    """``figure`` over all the record's devices together: the one place a total over
+    devices is read. ``None`` without a device, or when any device's figure is unknown.
+    The record's ``total``, whose peak is the highest per-reading sum; a record without
+    one (written before it) gives ``vram_devices_sum_bytes``."""
+    summed = vram_devices_sum_bytes(vram, figure)
+    if summed is None:
+        return None
+    total = vram.get("total")
+    return summed if total is None else total.get(figure)
 
 
 def cuda_context_total_bytes(vram: VramRecord) -> int | None:

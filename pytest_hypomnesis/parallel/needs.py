@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_hypomnesis.plugin.budgets import Budget
+from pytest_hypomnesis.record import VramRecord, vram_devices_sum_bytes
 
 __all__ = ["MARGIN", "Need", "RecordedNeed", "need_of", "needs_from_report", "record_need"]
 
@@ -40,19 +41,12 @@ class Need:
 
 
 def record_need(record: Mapping[str, Any]) -> int | None:
-    """The measured peak VRAM increase of a report record over its devices, plus the
-    margin; ``None`` when any device's figure is unknown or no GPU was watched."""
-    vram = record.get("vram")
-    devices = vram.get("devices") if isinstance(vram, Mapping) else None
-    if not isinstance(devices, Mapping) or not devices:
-        return None
-    total = 0
-    for figures in devices.values():
-        increase = figures.get("increase_bytes") if isinstance(figures, Mapping) else None
-        if not isinstance(increase, int):
-            return None
-        total += increase
-    return math.ceil(total * (1 + MARGIN))
+    """The measured peak VRAM increase of a validated report record, its devices' own
+    increases added up, plus the margin; ``None`` when any device's figure is unknown or
+    no GPU was watched."""
+    vram: VramRecord | None = record.get("vram")
+    total = None if vram is None else vram_devices_sum_bytes(vram, "increase_bytes")
+    return None if total is None else math.ceil(total * (1 + MARGIN))
 
 
 def needs_from_report(report: Mapping[str, Any]) -> dict[str, RecordedNeed]:
