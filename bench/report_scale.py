@@ -31,20 +31,24 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_hypomnesis.record import MeasuredTestRecord
+    from pytest_hypomnesis.report.schema import Report
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.append(str(REPO))  # an installed package still wins
 
 
-def make_records(count: int) -> list[dict[str, Any]]:
+def make_records(count: int) -> list[MeasuredTestRecord]:
     """One record per test from real spans (no GPU here: the plain path), as the call
     phase builds them."""
     from pytest_hypomnesis.plugin.engine import Engine
     from pytest_hypomnesis.record import measured_test_record
 
     engine = Engine(interval_s=0.01)
-    records: list[dict[str, Any]] = []
+    records: list[MeasuredTestRecord] = []
     for i in range(count):
         span = engine.begin()
         figures = engine.end(span)
@@ -52,18 +56,20 @@ def make_records(count: int) -> list[dict[str, Any]]:
         record = measured_test_record(
             figures, nodeid=nodeid, outcome="passed", worker="gw0", scope="call", budgets=[]
         )
-        records.append(dict(record))
+        records.append(record.copy())
     engine.close()
     return records
 
 
-def add_timelines(records: list[dict[str, Any]], points: int, gpus: int) -> None:
+def add_timelines(records: list[MeasuredTestRecord], points: int, gpus: int) -> None:
     """A timeline per record as a 10 ms sampler records one: jittered times rounded to the
     microsecond, RSS and VRAM moving by whole pages, now and then a spike."""
     rng = random.Random(14)
     for record in records:
         t, rss, vram = 0.0, 60 * 2**20 + rng.randrange(0, 2**24, 4096), [2**30] * gpus
-        ts, rss_s, vram_s = [], [], [[] for _ in range(gpus)]  # type: ignore[var-annotated]
+        ts: list[float] = []
+        rss_s: list[int | None] = []
+        vram_s: list[list[int | None]] = [[] for _ in range(gpus)]
         for _ in range(points):
             ts.append(round(t, 6))
             rss += rng.choice((0, 0, 0, 4096, -4096, 65536, -65536))
@@ -101,7 +107,7 @@ def cpu_median(fn: Any, rounds: int) -> float:
     return statistics.median(samples)
 
 
-def html_pages(data: dict[str, Any], args: Any, tmp: Path) -> list[tuple[str, Path, float, int]]:
+def html_pages(data: Report, args: Any, tmp: Path) -> list[tuple[str, Path, float, int]]:
     """The HTML page without and with timelines: (label, file, render CPU s, bytes)."""
     from pytest_hypomnesis.report.html import render_html
 
@@ -148,7 +154,7 @@ def main() -> int:
     def in_process() -> RecordStore:
         store = RecordStore()
         for record in make_records(count):
-            store[record["nodeid"]] = record  # type: ignore[assignment]
+            store[record["nodeid"]] = record
         return store
 
     in_process_b = retained_per_test(in_process, count)

@@ -17,12 +17,13 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from pytest_hypomnesis.cli._args import UsageError, non_negative_int_arg
 
 if TYPE_CHECKING:
     from pytest_hypomnesis.record import MeasuredTestRecord
+    from pytest_hypomnesis.report.schema import Report
 
 __all__ = [
     "LoadedReport",
@@ -39,7 +40,7 @@ class LoadedReport:
     """One validated report and the name it is shown under (the path as given)."""
 
     source: str
-    data: dict[str, Any]
+    data: Report
 
 
 def load_all(paths: Sequence[str]) -> list[LoadedReport]:
@@ -98,7 +99,7 @@ def render(reports: Sequence[LoadedReport], *, top: int, verbose: bool = False) 
     return lines + ([unit] if unit else []) + not_checked_lines(tests) + table
 
 
-def merged(reports: Sequence[LoadedReport]) -> dict[str, Any]:
+def merged(reports: Sequence[LoadedReport]) -> Report:
     """One report of every file's tests; the first file's settings, machine and devices
     (shards of one CI run share them)."""
     first = reports[0].data

@@ -37,7 +37,12 @@ from typing import Any, Literal, cast
 from pytest_hypomnesis._units import SIZE_FORMS, SizeError, format_bytes_iec, parse_size
 from pytest_hypomnesis.record import VramRecord, vram_total_bytes
 from pytest_hypomnesis.report.printable import printable
-from pytest_hypomnesis.report.schema import SCHEMAS_READ, ReportError, load_report, schemas_text
+from pytest_hypomnesis.report.schema import (
+    SCHEMAS_READ,
+    ReportError,
+    load_report,
+    schemas_text,
+)
 
 __all__ = [
     "METRICS",
@@ -522,6 +527,8 @@ def format_comparison(comparison: Comparison, *, max_listed: int | None = 20) ->
 def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate a baseline report; one-line ``BaselineError`` naming the file."""
     try:
-        return load_report(path)
+        # A plain dict for the plugin's ``HypomnesisPlugin.baseline`` (typed so in
+        # plugin/hooks.py); a ``Report`` once that attribute says so.
+        return dict(load_report(path))
     except ReportError as exc:
         raise BaselineError(f"cannot use baseline {exc}") from None

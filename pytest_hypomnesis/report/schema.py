@@ -12,8 +12,9 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn, TypedDict, TypeGuard, cast
 
+from pytest_hypomnesis._json import JsonObject, JsonValue
 from pytest_hypomnesis._units import MAX_SIZE_BYTES, clip
 from pytest_hypomnesis.plugin.timeline import parse_timeline
 from pytest_hypomnesis.record import MeasuredTestRecord
@@ -22,7 +23,10 @@ from pytest_hypomnesis.report.atomicfile import write_text_atomic
 __all__ = [
     "SCHEMA",
     "SCHEMAS_READ",
+    "Report",
+    "ReportDevice",
     "ReportError",
+    "RunRecord",
     "build_report",
     "load_report",
     "report_text",
@@ -46,6 +50,71 @@ class ReportError(Exception):
 
 
 # ---------------------------------------------------------------------------------------
+# The layout, as ``validate_report`` guarantees it: a field it does not check is typed as
+# the JSON it may be (``JsonValue``), not as what this version writes there.
+
+
+class _RequiredReportDeviceFields(TypedDict):
+    index: int
+
+
+class ReportDevice(_RequiredReportDeviceFields, total=False):
+    """One watched GPU in the top-level ``devices``: ``index`` is the CUDA ordinal (what
+    records and budgets key by); the device-wide figures at the session's end
+    (``GpuDeviceInfo``'s fields) and which GPU it is (``DeviceIdentity``'s, schema 2).
+    Older and foreign reports may lack any of them."""
+
+    name: str | None
+    total_bytes: int | None
+    free_bytes: int | None
+    used_bytes: int | None
+    reserved_bytes: int | None
+    driver_version: str | None
+    uuid: str | None
+    nvml_index: int | None
+    pci_bus_id: str | None
+    parent_uuid: str | None
+
+
+class _RequiredRunFields(TypedDict):
+    ram_peak_bytes: int | None
+
+
+class RunRecord(_RequiredRunFields, total=False):
+    """The whole run's RAM peak (``run``): the highest RSS of any of its processes."""
+
+    ram_peak_bytes_by_worker: JsonValue
+    """Written as ``{"master": bytes, "gw0": bytes, ...}``; not checked when read."""
+
+
+# The bases in the order of the keys in the text (``tests`` after the optional ones).
+class _ReportHead(TypedDict):
+    schema: str
+    created: str
+    versions: JsonObject
+    machine: JsonObject
+    settings: JsonObject
+    devices: list[ReportDevice]
+
+
+class _ReportOptional(TypedDict, total=False):
+    run: RunRecord | None
+    vram_unavailable_reason: str | None
+    outcomes: dict[str, int]
+
+
+class Report(_ReportHead, _ReportOptional):
+    """A whole JSON report (``build_report`` writes it, ``load_report`` reads it back).
+    ``versions``, ``machine`` and ``settings`` are objects whose fields a reader checks
+    itself (``machine.gpu_unavailable_reason``, ``settings.scope``/``interval_s``/
+    ``devices`` excepted). ``run`` is absent (or null) from reports older than it;
+    ``vram_unavailable_reason`` is there when records without a GPU share one reason;
+    ``outcomes`` (pytest's own counts) when the plugin wrote the report."""
+
+    tests: list[MeasuredTestRecord]
+
+
+# ---------------------------------------------------------------------------------------
 # Validation. Each check names the JSON path of the offending field.
 
 # Every integer a report holds is a byte count, an index or a count: never above 2^64-1
@@ -58,11 +127,11 @@ def _fail(where: str, message: str) -> ReportError:
     return ReportError(f"{where}: {message}")
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_obj(value: object, where: str) -> dict[str, Any]:
+def _check_obj(value: object, where: str) -> JsonObject:
     if not isinstance(value, dict):
         raise _fail(where, f"expected an object, got {_kind(value)}")
     return value
@@ -84,17 +153,17 @@ def _kind(value: object) -> str:
     return type(value).__name__
 
 
-def _field(obj: dict[str, Any], key: str, where: str) -> Any:
+def _field(obj: JsonObject, key: str, where: str) -> JsonValue:
     if key not in obj:
         raise _fail(where, f"missing field {key!r}")
     return obj[key]
 
 
-def _wrong(obj: dict[str, Any], key: str, where: str, *, expect: str) -> NoReturn:
+def _wrong(obj: JsonObject, key: str, where: str, *, expect: str) -> NoReturn:
     raise _fail(f"{where}.{key}", f"expected {expect}, got {_kind(obj.get(key))}")
 
 
-def _int_field(obj: dict[str, Any], key: str, where: str, *, optional: bool) -> None:
+def _int_field(obj: JsonObject, key: str, where: str, *, optional: bool) -> None:
     value = _field(obj, key, where)
     if value is None and optional:
         return
@@ -102,19 +171,19 @@ def _int_field(obj: dict[str, Any], key: str, where: str, *, optional: bool) -> 
         _wrong(obj, key, where, expect=_OPT_INT if optional else _INT)
 
 
-def _present_int(obj: dict[str, Any], key: str, where: str) -> None:
+def _present_int(obj: JsonObject, key: str, where: str) -> None:
     """An optional key (older or foreign reports may lack it) that, when there, is an
     integer or null."""
     if key in obj:
         _int_field(obj, key, where, optional=True)
 
 
-def _present_str(obj: dict[str, Any], key: str, where: str) -> None:
+def _present_str(obj: JsonObject, key: str, where: str) -> None:
     if key in obj:
         _str_field(obj, key, where, optional=True)
 
 
-def _str_field(obj: dict[str, Any], key: str, where: str, *, optional: bool = False) -> None:
+def _str_field(obj: JsonObject, key: str, where: str, *, optional: bool = False) -> None:
     value = _field(obj, key, where)
     if value is None and optional:
         return
@@ -122,7 +191,7 @@ def _str_field(obj: dict[str, Any], key: str, where: str, *, optional: bool = Fa
         _wrong(obj, key, where, expect="a string or null" if optional else "a string")
 
 
-def _span_fields(obj: dict[str, Any], where: str) -> None:
+def _span_fields(obj: JsonObject, where: str) -> None:
     for key in ("start_bytes", "peak_bytes", "end_bytes", "increase_bytes"):
         _int_field(obj, key, where, optional=True)
 
@@ -139,7 +208,7 @@ def _allocators(value: object, where: str) -> None:
             _str_field(fig, "peak_method", awhere)
 
 
-def _identity_fields(dev: dict[str, Any], where: str) -> None:
+def _identity_fields(dev: JsonObject, where: str) -> None:
     """Which GPU an entry is (schema 2); absent from schema-1 reports."""
     for key in ("uuid", "pci_bus_id", "name", "parent_uuid"):
         _present_str(dev, key, where)
@@ -249,7 +318,9 @@ def validate_test_record(record: object, where: str = "test") -> MeasuredTestRec
             parse_timeline(rec["timeline"], f"{where}.timeline")
         except ValueError as exc:
             raise ReportError(str(exc)) from None
-    return rec  # type: ignore[return-value]
+    # Where parsed JSON becomes a typed record: every field the type names was checked
+    # above (the ones older reports may lack excepted, see record.py).
+    return cast(MeasuredTestRecord, rec)
 
 
 _TOP_OBJECTS = ("versions", "machine", "settings")
@@ -260,7 +331,7 @@ def schemas_text() -> str:
     return " or ".join(repr(s) for s in reversed(SCHEMAS_READ))
 
 
-def validate_report(data: object) -> dict[str, Any]:
+def validate_report(data: object) -> Report:
     """Check a whole report (already parsed); raises ``ReportError`` without the file name."""
     report = _check_obj(data, "top level")
     schema = report.get("schema")
@@ -271,11 +342,13 @@ def validate_report(data: object) -> dict[str, Any]:
             "schema", f"{schema!r} is not {schemas_text()} (not a pytest-hypomnesis report)"
         )
     _str_field(report, "created", "top level")
-    for key in _TOP_OBJECTS:
-        _check_obj(_field(report, key, "top level"), key)
-    if not isinstance(_field(report, "devices", "top level"), list):
+    _, machine, settings = (
+        _check_obj(_field(report, key, "top level"), key) for key in _TOP_OBJECTS
+    )
+    devices = _field(report, "devices", "top level")
+    if not isinstance(devices, list):
         _wrong(report, "devices", "top level", expect="a list")
-    for i, device in enumerate(report["devices"]):
+    for i, device in enumerate(devices):
         # Every field the header, the HTML report and the gate read, so a wrong type is
         # this one line at load time, not a crash after every test ran.
         dwhere = f"devices[{i}]"
@@ -286,8 +359,7 @@ def validate_report(data: object) -> dict[str, Any]:
         for key in ("driver_version",):
             _present_str(dev, key, dwhere)
         _identity_fields(dev, dwhere)
-    _present_str(report["machine"], "gpu_unavailable_reason", "machine")
-    settings = report["settings"]
+    _present_str(machine, "gpu_unavailable_reason", "machine")
     _present_str(settings, "scope", "settings")
     interval = settings.get("interval_s")
     if interval is not None and (
@@ -315,12 +387,14 @@ def validate_report(data: object) -> dict[str, Any]:
     tests = _field(report, "tests", "top level")
     if not isinstance(tests, list):
         _wrong(report, "tests", "top level", expect="a list")
-    shared = report.get("vram_unavailable_reason")
+    shared = report.get("vram_unavailable_reason")  # a string or null, checked above
     for i, record in enumerate(tests):
-        if shared is not None:
+        if isinstance(shared, str):
             _restore_reason(record, shared)
         validate_test_record(record, f"tests[{i}]")
-    return report
+    # Where parsed JSON becomes a typed report: the fields ``Report`` types beyond
+    # ``JsonValue`` were checked above, each record by ``validate_test_record``.
+    return cast(Report, report)
 
 
 def _restore_reason(record: object, reason: str) -> None:
@@ -337,7 +411,7 @@ def _restore_reason(record: object, reason: str) -> None:
             _restore_reason(attempt, reason)
 
 
-def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_report(path: str | os.PathLike[str]) -> Report:
     """Read and validate a report. Raises ``ReportError`` with one line naming ``path``."""
     name = os.fspath(path)
     try:
@@ -351,7 +425,7 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not text.strip():
         raise ReportError(f"{name}: empty file, not a JSON report")
     try:
-        data = json.loads(text)
+        data: JsonValue = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ReportError(
             f"{name}: not valid JSON (truncated or corrupt?): {exc.msg} at line {exc.lineno}"
@@ -367,7 +441,7 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ReportError(f"{name}: {exc}") from None
 
 
-def write_report_atomic(path: str | os.PathLike[str], data: Mapping[str, Any]) -> None:
+def write_report_atomic(path: str | os.PathLike[str], data: Report) -> None:
     """Write ``data`` as JSON so that ``path`` holds either the old file or the whole new
     one, never half of it."""
     write_text_atomic(path, report_text(data))
@@ -379,9 +453,9 @@ def write_report_atomic(path: str | os.PathLike[str], data: Mapping[str, Any]) -
 _compact = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
-def report_text(data: Mapping[str, Any]) -> str:
+def report_text(data: Report) -> str:
     """The report as JSON text: the top-level objects indented, the ``tests`` records
-    compact, one per line. Any JSON reader reads it; key order is the data's. A record's
+    compact, one per line. Every JSON reader reads it; key order is the data's. A record's
     ``vram.unavailable_reason`` equal to the report's ``vram_unavailable_reason`` is left
     out of the text (``load_report`` puts it back): a run without a GPU would otherwise
     repeat the same reason in each of its 20,000 records."""
@@ -409,32 +483,32 @@ def build_report(
     *,
     created: str,
     versions: Mapping[str, str],
-    machine: Mapping[str, Any],
-    settings: Mapping[str, Any],
-    devices: Sequence[Mapping[str, Any]],
-    tests: Sequence[Mapping[str, Any]],
-    run: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+    machine: Mapping[str, JsonValue],
+    settings: Mapping[str, JsonValue],
+    devices: Sequence[ReportDevice],
+    tests: Sequence[MeasuredTestRecord],
+    run: RunRecord | None = None,
+) -> Report:
     """The SPEC's top-level layout, keys in the documented order; ``run`` (the whole run's
     RAM peak) is optional, as in reports written before it existed."""
-    data: dict[str, Any] = {
+    head: _ReportHead = {
         "schema": SCHEMA,
         "created": created,
         "versions": dict(versions),
         "machine": dict(machine),
         "settings": dict(settings),
-        "devices": [dict(d) for d in devices],
+        "devices": [d.copy() for d in devices],
     }
+    optional: _ReportOptional = {}
     if run is not None:
-        data["run"] = dict(run)
+        optional["run"] = run.copy()
     shared = shared_vram_reason(tests)
     if shared is not None:
-        data["vram_unavailable_reason"] = shared
-    data["tests"] = [dict(t) for t in tests]
-    return data
+        optional["vram_unavailable_reason"] = shared
+    return {**head, **optional, "tests": [t.copy() for t in tests]}
 
 
-def shared_vram_reason(tests: Sequence[Mapping[str, Any]]) -> str | None:
+def shared_vram_reason(tests: Sequence[MeasuredTestRecord]) -> str | None:
     """The reason most records without a GPU give (``vram.unavailable_reason``), written
     once at the report's top level; ``None`` when none gives one."""
     counts: dict[str, int] = {}

@@ -13,14 +13,22 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from pytest_hypomnesis._json import JsonObject
 from pytest_hypomnesis.plugin.frameworks import jax_preallocation
 from pytest_hypomnesis.probe import chain
 from pytest_hypomnesis.record import DeviceIdentity, MeasuredTestRecord, device_identity
-from pytest_hypomnesis.report.schema import build_report, write_report_atomic
+from pytest_hypomnesis.report.schema import (
+    Report,
+    ReportDevice,
+    RunRecord,
+    build_report,
+    write_report_atomic,
+)
 
 if TYPE_CHECKING:
+    from pytest_hypomnesis.gpumodel import GpuDeviceInfo
     from pytest_hypomnesis.plugin.options import Settings
     from pytest_hypomnesis.report.compare import Comparison
 
@@ -32,7 +40,7 @@ class SessionReport:
     """What one session's end produced. ``failed``: a gate that failed, or a report asked
     for and not written (a CI job must not go green without its artifact)."""
 
-    data: dict[str, Any]
+    data: Report
     """The JSON report (``schema``, ``created``, ..., ``tests``), written or not."""
     json_error: str | None
     """Why the JSON report was not written; ``None`` when written or not asked for."""
@@ -45,11 +53,28 @@ class SessionReport:
 
     @property
     def tests(self) -> list[MeasuredTestRecord]:
-        tests: list[MeasuredTestRecord] = self.data["tests"]
-        return tests
+        return self.data["tests"]
 
 
-def _devices(settings: Settings) -> list[dict[str, Any]]:
+def _device_entry(ordinal: int, info: GpuDeviceInfo, identity: DeviceIdentity) -> ReportDevice:
+    """The backend's figures (``GpuDeviceInfo``'s fields, in order) under the CUDA ordinal,
+    then which GPU it is; the backend's name where NVML gave none."""
+    return {
+        "index": ordinal,
+        "name": info.name if identity["name"] is None else identity["name"],
+        "total_bytes": info.total_bytes,
+        "free_bytes": info.free_bytes,
+        "used_bytes": info.used_bytes,
+        "reserved_bytes": info.reserved_bytes,
+        "driver_version": info.driver_version,
+        "uuid": identity["uuid"],
+        "nvml_index": identity["nvml_index"],
+        "pci_bus_id": identity["pci_bus_id"],
+        "parent_uuid": identity["parent_uuid"],
+    }
+
+
+def _devices(settings: Settings) -> list[ReportDevice]:
     """The watched GPUs, ``index`` = CUDA ordinal (what records and budgets key by), with
     which GPU each is (``uuid``, ``nvml_index``, ``pci_bus_id``, ``parent_uuid``)."""
     try:
@@ -74,12 +99,8 @@ def _devices(settings: Settings) -> list[dict[str, Any]]:
         found = []
         for ordinal, index, identity in targets:
             if settings.devices is None or ordinal in settings.devices:
-                info = chain.device_info(index, identity["uuid"]).to_dict()
-                info["index"] = ordinal
-                if identity["name"] is None:
-                    identity["name"] = info.get("name")  # the backend's, where NVML's is not
-                info.update(identity)
-                found.append(info)
+                info = chain.device_info(index, identity["uuid"])
+                found.append(_device_entry(ordinal, info, identity))
         return found
     except Exception:  # the report is best-effort about devices; never fail the session
         return []
@@ -109,11 +130,11 @@ def _jax_preallocation(tests: Sequence[MeasuredTestRecord]) -> str | None:
 
 
 def _machine(
-    devices: list[dict[str, Any]],
+    devices: list[ReportDevice],
     gpu_reason: Callable[[], str | None],
     tests: Sequence[MeasuredTestRecord],
     cuda_warmup: str | None,
-) -> dict[str, Any]:
+) -> JsonObject:
     reason = None
     if not devices:
         try:
@@ -141,7 +162,7 @@ def _report_data(
     pytest_version: str,
     run_peaks: Mapping[str, int] | None,
     cuda_warmup: str | None,
-) -> dict[str, Any]:
+) -> Report:
     from pytest_hypomnesis import __version__
 
     devices = _devices(settings)
@@ -160,7 +181,7 @@ def _report_data(
     )
 
 
-def _run(peaks: Mapping[str, int]) -> dict[str, Any]:
+def _run(peaks: Mapping[str, int]) -> RunRecord:
     """The whole run's RAM peak: the highest RSS any one of its processes reached (what
     ``/usr/bin/time`` and CI accounting see when the kernel's mark is left alone)."""
     return {
@@ -169,7 +190,7 @@ def _run(peaks: Mapping[str, int]) -> dict[str, Any]:
     }
 
 
-def _write_json(path: str, data: Mapping[str, Any]) -> str | None:
+def _write_json(path: str, data: Report) -> str | None:
     """An error line instead of raising: a session hook must not."""
     try:
         write_report_atomic(path, data)
@@ -180,8 +201,8 @@ def _write_json(path: str, data: Mapping[str, Any]) -> str | None:
 
 def _write_html(
     path: str,
-    data: dict[str, Any],
-    baseline: Mapping[str, Any] | None,
+    data: Report,
+    baseline: Mapping[str, object] | None,
     comparison: Comparison | None,
 ) -> str | None:
     """An error line for the summary instead of raising."""
@@ -203,7 +224,7 @@ def build_session_report(
     settings: Settings,
     tests: Sequence[MeasuredTestRecord],
     *,
-    baseline: Mapping[str, Any] | None,
+    baseline: Mapping[str, object] | None,
     gpu_reason: Callable[[], str | None],
     pytest_version: str,
     run_peaks: Mapping[str, int] | None = None,

@@ -114,7 +114,8 @@ def test_empty_cuda_visible_devices_watches_no_gpu_and_says_why(
     report = load_report(pytester.path / "out.json")  # puts the shared reason back
     (record,) = report["tests"]
     assert record["vram"]["devices"] == {}
-    assert "CUDA_VISIBLE_DEVICES is empty" in record["vram"]["unavailable_reason"]
+    reason = record["vram"]["unavailable_reason"]
+    assert reason is not None and "CUDA_VISIBLE_DEVICES is empty" in reason
 
 
 def test_header_names_the_mapping_and_an_assumed_order(

@@ -125,10 +125,12 @@ def test_json_report_is_valid_and_complete(pytester: pytest.Pytester) -> None:
     assert report["settings"]["interval_s"] == 0.01
     assert len(report["tests"]) == 5
     heavy = next(t for t in report["tests"] if t["nodeid"].endswith("test_heavy"))
-    assert heavy["ram"]["increase_bytes"] >= 60 * 1024**2
-    assert (
-        heavy["ram"]["peak_bytes"] >= heavy["ram"]["start_bytes"] + heavy["ram"]["increase_bytes"]
+    start, peak, increase = (
+        heavy["ram"][k] for k in ("start_bytes", "peak_bytes", "increase_bytes")
     )
+    assert start is not None and peak is not None and increase is not None
+    assert increase >= 60 * 1024**2
+    assert peak >= start + increase
     assert heavy["worker"] == "master"
     assert heavy["outcome"] == "passed"
     assert heavy["vram"]["devices"] == {}
@@ -196,8 +198,9 @@ def test_scope_test_record_includes_teardown(pytester: pytest.Pytester) -> None:
     pytester.runpytest("--hypomnesis-json=test.json", "--hypomnesis-scope=test")
     call = load_report(pytester.path / "call.json")["tests"][0]
     test = load_report(pytester.path / "test.json")["tests"][0]
-    assert call["ram"]["increase_bytes"] < 32 * 1024**2
-    assert test["ram"]["increase_bytes"] >= 60 * 1024**2
+    call_increase, test_increase = call["ram"]["increase_bytes"], test["ram"]["increase_bytes"]
+    assert call_increase is not None and call_increase < 32 * 1024**2
+    assert test_increase is not None and test_increase >= 60 * 1024**2
     assert test["scope"] == "test"
 
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
 from pytest_hypomnesis import __version__
 from pytest_hypomnesis.cli import main
 from tests.helpers.units import GIB, MIB
+
+if TYPE_CHECKING:
+    from pytest_hypomnesis.record import MeasuredTestRecord
+    from pytest_hypomnesis.report.schema import RunRecord
 
 __all__ = ["cli_record", "hmn", "write_cli_report"]
 
@@ -59,7 +63,7 @@ def cli_record(
 
 
 def write_cli_report(
-    path: Path, tests: list[dict[str, Any]], *, run: dict[str, Any] | None = None
+    path: Path, tests: list[dict[str, Any]], *, run: RunRecord | None = None
 ) -> Path:
     from pytest_hypomnesis.report.schema import build_report
 
@@ -69,7 +73,8 @@ def write_cli_report(
         machine={"hostname": "ci"},
         settings={"scope": "call", "interval_s": 0.01},
         devices=[{"index": 0, "name": "Fake", "total_bytes": 16 * GIB, "driver_version": "1.0"}],
-        tests=tests,
+        # Records as older reports hold them (no CUDA context, no allocators), on purpose.
+        tests=cast("list[MeasuredTestRecord]", tests),
         run=run,
     )
     path.write_text(json.dumps(data), encoding="utf-8")

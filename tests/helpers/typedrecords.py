@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_hypomnesis.record import MeasuredTestRecord
-from pytest_hypomnesis.report.schema import (
-    build_report,
-)
+from pytest_hypomnesis.report.schema import Report, build_report
 from tests.helpers.units import MIB
 
 __all__ = ["make_record", "make_report"]
@@ -66,7 +64,7 @@ def make_record(nodeid: str = "t.py::test_a", **over: Any) -> MeasuredTestRecord
     return record
 
 
-def make_report(tests: list[MeasuredTestRecord] | None = None) -> dict[str, Any]:
+def make_report(tests: list[MeasuredTestRecord] | None = None) -> Report:
     return build_report(
         created="2025-01-01T00:00:00+00:00",
         versions={"plugin": "0.1.0", "pytest": "9.2.0", "python": "3.11.7"},

@@ -374,10 +374,10 @@ def test_help_of_a_command_without_its_arguments_built_still_lists_every_command
 def test_report_prints_each_runs_ram_peak(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pytest_hypomnesis.report.schema import load_report
+    from pytest_hypomnesis.report.schema import RunRecord, load_report
     from pytest_hypomnesis.report.table import header_line
 
-    run = {"ram_peak_bytes": 3 * GIB, "ram_peak_bytes_by_worker": {"master": 3 * GIB}}
+    run: RunRecord = {"ram_peak_bytes": 3 * GIB, "ram_peak_bytes_by_worker": {"master": 3 * GIB}}
     one = write_cli_report(tmp_path / "one.json", [cli_record("t.py::a", MIB, GIB)], run=run)
     code, out, _ = hmn(capsys, "report", str(one))
     assert code == 0

@@ -12,6 +12,7 @@ import pytest
 
 from pytest_hypomnesis.report.schema import (
     SCHEMA,
+    Report,
     ReportError,
     load_report,
     validate_test_record,
@@ -54,7 +55,7 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
     path.write_text('{"old": true}', encoding="utf-8")
     with pytest.raises(TypeError):
-        write_report_atomic(path, {"schema": SCHEMA, "bad": object()})
+        write_report_atomic(path, {"schema": SCHEMA, "bad": object()})  # type: ignore[typeddict-item, typeddict-unknown-key]
     assert path.read_text(encoding="utf-8") == '{"old": true}'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
 
@@ -91,7 +92,8 @@ def test_directory_is_rejected(tmp_path: Path) -> None:
         load_report(tmp_path)
 
 
-def _mutate(report: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+def _mutate(report: Report, dotted: str, value: Any) -> object:
+    """A copy of ``report`` with one field changed: no longer a ``Report``."""
     out = copy.deepcopy(report)
     target: Any = out
     parts = dotted.split(".")

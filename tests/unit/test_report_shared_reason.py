@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from pytest_hypomnesis.report.schema import build_report, load_report, report_text
+from pytest_hypomnesis.record import MeasuredTestRecord
+from pytest_hypomnesis.report.schema import Report, build_report, load_report, report_text
 from tests.helpers.reports import make_test
 
 REASON = "NVML: NVML Shared Library Not Found; nvidia-smi: not found on PATH"
@@ -22,14 +23,14 @@ def _record(nodeid: str, reason: str) -> dict[str, Any]:
     return record
 
 
-def _report(tests: list[dict[str, Any]]) -> dict[str, Any]:
+def _report(tests: list[dict[str, Any]]) -> Report:
     return build_report(
         created="2026-12-02T00:00:00+00:00",
         versions={"plugin": "0", "pytest": "0", "python": "0"},
         machine={},
         settings={},
         devices=[],
-        tests=tests,
+        tests=cast("list[MeasuredTestRecord]", tests),  # plain dicts from make_test
     )
 
 

@@ -10,12 +10,14 @@ from typing import Any, cast
 
 import pytest
 
+from pytest_hypomnesis.gpumodel import GpuDeviceInfo
 from pytest_hypomnesis.plugin.options import Settings
 from pytest_hypomnesis.record import MeasuredTestRecord
 from pytest_hypomnesis.report import terminal
 from pytest_hypomnesis.report.compare import parse_fail_exprs
 from pytest_hypomnesis.report.schema import SCHEMA, load_report
 from pytest_hypomnesis.report.session import SessionReport, build_session_report
+from pytest_hypomnesis.testing import FakeGpu
 from tests.helpers.reports import make_report, make_test
 from tests.helpers.units import MIB
 
@@ -123,3 +125,25 @@ def test_session_end_state_leaves_the_config(pytester: pytest.Pytester) -> None:
     ).plugin
     # The conftest's unconfigure ran after the plugin's: the stash is clean again.
     assert conftest.seen == {"plugin": None}
+
+
+def test_a_device_entry_is_the_backends_figures_then_which_gpu(fake_gpu: FakeGpu) -> None:
+    """Every ``GpuDeviceInfo`` field, in its order, under the CUDA ordinal, then the
+    identity: what the entry was when it was ``to_dict()`` updated with the identity."""
+    fake_gpu.add_device(
+        name="NVIDIA Fake", total="8GiB", used="1GiB", uuid="GPU-1", pci_bus_id="0:1"
+    )
+    fake_gpu.add_device(name=None, reserved="1MiB")
+    devices = _build(Settings(enabled=True)).data["devices"]
+    fields = [f.name for f in dataclasses.fields(GpuDeviceInfo)]
+    assert [list(d) for d in devices] == [
+        [*fields, "uuid", "nvml_index", "pci_bus_id", "parent_uuid"]
+    ] * 2
+    assert devices[0] == {
+        **fake_gpu.device_info(0).to_dict(),
+        "uuid": "GPU-1",
+        "nvml_index": 0,
+        "pci_bus_id": "0:1",
+        "parent_uuid": None,
+    }
+    assert devices[1]["name"] is None and devices[1]["reserved_bytes"] == MIB
