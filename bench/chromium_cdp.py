@@ -35,6 +35,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.helpers.chromium import HEADLESS_FLAGS
+
 __all__ = ["PROBE", "page_timings"]
 
 PROBE = """<script>
@@ -69,19 +71,7 @@ frame(function(){
 })();
 </script>"""
 
-_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--disable-extensions",
-    "--window-size=1280,900",
-)
+_FLAGS = (*HEADLESS_FLAGS, "--disable-extensions", "--window-size=1280,900")
 
 
 class _WebSocket:

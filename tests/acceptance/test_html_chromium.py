@@ -28,6 +28,7 @@ import pytest
 
 from pytest_hypomnesis.report.compare import compare, parse_fail_exprs
 from pytest_hypomnesis.report.html import render_html, write_html_atomic
+from tests.helpers.chromium import HEADLESS_FLAGS
 from tests.helpers.htmlpage import NASTY, Page
 from tests.helpers.reports import make_budget, make_report, make_test
 from tests.helpers.units import GIB, MIB
@@ -38,20 +39,8 @@ pytestmark = pytest.mark.skipif(
     reason="headless Chromium not found: install Debian's package (apt-get install -y chromium)",
 )
 TIMEOUT_S = 60
-# As root in a container, without a display, on a closed network (see .ci/run).
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--enable-logging=stderr",
-    "--v=0",
-)
+# Chromium's console log on stderr: the test checks it for errors.
+FLAGS = (*HEADLESS_FLAGS, "--enable-logging=stderr", "--v=0")
 
 
 def _chromium(tmp_path: Path, *args: str) -> tuple[str, str]:
