@@ -34,11 +34,14 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 import pytest
 
-__all__ = ["FakeSmi", "fake_smi", "no_nvml"]
+__all__ = ["FakeSmi", "SmiAnswer", "fake_smi", "no_nvml"]
 
 _SCRIPT = r"""
 import json, os, subprocess, sys, time
@@ -84,6 +87,16 @@ def _hex(data: str | bytes) -> str:
     return raw.hex()
 
 
+class SmiAnswer(TypedDict, total=False):
+    """How a call answers besides its stdout (defaults: exit 0, no stderr, at once)."""
+
+    exit_code: int
+    stderr: str | bytes
+    hang_s: float | None
+    grandchild: str | None  # None, "same-group" or "escaped": a child left running
+    index: int | None  # the answer for ``--id=<index>`` only
+
+
 class FakeSmi:
     """A scriptable ``nvidia-smi``; see the module docstring."""
 
@@ -110,11 +123,12 @@ class FakeSmi:
         self,
         kind: str,
         stdout: str | bytes,
-        exit_code: int,
-        stderr: str | bytes,
-        hang_s: float | None,
-        grandchild: str | None,
-        index: int | None,
+        *,
+        exit_code: int = 0,
+        stderr: str | bytes = "",
+        hang_s: float | None = None,
+        grandchild: str | None = None,
+        index: int | None = None,
     ) -> None:
         if grandchild not in (None, "same-group", "escaped"):
             raise ValueError(f"grandchild must be None, 'same-group' or 'escaped': {grandchild!r}")
@@ -130,31 +144,13 @@ class FakeSmi:
         tmp.write_text(json.dumps(self._config), encoding="utf-8")
         os.replace(tmp, path)
 
-    def set_gpu(
-        self,
-        stdout: str | bytes,
-        *,
-        exit_code: int = 0,
-        stderr: str | bytes = "",
-        hang_s: float | None = None,
-        grandchild: str | None = None,
-        index: int | None = None,
-    ) -> None:
+    def set_gpu(self, stdout: str | bytes, **answer: Unpack[SmiAnswer]) -> None:
         """The answer to ``--query-gpu=...`` (for ``--id=<index>`` only, if given)."""
-        self._set("gpu", stdout, exit_code, stderr, hang_s, grandchild, index)
+        self._set("gpu", stdout, **answer)
 
-    def set_apps(
-        self,
-        stdout: str | bytes,
-        *,
-        exit_code: int = 0,
-        stderr: str | bytes = "",
-        hang_s: float | None = None,
-        grandchild: str | None = None,
-        index: int | None = None,
-    ) -> None:
+    def set_apps(self, stdout: str | bytes, **answer: Unpack[SmiAnswer]) -> None:
         """The answer to ``--query-compute-apps=...`` (for ``--id=<index>`` only, if given)."""
-        self._set("apps", stdout, exit_code, stderr, hang_s, grandchild, index)
+        self._set("apps", stdout, **answer)
 
     def calls(self) -> list[list[str]]:
         log = self.bin_dir / "calls.jsonl"
