@@ -49,12 +49,15 @@ def test_from_the_cache():
 """
 
 
-def test_the_cuda_context_is_recorded_apart(pytester: pytest.Pytester, fake_nvml: FakeNvml) -> None:
+def _run_torch(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """TORCH_TESTS under the torch stand-in, with the summary and the JSON report ``r.json``."""
     standins.install(pytester, "torch")
     pytester.makepyfile(test_t=TORCH_TESTS)
-    result = pytester.runpytest_subprocess(
-        "--hypomnesis", "--hypomnesis-json=r.json", "-k", "first"
-    )
+    return pytester.runpytest_subprocess("--hypomnesis", "--hypomnesis-json=r.json", *args)
+
+
+def test_the_cuda_context_is_recorded_apart(pytester: pytest.Pytester, fake_nvml: FakeNvml) -> None:
+    result = _run_torch(pytester, "-k", "first")
     # 400 MiB of context + 100 MiB of tensor: the 256 MiB budget judges the 100 MiB.
     result.assert_outcomes(passed=1)
     device = _records(pytester)["test_first_cuda_use"]["vram"]["devices"]["0"]
@@ -75,9 +78,7 @@ def test_the_cuda_context_is_recorded_apart(pytester: pytest.Pytester, fake_nvml
 def test_a_cached_allocation_is_judged_by_the_allocator(
     pytester: pytest.Pytester, fake_nvml: FakeNvml
 ) -> None:
-    standins.install(pytester, "torch")
-    pytester.makepyfile(test_t=TORCH_TESTS)
-    result = pytester.runpytest_subprocess("--hypomnesis", "--hypomnesis-json=r.json")
+    result = _run_torch(pytester)
     # The driver sees no increase (the cache serves it); the allocator saw 100 MiB.
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
@@ -99,13 +100,7 @@ def test_a_cached_allocation_is_judged_by_the_allocator(
 def test_source_driver_judges_the_driver_figure_only(
     pytester: pytest.Pytester, fake_nvml: FakeNvml
 ) -> None:
-    standins.install(pytester, "torch")
-    pytester.makepyfile(test_t=TORCH_TESTS)
-    result = pytester.runpytest_subprocess(
-        "--hypomnesis",
-        "--hypomnesis-json=r.json",
-        "--hypomnesis-vram-budget-source=driver",
-    )
+    result = _run_torch(pytester, "--hypomnesis-vram-budget-source=driver")
     result.assert_outcomes(passed=2)
     (budget,) = _records(pytester)["test_from_the_cache"]["budgets"]
     assert (budget["source"], budget["figure"], budget["measured_bytes"]) == ("driver", "driver", 0)
@@ -167,11 +162,8 @@ def test_a_bad_budget_source_is_one_clear_line(pytester: pytest.Pytester) -> Non
 def test_cuda_warmup_creates_the_context_before_the_first_test(
     pytester: pytest.Pytester, fake_nvml: FakeNvml
 ) -> None:
-    standins.install(pytester, "torch")
-    pytester.makepyfile(test_t=TORCH_TESTS)
-    result = pytester.runpytest_subprocess(
-        "--hypomnesis",
-        "--hypomnesis-json=r.json",
+    result = _run_torch(
+        pytester,
         "--hypomnesis-cuda-warmup",
         "--hypomnesis-vram-budget-source=driver",
         "-k",

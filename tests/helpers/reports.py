@@ -7,9 +7,11 @@ built here also loads through ``load_report`` (``test_factory_reports_validate``
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.helpers.units import GIB, MIB
 
@@ -121,3 +123,17 @@ def make_report(
 def write_report(path: Path, report: Mapping[str, Any]) -> Path:
     path.write_text(json.dumps(report), encoding="utf-8")
     return path
+
+
+def load_error(
+    path: Path, content: str | None, load: Callable[[Path], object], error: type[Exception]
+) -> str:
+    """The one-line message of the ``error`` that ``load(path)`` raises when ``path`` holds
+    ``content`` (``None``: no file there)."""
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(error) as info:
+        load(path)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
