@@ -20,11 +20,12 @@ from collections.abc import Callable
 import pytest
 
 from pytest_hypomnesis.parallel.ledger import Ledger
+from tests.helpers.fakenvml import posix_only
 from tests.helpers.fakevram import FakeVram
 
 GIB = 1024**3
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the fake NVML is a .so")
+pytestmark = posix_only
 
 
 def _ledger_dir(pytester: pytest.Pytester) -> str:

@@ -56,9 +56,10 @@ of whichever process reads the config, so it works per xdist worker and in subpr
 ``NOT_AVAILABLE`` is the 2^64-1 per-process sentinel.
 
 For test modules: ``linux_only`` (the mark for tests that load the fake: it is built as an
-ELF ``.so``), the fixture ``fresh_cuda_mapping`` (the CUDA-ordinal mapping re-read before
-and after the test), the UUIDs the fake GPUs of several modules share (``GPU0_UUID``,
-``GPU1_UUID``, ``A100_UUID``, ``MIG_A_UUID``, ``MIG_B_UUID``), and ``inner_writer(**configs)``:
+ELF ``.so``; ``posix_only`` where any ``.so`` will do), the fixture ``fresh_cuda_mapping``
+(the CUDA-ordinal mapping re-read before and after the test), the UUIDs the fake GPUs of
+several modules share (``GPU0_UUID``, ``GPU1_UUID``, ``A100_UUID``, ``MIG_A_UUID``,
+``MIG_B_UUID``), ``unseen_pid()`` (a PID beyond pid_max) and ``inner_writer(**configs)``:
 the head of an inner test file whose ``write(NAME)`` swaps the config while it runs.
 """
 
@@ -100,6 +101,7 @@ __all__ = [
     "fresh_cuda_mapping",
     "inner_writer",
     "linux_only",
+    "posix_only",
     "render_config",
     "unseen_pid",
 ]
@@ -113,6 +115,8 @@ DEFINES = frozenset({"NO_V3", "NO_V2", "NO_MEMV2"})
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the fake library is built as an ELF .so"
 )
+# Where the test needs only that the fake loads (a C compiler's .so), not Linux's /proc.
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="the fake NVML library is a .so")
 
 GPU0_UUID = "GPU-0a0a0a0a-0000-4000-8000-000000000000"
 GPU1_UUID = "GPU-1b1b1b1b-0000-4000-8000-000000000001"

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from pytest_hypomnesis.plugin.engine import Engine
 from pytest_hypomnesis.probe.children import descendants_used_bytes
 from pytest_hypomnesis.record import SpanRecord
-from tests.helpers.fakenvml import NOT_AVAILABLE, SELF, FakeNvml, FakeNvmlDevice, FakeProcess
+from tests.helpers.fakenvml import (
+    NOT_AVAILABLE,
+    SELF,
+    FakeNvml,
+    FakeNvmlDevice,
+    FakeProcess,
+    posix_only,
+)
 from tests.helpers.units import MIB
 
 OWN = 10 * MIB
@@ -28,27 +35,34 @@ def child() -> Iterator[subprocess.Popen[bytes]]:
     proc.wait()
 
 
-def _span(fake_nvml: FakeNvml, child_pid: int, *, children: bool, child_used: int) -> SpanRecord:
-    fake_nvml.set([FakeNvmlDevice(processes=(FakeProcess(SELF, OWN),))])
-    engine = Engine(interval_s=0.005, children=children)
-    try:
-        span = engine.begin()
-        rows = (
-            FakeProcess(SELF, OWN),
-            FakeProcess(child_pid, child_used),
-            FakeProcess(STRANGER_PID, 1000 * MIB),
-        )
-        fake_nvml.set([FakeNvmlDevice(processes=rows)])
-        return engine.end(span)
-    finally:
-        engine.close()
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="the fake NVML library is a .so")
-def test_a_childs_row_counts_with_children(
+@pytest.fixture
+def span_with_child(
     fake_nvml: FakeNvml, child: subprocess.Popen[bytes]
-) -> None:
-    record = _span(fake_nvml, child.pid, children=True, child_used=CHILD)
+) -> Callable[..., SpanRecord]:
+    """``span_with_child(children=..., child_used=...)``: one engine span in which the child's
+    row (``child_used`` bytes) and a stranger's appear beside this process's own."""
+
+    def span(*, children: bool, child_used: int) -> SpanRecord:
+        fake_nvml.set([FakeNvmlDevice(processes=(FakeProcess(SELF, OWN),))])
+        engine = Engine(interval_s=0.005, children=children)
+        try:
+            begun = engine.begin()
+            rows = (
+                FakeProcess(SELF, OWN),
+                FakeProcess(child.pid, child_used),
+                FakeProcess(STRANGER_PID, 1000 * MIB),
+            )
+            fake_nvml.set([FakeNvmlDevice(processes=rows)])
+            return engine.end(begun)
+        finally:
+            engine.close()
+
+    return span
+
+
+@posix_only
+def test_a_childs_row_counts_with_children(span_with_child: Callable[..., SpanRecord]) -> None:
+    record = span_with_child(children=True, child_used=CHILD)
     device = record["vram"]["devices"]["0"]
     assert device["start_bytes"] == OWN
     assert device["peak_bytes"] == OWN + CHILD  # the stranger's 1000 MiB is not ours
@@ -56,22 +70,18 @@ def test_a_childs_row_counts_with_children(
     assert record["ram"]["method"] == "sidecar"
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="the fake NVML library is a .so")
-def test_without_children_only_the_own_row(
-    fake_nvml: FakeNvml, child: subprocess.Popen[bytes]
-) -> None:
-    record = _span(fake_nvml, child.pid, children=False, child_used=CHILD)
-    device = record["vram"]["devices"]["0"]
+@posix_only
+def test_without_children_only_the_own_row(span_with_child: Callable[..., SpanRecord]) -> None:
+    device = span_with_child(children=False, child_used=CHILD)["vram"]["devices"]["0"]
     assert device["peak_bytes"] == OWN
     assert device["increase_bytes"] == 0
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="the fake NVML library is a .so")
+@posix_only
 def test_a_childs_sentinel_row_makes_the_figure_unknown(
-    fake_nvml: FakeNvml, child: subprocess.Popen[bytes]
+    span_with_child: Callable[..., SpanRecord], child: subprocess.Popen[bytes]
 ) -> None:
-    record = _span(fake_nvml, child.pid, children=True, child_used=NOT_AVAILABLE)
-    device = record["vram"]["devices"]["0"]
+    device = span_with_child(children=True, child_used=NOT_AVAILABLE)["vram"]["devices"]["0"]
     assert device["peak_bytes"] is None
     reason = device.get("unavailable_reason")
     assert reason is not None and f"child pid {child.pid} not available" in reason

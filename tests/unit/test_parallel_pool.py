@@ -3,8 +3,6 @@ device's figures for admission (a MIG device's are its slice's)."""
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 from pytest_hypomnesis._errors import BackendFailure
@@ -17,10 +15,11 @@ from tests.helpers.fakenvml import (
     FakeNvml,
     FakeNvmlDevice,
     FakeProcess,
+    posix_only,
 )
 from tests.helpers.units import GIB
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the fake NVML is a .so")
+pytestmark = posix_only
 
 U0 = "GPU-11111111-aaaa-4bbb-8ccc-000000000000"
 U1 = "GPU-22222222-aaaa-4bbb-8ccc-000000000001"
