@@ -163,6 +163,7 @@ def main() -> int:
         admit = ["-n", n, "--hypomnesis-pin-gpus", "--hypomnesis-admit"]
         variants = [
             (["-n", n], f"-n {n}"),
+            ([*admit, "-p", "no:hypomnesis-scheduler"], "  ... xdist's handout (-p no:...)"),
             (admit, f"-n {n} --hypomnesis-pin-gpus --hypomnesis-admit"),
             ([*admit, "--hypomnesis-needs=needs.json"], "  ... --hypomnesis-needs=needs.json"),
         ]

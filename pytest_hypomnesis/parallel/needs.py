@@ -3,7 +3,9 @@ report plus 10%, else unknown (``None``: the test runs alone on its GPU)."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +13,16 @@ from typing import Any
 from pytest_hypomnesis.plugin.budgets import Budget
 from pytest_hypomnesis.record import VramRecord, vram_devices_sum_bytes
 
-__all__ = ["MARGIN", "Need", "RecordedNeed", "need_of", "needs_from_report", "record_need"]
+__all__ = [
+    "MARGIN",
+    "Need",
+    "RecordedNeed",
+    "need_of",
+    "needs_from_report",
+    "read_worker_needs",
+    "record_need",
+    "write_worker_needs",
+]
 
 MARGIN = 0.10
 """Added to a measured peak: runs vary, and a need too small OOMs a neighbour."""
@@ -90,3 +101,30 @@ def need_of(
     if known.need_bytes is None:
         return Need(None, "the --hypomnesis-needs report has no VRAM figure for it")
     return Need(known.need_bytes, "report")
+
+
+def write_worker_needs(path: str | os.PathLike[str], needs: Mapping[str, int | None]) -> None:
+    """On the first xdist worker, after collection: each test's need as admission will
+    take it (``None``: unknown), for the controller's scheduler, which never collects."""
+    from pytest_hypomnesis.report.atomicfile import write_text_atomic
+
+    write_text_atomic(path, json.dumps({"needs": dict(needs)}))
+
+
+def read_worker_needs(path: str | os.PathLike[str]) -> dict[str, int | None] | None:
+    """What ``write_worker_needs`` wrote; ``None`` when there is no such file (a worker on
+    another host) or it is not what we write."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            loaded: object = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    needs = loaded.get("needs") if isinstance(loaded, dict) else None
+    if not isinstance(needs, dict):
+        return None
+    out: dict[str, int | None] = {}
+    for nodeid, need in needs.items():
+        if need is not None and (not isinstance(need, int) or isinstance(need, bool)):
+            return None
+        out[str(nodeid)] = need
+    return out

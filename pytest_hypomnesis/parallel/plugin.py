@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pytest_hypomnesis.parallel.gpus import VISIBLE_ENV, Gpu, GpuPoolError, visible_gpus
-from pytest_hypomnesis.parallel.needs import RecordedNeed, need_of, needs_from_report
+from pytest_hypomnesis.parallel.needs import Need, RecordedNeed, need_of, needs_from_report
 from pytest_hypomnesis.plugin.options import Settings
 
 __all__ = ["WAIT_KEY", "ParallelState", "setup"]
@@ -19,6 +19,10 @@ WAIT_KEY = pytest.StashKey[float]()
 """Seconds one test waited for admission; read by the record writer."""
 
 WORKERINPUT_KEY = "hypomnesis_gpu"
+NEEDS_FILE_KEY = "hypomnesis_needs_file"
+"""In the first worker's workerinput: where it writes the needs it collected."""
+SCHEDULER_NAME = "hypomnesis-scheduler"
+"""The controller's scheduler hooks: ``-p no:hypomnesis-scheduler`` keeps xdist's own."""
 
 
 class ParallelState:
@@ -68,9 +72,12 @@ def setup(config: pytest.Config, settings: Settings) -> ParallelState:
     if controller:
         if settings.pin_gpus:
             config.pluginmanager.register(PinHooks(state), "hypomnesis-pin-gpus")
-        if state.needs is not None:
-            config.pluginmanager.register(SchedulerHooks(state), "hypomnesis-needs-scheduler")
+        if state.needs is not None or settings.admit:
+            # Not registered when blocked by name (-p no:hypomnesis-scheduler).
+            config.pluginmanager.register(SchedulerHooks(state), SCHEDULER_NAME)
     else:
+        if workerinput is not None and isinstance(workerinput.get(NEEDS_FILE_KEY), str):
+            config.pluginmanager.register(NeedsWriter(state, workerinput[NEEDS_FILE_KEY]))
         if settings.pin_gpus and workerinput is None:
             state.header.append("--hypomnesis-pin-gpus: not under pytest-xdist, nothing pinned")
         if settings.admit:
@@ -129,25 +136,65 @@ class PinHooks:
 
 
 class SchedulerHooks:
-    """On the xdist controller: the planned-packing scheduler for ``--dist load``."""
+    """On the xdist controller, for ``--dist load``: the planned packing with
+    ``--hypomnesis-needs``, else (``--hypomnesis-admit``) the handout by fit."""
 
     def __init__(self, state: ParallelState) -> None:
         self.state = state
         self._capacities: dict[str, int | None] = {}
         self._default: Gpu | None = None
         self._default_read = False
+        self._needs_dir: str | None = None
+        self._needs_file: str | None = None
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        option = "--hypomnesis-needs" if self.state.needs is not None else "--hypomnesis-admit"
         if config.getvalue("dist") != "load":
             self.state.header.append(
-                f"--hypomnesis-needs: --dist {config.getvalue('dist')} keeps its own order"
+                f"{option}: --dist {config.getvalue('dist')} keeps its own order"
             )
             return None
-        from pytest_hypomnesis.parallel.scheduler import NeedsScheduling
+        if self.state.needs is not None:
+            from pytest_hypomnesis.parallel.scheduler import NeedsScheduling
 
-        assert self.state.needs is not None
-        return NeedsScheduling(config, log, self.state.needs, self._placement)
+            return NeedsScheduling(config, log, self.state.needs, self._placement, self._live_needs)
+        from pytest_hypomnesis.parallel.fitting import FitScheduling
+
+        return FitScheduling(config, log, {}, self._placement, self._live_needs)
+
+    def pytest_configure_node(self, node: Any) -> None:
+        if self._needs_file is not None:
+            return  # the first worker's collection is everyone's
+        import tempfile
+
+        self._needs_dir = tempfile.mkdtemp(prefix="hypomnesis-needs-")
+        self._needs_file = os.path.join(self._needs_dir, "needs.json")
+        node.workerinput[NEEDS_FILE_KEY] = self._needs_file
+
+    def _live_needs(self) -> dict[str, int | None] | None:
+        from pytest_hypomnesis.parallel.needs import read_worker_needs
+
+        needs = None if self._needs_file is None else read_worker_needs(self._needs_file)
+        if needs is None:
+            self.state.header.append(
+                "handout: no needs came from the workers (not on this host?): "
+                "each test counts as needing its whole GPU"
+            )
+        else:
+            known = sum(need is not None for need in needs.values())
+            how = "planned" if self.state.needs is not None else "by fit, as tests end"
+            self.state.header.append(
+                f"handout {how}: {known} of {len(needs)} test(s) with a known VRAM need "
+                f"(-p no:{SCHEDULER_NAME} keeps xdist's own)"
+            )
+        return needs
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self._needs_dir is not None:
+            import shutil
+
+            shutil.rmtree(self._needs_dir, ignore_errors=True)
 
     def _placement(self, worker: str) -> tuple[str, int | None]:
         """The worker's GPU and its capacity after headroom, for the plan: its pinned GPU,
@@ -178,6 +225,42 @@ class SchedulerHooks:
         except BackendFailure:
             return None  # planned by duration alone; admission still guards
         return total - headroom_bytes(total, self.state.settings.admit_headroom)
+
+
+def item_need(item: pytest.Item, state: ParallelState) -> Need | None:
+    """The need admission takes for ``item``; ``None`` for a bad budget marker (the budget
+    hooks fail that test at its setup)."""
+    from pytest_hypomnesis.plugin.budgets import BudgetError, budgets_for
+
+    try:
+        budgets = budgets_for(
+            item, max_ram_bytes=None, max_vram_bytes=state.settings.max_vram_bytes
+        )
+    except BudgetError:
+        return None
+    return need_of(item.nodeid, budgets, state.needs)
+
+
+class NeedsWriter:
+    """On the first xdist worker: after collection, before xdist tells the controller,
+    each test's need, for the controller's scheduler (the controller never collects)."""
+
+    def __init__(self, state: ParallelState, path: str) -> None:
+        self.state = state
+        self.path = path
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        from pytest_hypomnesis.parallel.needs import write_worker_needs
+
+        needs: dict[str, int | None] = {}
+        for item in session.items:
+            need = item_need(item, self.state)
+            needs[item.nodeid] = None if need is None else need.need_bytes
+        try:
+            write_worker_needs(self.path, needs)
+        except OSError as exc:
+            self.state.header.append(f"handout: could not pass the needs on: {exc}")
 
 
 class AdmissionHooks:
@@ -236,14 +319,10 @@ class AdmissionHooks:
 
     def _admit(self, item: pytest.Item, admitter: Any) -> None:
         from pytest_hypomnesis.parallel.admitter import AdmissionFailed
-        from pytest_hypomnesis.plugin.budgets import BudgetError, budgets_for
 
-        settings = self.state.settings
-        try:
-            budgets = budgets_for(item, max_ram_bytes=None, max_vram_bytes=settings.max_vram_bytes)
-        except BudgetError:
+        need = item_need(item, self.state)
+        if need is None:
             return  # the budget hooks fail this test with the marker's message
-        need = need_of(item.nodeid, budgets, self.state.needs)
         message: str | None = None
         try:
             waited = admitter.admit(item.nodeid, need.need_bytes)

@@ -36,20 +36,29 @@ starts one) and one more, so its next start never waits for the controller."""
 Placement = Callable[[str], tuple[str, int | None]]
 """Worker id (``gw0``) -> (its GPU, that GPU's capacity after headroom or ``None``)."""
 
+LiveNeeds = Callable[[], Mapping[str, int | None] | None]
+"""The needs a worker found at collection (``needs.write_worker_needs``), read once the
+collections are in; ``None``: none came."""
 
-def plan_tests(nodeids: Sequence[str], needs: Mapping[str, RecordedNeed]) -> list[PlanTest]:
-    """What the plan knows of each collected test: the report's ``max_vram`` limit, else
-    its measured need, else unknown (a test missing from the report runs alone, for the
-    median duration)."""
+
+def plan_tests(
+    nodeids: Sequence[str],
+    needs: Mapping[str, RecordedNeed],
+    live: Mapping[str, int | None] | None = None,
+) -> list[PlanTest]:
+    """What the plan knows of each collected test. Its need: what a worker found it will
+    ask admission for (``live``: its ``max_vram`` limit now, else the report's figure),
+    else the report's ``max_vram`` limit, else its measured need, else unknown (the whole
+    GPU). Its duration: the report's, else the report's median (1 s without a report)."""
     durations = [n.duration_s for n in needs.values()]
     median = statistics.median(durations) if durations else 1.0
     tests: list[PlanTest] = []
     for nodeid in nodeids:
         known = needs.get(nodeid)
-        if known is None:
-            tests.append(PlanTest(nodeid, None, median))
-        else:
-            tests.append(PlanTest(nodeid, known.planned_bytes, known.duration_s))
+        need = known.planned_bytes if known is not None else None
+        if live is not None and nodeid in live:
+            need = live[nodeid]
+        tests.append(PlanTest(nodeid, need, median if known is None else known.duration_s))
     return tests
 
 
@@ -63,6 +72,10 @@ def _whole_gpu(worker: str) -> tuple[str, int | None]:
     return ("", None)
 
 
+def _no_live_needs() -> None:
+    return None
+
+
 class NeedsScheduling:
     """Implements xdist's ``Scheduling`` protocol (see ``xdist/scheduler/protocol.py``)."""
 
@@ -72,6 +85,7 @@ class NeedsScheduling:
         log: Any,
         needs: Mapping[str, RecordedNeed],
         placement: Placement = _whole_gpu,
+        live_needs: LiveNeeds = _no_live_needs,
     ) -> None:
         from xdist.remote import Producer
         from xdist.workermanage import parse_tx_spec_config
@@ -88,6 +102,9 @@ class NeedsScheduling:
         self.config = config
         self.needs = needs
         self.placement = placement
+        self.live_needs = live_needs
+        self.known_needs: int | None = None
+        """Tests whose need the plan knows (for the header); ``None`` before the plan."""
         self.plan_wall_s: float | None = None
         self._rank: dict[int, int] = {}
 
@@ -214,8 +231,18 @@ class NeedsScheduling:
                 gpu_of[key] = len(capacities)
                 capacities.append(capacity)
             worker_gpus.append(gpu_of[key])
-        tests = plan_tests(self.collection, self.needs)
+        tests = plan_tests(self.collection, self.needs, self.live_needs())
+        self.known_needs = sum(t.need_bytes is not None for t in tests)
         self._rank = {i: r for r, i in enumerate(largest_first(tests, capacities))}
+        self._hand_out(tests, nodes, worker_gpus, capacities)
+
+    def _hand_out(
+        self,
+        tests: list[PlanTest],
+        nodes: list[Any],
+        worker_gpus: list[int],
+        capacities: list[int | None],
+    ) -> None:
         packing = best_pack(tests, worker_gpus, capacities)
         self.plan_wall_s = packing.wall_s
         for node, sequence in zip(nodes, packing.sequences, strict=True):

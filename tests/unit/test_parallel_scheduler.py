@@ -16,6 +16,7 @@ from pytest_hypomnesis.parallel.plan import (
 )
 from pytest_hypomnesis.parallel.scheduler import NeedsScheduling, priority_order
 from tests.helpers.units import GIB
+from tests.helpers.xdistnodes import Node
 
 
 def test_priority_is_need_times_duration_largest_first() -> None:
@@ -31,24 +32,6 @@ def test_priority_is_need_times_duration_largest_first() -> None:
     assert order == ["new", "big-long", "unknown", "small", "big-short"]
 
 
-class _Gateway:
-    def __init__(self, name: str) -> None:
-        self.id = name
-
-
-class _Node:
-    def __init__(self, name: str) -> None:
-        self.gateway = _Gateway(name)
-        self.sent: list[int] = []
-        self.shutting_down = False
-
-    def send_runtest_some(self, indices: list[int]) -> None:
-        self.sent.extend(indices)
-
-    def shutdown(self) -> None:
-        self.shutting_down = True
-
-
 @pytest.fixture
 def two_workers(pytester: pytest.Pytester) -> Any:
     return pytester.parseconfig("--tx", "2*popen")
@@ -56,14 +39,14 @@ def two_workers(pytester: pytest.Pytester) -> Any:
 
 def _scheduled(
     config: Any, needs: dict[str, RecordedNeed], workers: int, placement: Any = None
-) -> tuple[NeedsScheduling, list[_Node]]:
+) -> tuple[NeedsScheduling, list[Node]]:
     ids = list(needs)
     sched = (
         NeedsScheduling(config, None, needs)
         if placement is None
         else NeedsScheduling(config, None, needs, placement)
     )
-    nodes = [_Node(f"gw{w}") for w in range(workers)]
+    nodes = [Node(f"gw{w}") for w in range(workers)]
     for node in nodes:
         sched.add_node(node)
         sched.add_node_collection(node, ids)

@@ -1,0 +1,139 @@
+"""The handout under ``--hypomnesis-admit`` without a report: by need alone, decided as
+the run goes.
+
+Without ``--hypomnesis-needs`` the controller knows each test's need (what a worker found
+at collection: its ``max_vram`` limit, else unknown) but not how long it runs, so a plan
+made ahead on a simulated clock would be a guess. Instead, each time a worker has room
+for one more test, it gets the largest test that fits on its GPU beside the largest test
+each other worker on that GPU holds (running or queued); failing that, beside the test
+each of them will run last; failing that, the smallest, which waits least. What a
+worker holds is what it will run next, so a test chosen to fit beside it starts without
+waiting for the neighbour to drain: xdist's own handout gives tests out in collection
+order, and two large tests dealt to one GPU's two workers run one after the other.
+
+Decisions are made as tests end, which is when the controller learns anything; the test
+chosen starts a few tests later (an xdist worker holds ``AHEAD`` tests), which is why the
+rule looks at everything the neighbours hold rather than at what runs now. Admission
+still guards every start. An unknown need counts as the whole GPU.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+from pytest_hypomnesis.parallel.plan import PlanTest
+from pytest_hypomnesis.parallel.scheduler import AHEAD, NeedsScheduling
+
+__all__ = ["FitScheduling"]
+
+
+class FitScheduling(NeedsScheduling):
+    """Implements xdist's ``Scheduling`` protocol; the crash and re-run handling is the
+    needs scheduler's (its ``pool``, kept here by size: largest first)."""
+
+    def _hand_out(
+        self,
+        tests: list[PlanTest],
+        nodes: list[Any],
+        worker_gpus: list[int],
+        capacities: list[int | None],
+    ) -> None:
+        self._capacities = capacities
+        self._gpu = {node: worker_gpus[k] for k, node in enumerate(nodes)}
+        self._gpu_keys: dict[str, int] = {}
+        for node, gpu in self._gpu.items():
+            self._gpu_keys.setdefault(self.placement(str(node.gateway.id))[0], gpu)
+        whole = max((c for c in capacities if c is not None), default=0)
+        self._sizes = [t.need_bytes if t.need_bytes is not None else whole for t in tests]
+        known = [c for c in capacities if c is not None]
+        # What a test holds while a neighbour's runs: one that fits no GPU is failed by
+        # admission at once and holds nothing.
+        self._held = [
+            0 if known and len(known) == len(capacities) and size > max(known) else size
+            for size in self._sizes
+        ]
+        # The pool stays in this order (largest first, then collection order), so that a
+        # bisection finds the largest test that fits; the crash handling sorts by _rank.
+        order = sorted(range(len(tests)), key=lambda i: (-self._sizes[i], i))
+        self._rank = {index: rank for rank, index in enumerate(order)}
+        self.pool = order
+        # One test each, round by round: every worker starts at once, each choice made
+        # knowing what its neighbours already hold.
+        for _ in range(AHEAD):
+            for node in nodes:
+                if len(self.node2pending[node]) < AHEAD:
+                    index = self._fit_for(node)
+                    if index is not None:
+                        self.node2pending[node].append(index)
+                        node.send_runtest_some([index])
+        for node in nodes:
+            self.check_schedule(node)
+
+    def mark_test_pending(self, item: str) -> None:
+        assert self.collection is not None
+        bisect.insort(self.pool, self.collection.index(item), key=self._rank.__getitem__)
+        for node in self.node2pending:
+            self.check_schedule(node)
+
+    def check_schedule(self, node: Any, duration: float = 0) -> None:
+        if node.shutting_down:
+            return
+        chosen: list[int] = []
+        while len(self.node2pending[node]) + len(chosen) < AHEAD:
+            index = self._fit_for(node)
+            if index is None:
+                break
+            self.node2pending[node].append(index)
+            chosen.append(index)
+        if chosen:
+            node.send_runtest_some(chosen)
+        if not self.pool:
+            # Every worker, not only this one: one that holds a single test runs it only
+            # once it holds a second or is told there is none.
+            for other in self.node2pending:
+                if not other.shutting_down:
+                    other.shutdown()
+
+    def _gpu_of(self, node: Any) -> int:
+        gpu = self._gpu.get(node)
+        if gpu is None:  # a worker that replaced a crashed one
+            key, capacity = self.placement(str(node.gateway.id))
+            if key not in self._gpu_keys:
+                self._gpu_keys[key] = len(self._capacities)
+                self._capacities.append(capacity)
+            gpu = self._gpu[node] = self._gpu_keys[key]
+        return gpu
+
+    def _fit_for(self, node: Any) -> int | None:
+        pool = self.pool
+        if not pool:
+            return None
+        gpu = self._gpu_of(node)
+        capacity = self._capacities[gpu]
+        if capacity is None:
+            return pool.pop(0)  # nothing to fit against: largest first
+        sizes = self._sizes
+        if all(c is not None and sizes[pool[0]] > c for c in self._capacities):
+            return pool.pop(0)  # fits no GPU: admission fails it at once
+        neighbours = [
+            held
+            for other, held in self.node2pending.items()
+            if other is not node and self._gpu_of(other) == gpu
+        ]
+        holds = self._held
+        beside_all = capacity - sum(max((holds[i] for i in held), default=0) for held in neighbours)
+        beside_last = capacity - sum(holds[held[-1]] for held in neighbours if held)
+        for free_bytes in (beside_all, beside_last):
+            position = self._largest_within(free_bytes)
+            if position is not None:
+                return pool.pop(position)
+        if sizes[pool[-1]] > capacity:
+            return None  # only tests for a larger GPU are left: its workers take them
+        return pool.pop()  # nothing fits beside them: the smallest waits least
+
+    def _largest_within(self, free_bytes: int) -> int | None:
+        """The position in the pool of its largest test of at most ``free_bytes``."""
+        sizes = self._sizes
+        position = bisect.bisect_left(self.pool, -free_bytes, key=lambda i: -sizes[i])
+        return position if position < len(self.pool) else None

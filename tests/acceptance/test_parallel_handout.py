@@ -1,0 +1,88 @@
+"""The handout by fit, end to end: ``-n 4 --hypomnesis-pin-gpus --hypomnesis-admit`` on two
+fake GPUs whose memory is really limited, without a needs report."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+
+import pytest
+
+from tests.helpers.fakevram import FakeVram
+from tests.helpers.units import GIB
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the fake NVML is a .so")
+
+_SUITE = """
+import pytest
+from tests.helpers.fakevram import hold
+GIB = 1024**3
+# Big and small by turns: xdist's own handout deals them out in collection order, a big
+# test to every worker, so each GPU's two workers start with an 8 GiB test each.
+GIBS = [8, 1, 8, 1, 8, 1, 8, 1, 1, 1, 1, 1]
+
+@pytest.mark.parametrize(
+    "gib",
+    [pytest.param(g, marks=pytest.mark.max_vram(f"{g}GiB"), id=f"t{k:02d}") for k, g in
+     enumerate(GIBS)],
+)
+def test_hold(gib):
+    hold(gib * GIB, 0.3 if gib == 8 else 0.1)
+"""
+BIG = ["t00", "t02", "t04", "t06"]
+GPU_OF = {"gw0": "A", "gw2": "A", "gw1": "B", "gw3": "B"}  # pinned round-robin
+
+
+def _run(pytester: pytest.Pytester, *extra: str) -> tuple[pytest.RunResult, dict[str, str]]:
+    ledger = pytester.path / "ledger"
+    ledger.mkdir(exist_ok=True)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:randomly", "-n", "4", "--hypomnesis-pin-gpus", "--hypomnesis-admit",
+        "--hypomnesis-json=out.json", f"--hypomnesis-ledger-dir={ledger}", *extra,
+    )  # fmt: skip
+    report = json.loads((pytester.path / "out.json").read_text())
+    return result, {t["nodeid"].split("[")[-1][:-1]: t["worker"] for t in report["tests"]}
+
+
+def test_fit_handout_deals_big_tests_to_one_worker_per_gpu(
+    pytester: pytest.Pytester, fake_gpus: Callable[..., FakeVram]
+) -> None:
+    vram = fake_gpus([10 * GIB, 10 * GIB])
+    pytester.makepyfile(_SUITE)
+    result, workers = _run(pytester)
+    result.assert_outcomes(passed=12)
+    assert vram.oom_count() == 0
+    result.stdout.fnmatch_lines(
+        ["hypomnesis: handout by fit, as tests end: 12 of 12 test(s) with a known VRAM need *"]
+    )
+    # 12 tests, 4 workers holding 3 each: all dealt at the start, largest first, each
+    # beside what the GPU's other worker holds: on each GPU one worker takes both 8 GiB
+    # tests and its neighbour, beside 8 GiB, 1 GiB ones that fit at once.
+    big_workers = sorted(workers[name] for name in BIG)
+    assert len(set(big_workers)) == 2 and big_workers[0] == big_workers[1]
+    assert {GPU_OF[w] for w in big_workers} == {"A", "B"}
+
+
+def test_xdist_handout_by_blocking_the_scheduler_by_name(
+    pytester: pytest.Pytester, fake_gpus: Callable[..., FakeVram]
+) -> None:
+    vram = fake_gpus([10 * GIB, 10 * GIB])
+    pytester.makepyfile(_SUITE)
+    result, workers = _run(pytester, "-p", "no:hypomnesis-scheduler")
+    result.assert_outcomes(passed=12)
+    assert vram.oom_count() == 0  # admission still guards every start
+    assert "hypomnesis: handout" not in result.stdout.str()
+    assert set(workers.values()) == set(GPU_OF)
+
+
+def test_fit_handout_keeps_other_dist_modes(
+    pytester: pytest.Pytester, fake_gpus: Callable[..., FakeVram]
+) -> None:
+    fake_gpus([10 * GIB, 10 * GIB])
+    pytester.makepyfile(_SUITE)
+    result, _ = _run(pytester, "--dist", "loadfile")
+    result.assert_outcomes(passed=12)
+    result.stdout.fnmatch_lines(
+        ["hypomnesis: --hypomnesis-admit: --dist loadfile keeps its own order"]
+    )
