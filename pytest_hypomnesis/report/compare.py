@@ -159,7 +159,7 @@ def _int_or_none(value: object, where: str) -> int | None:
 
 
 def _sum_devices(
-    record: Mapping[str, Any], key: Literal["peak_bytes", "increase_bytes"], where: str
+    record: Mapping[str, object], key: Literal["peak_bytes", "increase_bytes"], where: str
 ) -> int | None:
     vram = record.get("vram")
     if vram is None:
@@ -175,10 +175,12 @@ def _sum_devices(
         if not isinstance(device, Mapping):
             raise CompareError(f"{where}.vram.devices[{index!r}]: expected an object")
         _int_or_none(device.get(key), f"{where}.vram.devices[{index!r}].{key}")
+    # ``compare`` takes reports unvalidated: the device figures the total is made of were
+    # checked just above; ``vram.total`` is read as written (``validate_report`` checks it).
     return vram_total_bytes(cast(VramRecord, vram), key)
 
 
-def metric_bytes(record: Mapping[str, Any], metric: str, where: str = "test") -> int | None:
+def metric_bytes(record: Mapping[str, object], metric: str, where: str = "test") -> int | None:
     """The figure ``metric`` names for one test record; ``None`` when not measured."""
     if metric in ("ram", "ram_peak"):
         ram = record.get("ram")
@@ -193,7 +195,12 @@ def metric_bytes(record: Mapping[str, Any], metric: str, where: str = "test") ->
     raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
 
 
-def _tests(report: Mapping[str, Any], side: str) -> list[Mapping[str, Any]]:
+# (where it is in its report, the record), for the error messages.
+_Located = tuple[str, Mapping[str, object]]
+
+
+def _records_by_nodeid(report: Mapping[str, object], side: str) -> dict[str, list[_Located]]:
+    """nodeid → its records (with where they are), in report order."""
     if not isinstance(report, Mapping):
         raise CompareError(f"{side}: expected a report object")
     if report.get("schema") not in SCHEMAS_READ:
@@ -201,21 +208,16 @@ def _tests(report: Mapping[str, Any], side: str) -> list[Mapping[str, Any]]:
     tests = report.get("tests")
     if not isinstance(tests, list):
         raise CompareError(f"{side}: 'tests' must be a list")
+    records: dict[str, list[_Located]] = {}
     for i, test in enumerate(tests):
-        if not isinstance(test, Mapping) or not isinstance(test.get("nodeid"), str):
+        nodeid = test.get("nodeid") if isinstance(test, Mapping) else None
+        if not isinstance(nodeid, str):
             raise CompareError(f"{side}: tests[{i}] has no string 'nodeid'")
-    return tests
-
-
-def _records_by_nodeid(report: Mapping[str, Any], side: str) -> dict[str, list[tuple[str, Any]]]:
-    """nodeid → its records (with where they are), in report order."""
-    records: dict[str, list[tuple[str, Any]]] = {}
-    for i, test in enumerate(_tests(report, side)):
-        records.setdefault(test["nodeid"], []).append((f"{side}: tests[{i}]", test))
+        records.setdefault(nodeid, []).append((f"{side}: tests[{i}]", test))
     return records
 
 
-def _devices(record: Mapping[str, Any]) -> Mapping[str, Any]:
+def _devices(record: Mapping[str, object]) -> Mapping[str, object]:
     vram = record.get("vram")
     devices = vram.get("devices") if isinstance(vram, Mapping) else None
     return devices if isinstance(devices, Mapping) else {}
@@ -226,7 +228,7 @@ def _uuid(device: object) -> str | None:
     return uuid if isinstance(uuid, str) and uuid else None
 
 
-def pair_devices(base: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, str]]:
+def pair_devices(base: Mapping[str, object], new: Mapping[str, object]) -> list[tuple[str, str]]:
     """(baseline key, new key) of the same GPU in two ``vram.devices``: by UUID where both
     entries have one (a GPU that was ``cuda:1`` in the baseline and is ``cuda:0`` now is
     one GPU), else by key (schema-1 reports carry no UUID)."""
@@ -247,7 +249,7 @@ def pair_devices(base: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[
 
 
 def _common_figure(
-    record: Mapping[str, Any], metric: str, keys: Sequence[str], where: str
+    record: Mapping[str, object], metric: str, keys: Sequence[str], where: str
 ) -> int | None:
     """``metric`` over the GPUs of ``keys``: the record's own total when they are all its
     GPUs, else the sum of those devices' figures (for the peak an upper bound, as the
@@ -280,7 +282,7 @@ def _largest(values: Iterable[int | None]) -> int | None:
 
 
 def _pair_figures(
-    before: list[tuple[str, Any]], after: list[tuple[str, Any]]
+    before: list[_Located], after: list[_Located]
 ) -> tuple[dict[str, int | None], dict[str, int | None], bool]:
     """Each metric's figure on both sides of one test (a node id recorded more than once
     counts with its largest), the VRAM ones over the GPUs both sides watched; and whether
@@ -377,10 +379,15 @@ def _setting_text(value: object) -> str:
     return "all visible" if value is None else repr(value)
 
 
-def _settings_warnings(base: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+def _object(value: object) -> Mapping[str, object]:
+    """``value`` if it is a JSON object, else an empty one (an older or foreign report)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _settings_warnings(base: Mapping[str, object], new: Mapping[str, object]) -> list[str]:
     warnings: list[str] = []
-    base_settings = base.get("settings") or {}
-    new_settings = new.get("settings") or {}
+    base_settings = _object(base.get("settings"))
+    new_settings = _object(new.get("settings"))
     labels = {"scope": "scope", "devices": "watched devices", "interval_s": "sampling interval"}
     for key, label in labels.items():
         if key not in base_settings or key not in new_settings:
@@ -392,9 +399,10 @@ def _settings_warnings(base: Mapping[str, Any], new: Mapping[str, Any]) -> list[
                 f"{_setting_text(after)} in this run; figures may not be comparable"
             )
 
-    def gpus(report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-        devices = report.get("devices") or []
-        return {str(d.get("index")): d for d in devices if isinstance(d, Mapping)}
+    def gpus(report: Mapping[str, object]) -> dict[str, Mapping[str, object]]:
+        devices = report.get("devices")
+        listed = devices if isinstance(devices, list) else []
+        return {str(d.get("index")): d for d in listed if isinstance(d, Mapping)}
 
     base_gpus, new_gpus = gpus(base), gpus(new)
     for before_key, after_key in sorted(pair_devices(base_gpus, new_gpus), key=lambda p: p[1]):
@@ -414,8 +422,8 @@ def _settings_warnings(base: Mapping[str, Any], new: Mapping[str, Any]) -> list[
 
 
 def compare(
-    base: Mapping[str, Any],
-    new: Mapping[str, Any],
+    base: Mapping[str, object],
+    new: Mapping[str, object],
     thresholds: Iterable[Threshold] = (),
     *,
     noise_floor_bytes: int = NOISE_FLOOR_BYTES,
