@@ -18,7 +18,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from importlib import resources
-from typing import Any, TypeAlias, cast
+from typing import TypeAlias, TypedDict, TypeGuard
 
 from pytest_hypomnesis._units import format_bytes_iec
 from pytest_hypomnesis.plugin.timeline import Timeline, parse_timeline
@@ -53,7 +53,7 @@ def _num(value: float | int | None) -> str:
 # Input checks: strict about what the page needs, tolerant of everything else.
 
 
-def _tests_of(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def _tests_of(report: Mapping[str, object]) -> list[Mapping[str, object]]:
     if not isinstance(report, Mapping):
         raise CompareError("report: expected a report object")
     tests = report.get("tests")
@@ -65,7 +65,13 @@ def _tests_of(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return tests
 
 
-def _timeline_of(test: Mapping[str, Any], i: int) -> Timeline | None:
+def _nodeid(test: Mapping[str, object]) -> str:
+    nodeid = test["nodeid"]
+    assert isinstance(nodeid, str)  # _tests_of checked every record's
+    return nodeid
+
+
+def _timeline_of(test: Mapping[str, object], i: int) -> Timeline | None:
     data = test.get("timeline")
     if data is None:
         return None
@@ -75,7 +81,7 @@ def _timeline_of(test: Mapping[str, Any], i: int) -> Timeline | None:
         raise CompareError(f"report: {exc}") from None
 
 
-def _budget_status(test: Mapping[str, Any]) -> tuple[int, str]:
+def _budget_status(test: Mapping[str, object]) -> tuple[int, str]:
     """(severity for sorting: -1 none, 0 within, 1 not checked, 2 over; text)."""
     budgets = test.get("budgets")
     parts: list[str] = []
@@ -101,9 +107,9 @@ def _budget_status(test: Mapping[str, Any]) -> tuple[int, str]:
     return severity, ", ".join(parts) if parts else "-"
 
 
-def _heaviness(test: Mapping[str, Any]) -> tuple[int, int, str]:
+def _heaviness(test: Mapping[str, object]) -> tuple[int, int, str]:
     # Tolerant of a record without ram/vram (metric_bytes names a malformed field).
-    return heaviness_key(metric_bytes(test, "vram"), metric_bytes(test, "ram"), test["nodeid"])
+    return heaviness_key(metric_bytes(test, "vram"), metric_bytes(test, "ram"), _nodeid(test))
 
 
 # ---------------------------------------------------------------------------------------
@@ -125,9 +131,9 @@ def chart_label(nodeid: str, limit: int = 52) -> str:
     return f"{name}…{rest[-room:]}"
 
 
-def _heavy_chart(tests: Sequence[Mapping[str, Any]], top: int) -> str:
+def _heavy_chart(tests: Sequence[Mapping[str, object]], top: int) -> str:
     heaviest = sorted(tests, key=_heaviness)[:top]
-    bars = [(t["nodeid"], metric_bytes(t, "ram"), metric_bytes(t, "vram")) for t in heaviest]
+    bars = [(_nodeid(t), metric_bytes(t, "ram"), metric_bytes(t, "vram")) for t in heaviest]
     scale = max([v for _, r, g in bars for v in (r, g) if v is not None] + [0])
     label_w, bar_w, row_h = 380, 440, 30
     height = 30 + row_h * max(len(bars), 1)
@@ -172,7 +178,7 @@ def _heavy_chart(tests: Sequence[Mapping[str, Any]], top: int) -> str:
 # Page sections.
 
 
-def _meta(report: Mapping[str, Any]) -> str:
+def _meta(report: Mapping[str, object]) -> str:
     def pairs(obj: object) -> str:
         if not isinstance(obj, Mapping):
             return ""
@@ -187,7 +193,8 @@ def _meta(report: Mapping[str, Any]) -> str:
         f"{pairs(report.get('versions'))}{pairs(report.get('machine'))}"
         f"{pairs(report.get('settings'))}</dl></details>",
     ]
-    devices = [d for d in report.get("devices") or [] if isinstance(d, Mapping)]
+    listed = report.get("devices")
+    devices = [d for d in listed if isinstance(d, Mapping)] if isinstance(listed, list) else []
     if devices:
         rows = "".join(
             f"<tr><td>{_e(d.get('index', '?'))}</td><td>{_e(d.get('name') or 'unknown GPU')}</td>"
@@ -261,14 +268,17 @@ def _header_cells(compared: bool) -> str:
     )
 
 
-Cell: TypeAlias = "str | list[Any]"
+Cell: TypeAlias = "str | list[str | int | float | None]"
 """One table cell in the page's data: a string is a text cell whose sort key is its text;
 ``[text, sort]`` or ``[text, sort, css_class]``, where ``sort`` is a number, a string, or
 ``null`` (a missing figure, sorted last)."""
+Row: TypeAlias = "list[int | Cell]"
+"""One table row in the page's data: the test's index in the report, its timeline's slot
+(``-1``: none), then its cells."""
 
 
-def _row_cells(test: Mapping[str, Any], comparison: Comparison | None) -> list[Cell]:
-    nodeid = test["nodeid"]
+def _row_cells(test: Mapping[str, object], comparison: Comparison | None) -> list[Cell]:
+    nodeid = _nodeid(test)
     duration = test.get("duration_s")
     duration_s = duration if isinstance(duration, (int, float)) else None
     cells: list[Cell] = [
@@ -291,7 +301,7 @@ def _row_cells(test: Mapping[str, Any], comparison: Comparison | None) -> list[C
         if percent is not None:
             text += f" ({percent:+.1f}%)"
         cells.append([format_bytes_iec(before), before])
-        change_cell: list[Any] = [text, delta]
+        change_cell: list[str | int | float | None] = [text, delta]
         if comparison.regressed(nodeid, metric):
             change_cell.append("regressed")
         cells.append(change_cell)
@@ -302,12 +312,15 @@ def _row_cells(test: Mapping[str, Any], comparison: Comparison | None) -> list[C
     return cells
 
 
+def _all_known(values: Sequence[int | None]) -> TypeGuard[Sequence[int]]:
+    return None not in values  # at C speed
+
+
 def _deltas(values: Sequence[int | None]) -> list[int | None]:
     """Each known value as its difference from the previous known one (the first known one
     as itself); a gap stays ``None``. Samples change little: this keeps the page small."""
-    if None not in values:  # the common case, at C speed
-        known = cast("Sequence[int]", values)
-        return [b - a for a, b in zip([0, *known], known, strict=False)]
+    if _all_known(values):  # the common case
+        return [b - a for a, b in zip([0, *values], values, strict=False)]
     out: list[int | None] = []
     last = 0
     for v in values:
@@ -320,12 +333,28 @@ def _deltas(values: Sequence[int | None]) -> list[int | None]:
 
 
 def _peak(values: Sequence[int | None]) -> int | None:
-    if None not in values:
-        return max(cast("Sequence[int]", values), default=None)
+    if _all_known(values):
+        return max(values, default=None)
     return max((v for v in values if v is not None), default=None)
 
 
-def _timeline_spec(timeline: Timeline, exact_peak: int | None) -> dict[str, Any]:
+class _RequiredSpecFields(TypedDict):
+    """What the page's script draws one timeline chart from (``html_table.js``)."""
+
+    t_us: list[int | None]
+    t_max: str
+    y_top: float
+    ticks: list[str]
+    series: list[tuple[str, str, list[int | None]]]
+    """(label, legend text, delta-encoded values) per series."""
+
+
+class _TimelineSpec(_RequiredSpecFields, total=False):
+    exact: tuple[int, str]
+    """(bytes, label) of the exact RAM peak the samples missed."""
+
+
+def _timeline_spec(timeline: Timeline, exact_peak: int | None) -> _TimelineSpec:
     """What the page's script needs to draw one timeline chart: the series (delta-encoded),
     the scale, and every label already formatted here (one formatter for the whole report).
     ``exact_peak`` (the record's RAM peak, from the kernel's high-water mark) is drawn as a
@@ -338,13 +367,13 @@ def _timeline_spec(timeline: Timeline, exact_peak: int | None) -> dict[str, Any]
     missed = exact_peak is not None and (sampled_rss is None or exact_peak > sampled_rss)
     y_max = max([p for p in peaks if p is not None] + [exact_peak if missed and exact_peak else 0])
     y_top = y_max * 1.05 or 1
-    drawn: list[list[Any]] = []
+    drawn: list[tuple[str, str, list[int | None]]] = []
     for n, ((label, values), peak) in enumerate(zip(series, peaks, strict=True)):
         text = f"{label} (peak {format_bytes_iec(peak)})"
         if n == 0 and missed:
             text = f"RSS (sampled peak {format_bytes_iec(peak)})"
-        drawn.append([label, text, _deltas(values)])
-    spec: dict[str, Any] = {
+        drawn.append((label, text, _deltas(values)))
+    spec: _TimelineSpec = {
         "t_us": _deltas([round(t * 1e6) for t in timeline.t_s]),
         "t_max": f"{t_max:.3g} s",
         "y_top": y_top,
@@ -352,33 +381,31 @@ def _timeline_spec(timeline: Timeline, exact_peak: int | None) -> dict[str, Any]
         "series": drawn,
     }
     if missed and exact_peak is not None:
-        spec["exact"] = [
+        spec["exact"] = (
             exact_peak,
             f"exact peak {format_bytes_iec(exact_peak)} (kernel high-water mark, between samples)",
-        ]
+        )
     return spec
 
 
 NOSCRIPT_ROWS = 100
 
 
-def _noscript(rows: Sequence[Sequence[Any]], compared: bool) -> str:
+def _static_cell(cell: int | Cell) -> str:
+    if not isinstance(cell, list):
+        return f"<td>{_e(cell)}</td>"
+    if len(cell) > 2:
+        return f'<td class="{_e(cell[2])}">{_e(cell[0])}</td>'
+    return f"<td>{_e(cell[0])}</td>"
+
+
+def _noscript(rows: Sequence[Row], compared: bool) -> str:
     """What a reader without JavaScript gets instead of the table: why, and the first
     ``NOSCRIPT_ROWS`` rows as served (failures first, then heaviest), unsortable."""
     n = len(rows)
     shown = rows[:NOSCRIPT_ROWS]
     head = "".join(f"<th>{_e(title)}</th>" for _, title, _ in _columns(compared))
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="{_e(cell[2])}">{_e(cell[0])}</td>'
-            if isinstance(cell, list) and len(cell) > 2
-            else f"<td>{_e(cell if isinstance(cell, str) else cell[0])}</td>"
-            for cell in row[2:]
-        )
-        + "</tr>"
-        for row in shown
-    )
+    body = "".join("<tr>" + "".join(map(_static_cell, row[2:])) + "</tr>" for row in shown)
     which = f"all {n}" if n <= NOSCRIPT_ROWS else f"the first {len(shown)} of {n}"
     return (
         f'<noscript><p class="warn">Sorting, the filter, the pages and the timelines need '
@@ -398,9 +425,9 @@ def _json_for_script(data: object, *, ascii_only: bool = False) -> str:
 
 
 def render_html(
-    report: Mapping[str, Any],
+    report: Mapping[str, object],
     *,
-    baseline: Mapping[str, Any] | None = None,
+    baseline: Mapping[str, object] | None = None,
     comparison: Comparison | None = None,
     title: str = "pytest-hypomnesis report",
     heavy_top: int = HEAVY_TOP,
@@ -421,7 +448,7 @@ def render_html(
         range(len(tests)),
         key=lambda i: (tests[i].get("outcome") != "failed", _heaviness(tests[i])),
     )
-    rows: list[list[Any]] = []
+    rows: list[Row] = []
     timeline_lines: list[str] = []
     for i in order:
         timeline = timelines[i]
@@ -484,7 +511,7 @@ def _asset(name: str) -> str:
 _COUNT_ORDER = ("failed", "passed", "skipped", "xfailed", "xpassed", "error", "rerun")
 
 
-def heading_counts(report: Mapping[str, Any], tests: Sequence[Mapping[str, Any]]) -> str:
+def heading_counts(report: Mapping[str, object], tests: Sequence[Mapping[str, object]]) -> str:
     """The page's heading: pytest's own counts when the report carries them (``outcomes``,
     errors included), then how many tests were measured and how many a budget failed."""
     over = sum(1 for t in tests if over_budget(t))
@@ -501,7 +528,7 @@ def heading_counts(report: Mapping[str, Any], tests: Sequence[Mapping[str, Any]]
     return f"{len(tests)} tests; {failed} failed; {over} over budget"
 
 
-def _exact_peak(test: Mapping[str, Any]) -> int | None:
+def _exact_peak(test: Mapping[str, object]) -> int | None:
     ram = test.get("ram")
     if not isinstance(ram, Mapping) or ram.get("method") not in ("rusage", "hwm"):
         return None
