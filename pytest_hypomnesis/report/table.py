@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pytest_hypomnesis._units import format_bytes_iec
 from pytest_hypomnesis.record import (
@@ -25,6 +25,9 @@ from pytest_hypomnesis.record import (
     worst_attempt,
 )
 from pytest_hypomnesis.report.printable import printable
+
+if TYPE_CHECKING:
+    from pytest_hypomnesis.report.schema import Report, ReportDevice
 
 __all__ = [
     "budget_cell",
@@ -374,17 +377,17 @@ def format_interval(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def _device_text(device: Mapping[str, Any]) -> str:
+def _device_text(device: ReportDevice) -> str:
     name = device.get("name") or "unknown GPU"
     total = format_bytes_iec(device.get("total_bytes"))
     return f"GPU {device.get('index')} {name} ({total})"
 
 
-def header_line(report: Mapping[str, Any]) -> str:
+def header_line(report: Report) -> str:
     """One line naming the scope, how RAM and VRAM were measured, and the devices.
 
-    ``report`` is a report-shaped mapping: ``settings``, ``devices``, ``machine`` and
-    (optionally) ``tests``, whose records tell which methods and sources were used.
+    The report's ``settings``, ``devices``, ``machine`` and ``tests``, whose records tell
+    which methods and sources were used.
     """
     settings = report.get("settings", {})
     tests = report.get("tests", [])
@@ -400,7 +403,7 @@ def header_line(report: Mapping[str, Any]) -> str:
         parts.append("RAM peak: " + ", ".join(dict.fromkeys(texts)))
         if settings.get("children"):
             parts[-1] += " (with child processes)"
-    sources = sorted({t["vram"]["source"] for t in tests if t.get("vram", {}).get("source")})
+    sources = sorted({source for t in tests if (source := t.get("vram", {}).get("source"))})
     devices = report.get("devices", [])
     device_wide = settings.get("vram_source") == "device" or any(
         t.get("vram", {}).get("attribution") == "device" for t in tests
@@ -414,7 +417,7 @@ def header_line(report: Mapping[str, Any]) -> str:
         parts.append("VRAM: per-process figure unavailable")
     if devices:
         parts.append(", ".join(_device_text(d) for d in devices))
-        drivers = sorted({d["driver_version"] for d in devices if d.get("driver_version")})
+        drivers = sorted({driver for d in devices if (driver := d.get("driver_version"))})
         if drivers:
             parts.append("driver " + ", ".join(drivers))
     else:
@@ -427,7 +430,7 @@ def header_line(report: Mapping[str, Any]) -> str:
     return printable("hypomnesis: " + "; ".join(parts))
 
 
-def run_peak_line(report: Mapping[str, Any]) -> str | None:
+def run_peak_line(report: Report) -> str | None:
     """The header's second line: the whole run's RAM peak (the highest RSS of any of its
     processes), which the per-test reset of the kernel's mark hides from everything
     outside the run; ``None`` for a report without it."""
@@ -447,7 +450,7 @@ def run_peak_line(report: Mapping[str, Any]) -> str | None:
     return printable(text)
 
 
-def header_notes(report: Mapping[str, Any]) -> list[str]:
+def header_notes(report: Report) -> list[str]:
     """Lines under the header: measurement caveats of this run (what
     ``--hypomnesis-cuda-warmup`` did, JAX's preallocated pool), from ``machine``."""
     notes: list[str] = []
