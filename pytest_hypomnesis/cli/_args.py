@@ -55,7 +55,7 @@ class _OnceMixin(argparse.Action):
         self,
         parser: argparse.ArgumentParser,
         namespace: argparse.Namespace,
-        values: Any,
+        values: str | Sequence[object] | None,
         option_string: str | None = None,
     ) -> None:
         if option_string is not None and isinstance(parser, HmnArgumentParser):
