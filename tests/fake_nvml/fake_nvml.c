@@ -424,6 +424,14 @@ static struct fake_device *lookup(struct fake_config *cfg, nvmlDevice_t device, 
     if (!d) { ret = NVML_ERROR_INVALID_ARGUMENT; goto done; }                 \
     if ((ret = device_error(cfg, fn_name, index)) != NVML_SUCCESS) goto done;
 
+/* A string out-parameter: the value and its NUL, or INSUFFICIENT_SIZE (nothing written)
+ * when `length` cannot hold both. */
+static nvmlReturn_t copy_out(char *out, unsigned int length, const char *value) {
+    if (strlen(value) + 1 > length) return NVML_ERROR_INSUFFICIENT_SIZE;
+    strcpy(out, value);
+    return NVML_SUCCESS;
+}
+
 static nvmlReturn_t do_init(const char *name) {
     __sync_fetch_and_add(&init_calls, 1);
     BEGIN(name, 0)
@@ -465,8 +473,7 @@ EXPORT const char *nvmlErrorString(nvmlReturn_t result) {
 EXPORT nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length) {
     BEGIN("nvmlSystemGetDriverVersion", 1)
     if (!cfg->has_driver) { ret = NVML_ERROR_NOT_SUPPORTED; goto done; }
-    if (strlen(cfg->driver) + 1 > length) { ret = NVML_ERROR_INSUFFICIENT_SIZE; goto done; }
-    strcpy(version, cfg->driver);
+    ret = copy_out(version, length, cfg->driver);
     END
 }
 
@@ -483,13 +490,17 @@ EXPORT nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice
     END
 }
 
-EXPORT nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned int length) {
-    BEGIN("nvmlDeviceGetName", 1)
-    LOOKUP
-    if (strlen(d->name) + 1 > length) { ret = NVML_ERROR_INSUFFICIENT_SIZE; goto done; }
-    strcpy(name, d->name);
-    END
-}
+/* A device's string (name, UUID) into the caller's buffer, as nvml.h documents both. */
+#define DEVICE_STRING(function, field)                                                   \
+    EXPORT nvmlReturn_t function(nvmlDevice_t device, char *out, unsigned int length) { \
+        BEGIN(#function, 1)                                                              \
+        LOOKUP                                                                           \
+        ret = copy_out(out, length, d->field);                                           \
+        END                                                                              \
+    }
+
+DEVICE_STRING(nvmlDeviceGetName, name)
+DEVICE_STRING(nvmlDeviceGetUUID, uuid)
 
 EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory) {
     BEGIN("nvmlDeviceGetMemoryInfo", 1)
@@ -581,14 +592,6 @@ EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t device,
                                                          nvmlProcessInfo_v1_t *infos) {
     return processes("nvmlDeviceGetComputeRunningProcesses", device, count, infos,
                      sizeof *infos);
-}
-
-EXPORT nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int length) {
-    BEGIN("nvmlDeviceGetUUID", 1)
-    LOOKUP
-    if (strlen(d->uuid) + 1 > length) { ret = NVML_ERROR_INSUFFICIENT_SIZE; goto done; }
-    strcpy(uuid, d->uuid);
-    END
 }
 
 /* A full GPU- or MIG- UUID, as NVML takes it (no prefixes). */
