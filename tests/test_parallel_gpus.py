@@ -120,16 +120,23 @@ def test_pin_without_a_gpu_says_so(
 
 # -- admission -------------------------------------------------------------------------
 
-_BUDGETED = """
+
+def _holders(name: str, count: int, gib: int, hold_s: float) -> str:
+    """``count`` tests, each holding ``gib`` GiB of the fake VRAM for ``hold_s`` seconds
+    under a ``max_vram`` budget of as much."""
+    return f"""
 import pytest
 from tests.helpers.fakevram import hold
 GIB = 1024**3
 
-@pytest.mark.parametrize("i", range(8))
-@pytest.mark.max_vram("4GiB")
-def test_big(i):
-    hold(4 * GIB, 0.4)
+@pytest.mark.parametrize("i", range({count}))
+@pytest.mark.max_vram("{gib}GiB")
+def {name}(i):
+    hold({gib} * GIB, {hold_s})
 """
+
+
+_BUDGETED = _holders("test_big", count=8, gib=4, hold_s=0.4)
 
 
 def test_admission_by_budget_prevents_oom(
@@ -284,16 +291,7 @@ def test_timeout_names_who_held_the_memory(
     )
 
 
-_SHARED = """
-import pytest
-from tests.helpers.fakevram import hold
-GIB = 1024**3
-
-@pytest.mark.parametrize("i", range(4))
-@pytest.mark.max_vram("6GiB")
-def test_share(i):
-    hold(6 * GIB, 0.3)
-"""
+_SHARED = _holders("test_share", count=4, gib=6, hold_s=0.3)
 
 
 def test_two_concurrent_runs_share_one_ledger(
