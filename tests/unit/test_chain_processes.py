@@ -4,6 +4,7 @@ on every platform, with every backend call scripted."""
 from __future__ import annotations
 
 import os
+from typing import TypeVar
 
 import pytest
 
@@ -24,6 +25,20 @@ from tests.helpers.units import GIB, MIB
 @pytest.fixture
 def machine(chain_machine: Machine) -> Machine:
     return chain_machine
+
+
+_E = TypeVar("_E", bound=Exception)
+
+
+def _every_query_raises(index: int, error: type[_E]) -> list[_E]:
+    """``device_info``, ``process_gpu_info`` and ``gpu_processes`` of ``index`` each raise
+    ``error``; the errors, in that order."""
+    raised = []
+    for query in (hmn.device_info, hmn.process_gpu_info, hmn.gpu_processes):
+        with pytest.raises(error) as out:
+            query(index)
+        raised.append(out.value)
+    return raised
 
 
 # --- checklists 4 and 12: process_gpu_info --------------------------------------------------
@@ -196,13 +211,7 @@ def test_windows_bounds_use_dxgi_count_when_nvml_cannot_count(machine: Machine) 
         hmn.process_gpu_info(3)
     with pytest.raises(hmn.DeviceIndexOutOfRangeError):
         hmn.gpu_processes(3)
-    for in_range in (
-        lambda: hmn.device_info(0),
-        lambda: hmn.process_gpu_info(0),
-        lambda: hmn.gpu_processes(0),
-    ):
-        with pytest.raises(hmn.NoGpuSourceError):
-            in_range()
+    _every_query_raises(0, hmn.NoGpuSourceError)
 
 
 def test_windows_bounds_without_any_count_is_no_source(machine: Machine) -> None:
@@ -227,25 +236,13 @@ def test_apple_mac_index_one_is_no_source(machine: Machine) -> None:
     # Parity §4.1 step 5: on macOS only NVML/DXGI could count, so index 1 is NoGpuSource.
     machine.apple()
     machine.forbid("metal.device_info", "metal.process_footprint", "metal.list_processes")
-    for call in (
-        lambda: hmn.device_info(1),
-        lambda: hmn.process_gpu_info(1),
-        lambda: hmn.gpu_processes(1),
-    ):
-        with pytest.raises(hmn.NoGpuSourceError):
-            call()
+    _every_query_raises(1, hmn.NoGpuSourceError)
 
 
 def test_apple_mac_index_zero_with_metal_failing_is_no_source(machine: Machine) -> None:
     machine.apple()
-    for call in (
-        lambda: hmn.device_info(0),
-        lambda: hmn.process_gpu_info(0),
-        lambda: hmn.gpu_processes(0),
-    ):
-        with pytest.raises(hmn.NoGpuSourceError) as out:
-            call()
-        assert out.value.reasons[0].startswith("Metal: ")
+    for error in _every_query_raises(0, hmn.NoGpuSourceError):
+        assert error.reasons[0].startswith("Metal: ")
 
 
 # --- checklist 17: Snapshot.now / Snapshot.all on Windows -----------------------------------
