@@ -5,78 +5,53 @@ is imported in every pytest run and must not build these classes."""
 
 from __future__ import annotations
 
-import dataclasses
-import typing
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from pytest_hypomnesis.record import (
-    RamRecord,
-    SpanRecord,
-    VramDeviceRecord,
-    vram_increase_bytes,
-    vram_peak_bytes,
-)
+from pytest_hypomnesis.record import SpanRecord, vram_increase_bytes, vram_peak_bytes
 
 if TYPE_CHECKING:
-    from typing import Any, ClassVar
-
     from pytest_hypomnesis.plugin.engine import Engine, Span
 
 __all__ = ["DeviceFigures", "MeasuredBlock", "RamFigures"]
 
 
-def _figures_of(name: str, record: type, doc: str, counts: tuple[str, ...] = ()) -> type[_Figures]:
-    """A frozen dataclass with the fields of the ``record`` TypedDict, in its order: the
-    record's shape is written once, in ``record.py``. A field the record may lack
-    defaults to ``None`` (unknown), or to 0 for the ``counts``."""
-    hints = typing.get_type_hints(record)
-    required_keys: frozenset[str] = vars(record)["__required_keys__"]
-    fields: list[tuple[str, object] | tuple[str, object, object]] = [
-        (key, hints[key]) for key in hints if key in required_keys
-    ]
-    fields += [
-        (key, hints[key], dataclasses.field(default=0 if key in counts else None))
-        for key in hints
-        if key not in required_keys
-    ]
-    view = dataclasses.make_dataclass(name, fields, frozen=True, slots=True)
-    # make_dataclass takes a module only from 3.12, and writes its signature as the doc.
-    view.__module__, view.__doc__ = __name__, doc
-    return typing.cast("type[_Figures]", view)
+@dataclass(frozen=True, slots=True)
+class RamFigures:
+    """``r.ram`` of a ``memory_report()`` block: attribute access to the record's ``ram``."""
+
+    start_bytes: int | None
+    peak_bytes: int | None
+    end_bytes: int | None
+    increase_bytes: int | None
+    method: str
 
 
-if TYPE_CHECKING:
+@dataclass(frozen=True, slots=True)
+class DeviceFigures:
+    """``r.vram[i]`` of a ``memory_report()`` block: one device of the record's ``vram``."""
 
-    class _Figures:
-        """What a type checker knows of a view: a dataclass whose fields are the record's.
-        No checker turns TypedDict keys into attributes, so they read as ``Any``; code that
-        wants the precise types reads ``MeasuredBlock.record``."""
-
-        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
-
-        def __init__(self, **fields: object) -> None: ...
-        def __getattr__(self, name: str) -> Any: ...
-
-    class RamFigures(_Figures): ...
-
-    class DeviceFigures(_Figures): ...
-
-else:
-    RamFigures = _figures_of(
-        "RamFigures",
-        RamRecord,
-        "``r.ram`` of a ``memory_report()`` block: attribute access to the record's ``ram``"
-        " (``record.RamRecord``; ``python_*`` are ``None`` unless Python allocations were"
-        " traced).",
-    )
-    DeviceFigures = _figures_of(
-        "DeviceFigures",
-        VramDeviceRecord,
-        "``r.vram[i]`` of a ``memory_report()`` block: one device of the record's ``vram``"
-        " (``record.VramDeviceRecord``; with any failed reading every figure is ``None``).",
-        counts=("failed_samples",),
-    )
+    start_bytes: int | None
+    peak_bytes: int | None
+    end_bytes: int | None
+    increase_bytes: int | None
+    device_used_peak_bytes: int | None
+    samples: int
+    failed_samples: int = 0
+    """Readings that failed; with any, every figure above is ``None``."""
+    unavailable_reason: str | None = None
+    cuda_context_bytes: int | None = None
+    """A CUDA context created in the block, left out of ``increase_bytes``."""
+    gross_increase_bytes: int | None = None
+    """The increase with that context in."""
+    uuid: str | None = None
+    """Which GPU (``GPU-``/``MIG-`` UUID), its NVML index, PCI bus id and name, and for a
+    MIG device its GPU's UUID; ``None`` where unknown."""
+    nvml_index: int | None = None
+    pci_bus_id: str | None = None
+    name: str | None = None
+    parent_uuid: str | None = None
 
 
 class MeasuredBlock:
