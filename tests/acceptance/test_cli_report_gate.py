@@ -19,28 +19,22 @@ from tests.helpers.units import GIB, MIB
 HMN = Path(sys.executable).parent / ("hmn.exe" if sys.platform == "win32" else "hmn")
 
 
+def _run_report(path: Path, model_ram: int, data_ram: int, third: str) -> Path:
+    """A run of test_model (with VRAM), test_data and ``third``, written to ``path``."""
+    tests = [
+        make_test("t.py::test_model", ram_increase=model_ram, vram={"0": (GIB, 2 * GIB)}),
+        make_test("t.py::test_data", ram_increase=data_ram),
+        make_test(third, ram_increase=MIB),
+    ]
+    return write_report(path, make_report(tests))
+
+
 @pytest.fixture
 def reports(tmp_path: Path) -> tuple[Path, Path]:
-    base = write_report(
-        tmp_path / "base.json",
-        make_report(
-            [
-                make_test("t.py::test_model", ram_increase=10 * MIB, vram={"0": (GIB, 2 * GIB)}),
-                make_test("t.py::test_data", ram_increase=100 * MIB),
-                make_test("t.py::test_removed", ram_increase=MIB),
-            ]
-        ),
-    )
-    new = write_report(
-        tmp_path / "new.json",
-        make_report(
-            [
-                make_test("t.py::test_model", ram_increase=62 * MIB, vram={"0": (GIB, 2 * GIB)}),
-                make_test("t.py::test_data", ram_increase=101 * MIB),
-                make_test("t.py::test_added", ram_increase=MIB),
-            ]
-        ),
-    )
+    """A baseline and a new run: test_model grew by 52 MiB, test_data by 1 MiB, one test was
+    removed and one added."""
+    base = _run_report(tmp_path / "base.json", 10 * MIB, 100 * MIB, "t.py::test_removed")
+    new = _run_report(tmp_path / "new.json", 62 * MIB, 101 * MIB, "t.py::test_added")
     return base, new
 
 
