@@ -82,14 +82,38 @@ def test_grows_3gib():
 """
 
 
-def suite(pytester: pytest.Pytester, idle: list[FakeNvmlDevice], body: str) -> None:
-    spike = a100(3 * GIB + 100 * MIB)
+def suite(
+    pytester: pytest.Pytester,
+    idle: list[FakeNvmlDevice],
+    body: str,
+    spike: list[FakeNvmlDevice] | None = None,
+) -> None:
+    """The inner test file: ``body`` switching between ``idle`` and ``spike`` (default: this
+    process 3 GiB up on MIG_B)."""
+    spike = a100(3 * GIB + 100 * MIB) if spike is None else spike
     pytester.makepyfile(inner_writer(IDLE=render_config(idle), SPIKE=render_config(spike)) + body)
 
 
 def report(pytester: pytest.Pytester) -> Any:
     # load_report puts a reason the report gives once (no GPU measured) back in each record.
     return load_report(pytester.path / "out.json")
+
+
+def caught_on_mig_b(pytester: pytest.Pytester, cuda_devices_line: str) -> Any:
+    """Run SPIKE_TEST: its 3 GiB on MIG_B fail the 1 GiB budget, read on the MIG device the
+    header names (``cuda_devices_line``). The report."""
+    result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines_random(
+        [
+            cuda_devices_line,
+            "*max_vram: test used 3.00 GiB VRAM on GPU 0 (peak increase, NVML) > limit 1.00 GiB*",
+        ]
+    )
+    data = report(pytester)
+    (record,) = data["tests"]
+    assert record["vram"]["devices"]["0"]["increase_bytes"] == 3 * GIB
+    return data
 
 
 def test_mig_uuid_in_cuda_visible_devices_is_read_on_that_mig_device(
@@ -99,16 +123,11 @@ def test_mig_uuid_in_cuda_visible_devices_is_read_on_that_mig_device(
     fake_nvml.set(idle)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", MIG_B_UUID)
     suite(pytester, idle, SPIKE_TEST)
-    result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines_random(
-        [
-            f"hypomnesis: CUDA devices (CUDA_VISIBLE_DEVICES '{MIG_B_UUID}', *): "
-            "0=MIG-bbbbbbbb (NVML 0, MIG)",
-            "*max_vram: test used 3.00 GiB VRAM on GPU 0 (peak increase, NVML) > limit 1.00 GiB*",
-        ]
+    data = caught_on_mig_b(
+        pytester,
+        f"hypomnesis: CUDA devices (CUDA_VISIBLE_DEVICES '{MIG_B_UUID}', *): "
+        "0=MIG-bbbbbbbb (NVML 0, MIG)",
     )
-    data = report(pytester)
     # The slice's own figures: its 40 GiB, its name, not the parent's 80 GiB.
     assert [(d["name"], d["total_bytes"]) for d in data["devices"]] == [
         ("NVIDIA A100-SXM4-80GB MIG 3g.40gb", 40 * GIB)
@@ -125,18 +144,11 @@ def test_mig_device_found_by_this_process_pid(
     idle = a100(100 * MIB)
     fake_nvml.set(idle)
     suite(pytester, idle, SPIKE_TEST)
-    result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines_random(
-        [
-            "hypomnesis: CUDA devices (CUDA_VISIBLE_DEVICES unset, *): "
-            "0=MIG-bbbbbbbb (NVML 0, MIG: found by this process's PID)",
-            "*max_vram: test used 3.00 GiB VRAM on GPU 0 (peak increase, NVML) > limit 1.00 GiB*",
-        ]
+    data = caught_on_mig_b(
+        pytester,
+        "hypomnesis: CUDA devices (CUDA_VISIBLE_DEVICES unset, *): "
+        "0=MIG-bbbbbbbb (NVML 0, MIG: found by this process's PID)",
     )
-    data = report(pytester)
-    (record,) = data["tests"]
-    assert record["vram"]["devices"]["0"]["increase_bytes"] == 3 * GIB
     assert [d["total_bytes"] for d in data["devices"]] == [40 * GIB]
 
 
@@ -216,18 +228,8 @@ def test_container_given_one_slice_reads_it_though_the_first_is_refused(
 
     idle = pod(100 * MIB)
     fake_nvml.set(idle)
-    pytester.makepyfile(
-        inner_writer(IDLE=render_config(idle), SPIKE=render_config(pod(3 * GIB + 100 * MIB)))
-        + SPIKE_TEST
+    suite(pytester, idle, SPIKE_TEST, spike=pod(3 * GIB + 100 * MIB))
+    caught_on_mig_b(
+        pytester,
+        "hypomnesis: CUDA devices (*): 0=MIG-bbbbbbbb (NVML 0, MIG: found by this process's PID)",
     )
-    result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines_random(
-        [
-            "hypomnesis: CUDA devices (*): "
-            "0=MIG-bbbbbbbb (NVML 0, MIG: found by this process's PID)",
-            "*max_vram: test used 3.00 GiB VRAM on GPU 0 (peak increase, NVML) > limit 1.00 GiB*",
-        ]
-    )
-    (record,) = report(pytester)["tests"]
-    assert record["vram"]["devices"]["0"]["increase_bytes"] == 3 * GIB
