@@ -58,49 +58,63 @@ def spike_suite(pytester: pytest.Pytester, fake_nvml: FakeNvml) -> None:
     )
 
 
-def test_pinned_gpu_is_cuda_0_and_the_only_one_watched(
-    pytester: pytest.Pytester, fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("visible", "option", "outcomes", "lines", "watched", "increase_bytes", "total_bytes"),
+    [
+        pytest.param(
+            "1",
+            "-v",
+            {"failed": 1},
+            [
+                # device=0 is what cuda:0 is in this process: NVML GPU 1, grown by 2 GiB.
+                "max_vram: test used 2.00 GiB VRAM on GPU 0 (peak increase, NVML) > limit 1.00 GiB",
+                "hypomnesis: *GPU 0 NVIDIA Fake GPU (24.00 GiB)*",
+            ],
+            # NVML GPU 0 (3 GiB growth) is not usable by this process, so not watched.
+            "0",
+            2 * GIB,
+            24 * GIB,
+            id="pinned-gpu-is-cuda-0-and-the-only-one-watched",
+        ),
+        pytest.param(
+            # cuda:0 is NVML 1 (2 GiB growth), cuda:1 is NVML 0 (3 GiB growth).
+            "1,0",
+            "--hypomnesis-device=1",
+            # The budget names cuda:0, which this run does not watch: not checked, said so.
+            {"passed": 1},
+            [
+                "*max_vram: not checked: GPU 0 is not watched (watched: 1)*",
+                "*GPU 1 NVIDIA Fake GPU (16.00 GiB)*",
+            ],
+            "1",
+            3 * GIB - 100 * MIB,
+            16 * GIB,
+            id="reordered-list-and-device-option-count-in-cuda-order",
+        ),
+    ],
+)
+def test_cuda_visible_devices_numbers_and_chooses_the_watched_gpus(
+    pytester: pytest.Pytester,
+    fake_nvml: FakeNvml,
+    monkeypatch: pytest.MonkeyPatch,
+    visible: str,
+    option: str,
+    outcomes: dict[str, int],
+    lines: list[str],
+    watched: str,
+    increase_bytes: int,
+    total_bytes: int,
 ) -> None:
     spike_suite(pytester, fake_nvml)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json", "-v")
-    result.assert_outcomes(failed=1)
-    # device=0 is what cuda:0 is in this process: NVML GPU 1, where it grew by 2 GiB.
-    result.stdout.fnmatch_lines_random(
-        [
-            "max_vram: test used 2.00 GiB VRAM on GPU 0 (peak increase, NVML) > limit 1.00 GiB",
-            "hypomnesis: *GPU 0 NVIDIA Fake GPU (24.00 GiB)*",
-        ]
-    )
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json", option)
+    result.assert_outcomes(**outcomes)
+    result.stdout.fnmatch_lines_random(lines)
     report = json.loads((pytester.path / "out.json").read_text(encoding="utf-8"))
     (record,) = report["tests"]
-    # NVML GPU 0 (3 GiB growth) is not usable by this process, so not watched.
-    assert list(record["vram"]["devices"]) == ["0"]
-    assert record["vram"]["devices"]["0"]["increase_bytes"] == 2 * GIB
-    assert [d["total_bytes"] for d in report["devices"]] == [24 * GIB]
-
-
-def test_reordered_list_and_device_option_count_in_cuda_order(
-    pytester: pytest.Pytester, fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    spike_suite(pytester, fake_nvml)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,0")
-    # cuda:0 is NVML 1 (2 GiB growth), cuda:1 is NVML 0 (3 GiB growth).
-    result = pytester.runpytest(
-        "--hypomnesis", "--hypomnesis-json=out.json", "--hypomnesis-device=1"
-    )
-    # The budget names cuda:0, which this run does not watch: not checked, said so.
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines_random(
-        [
-            "*max_vram: not checked: GPU 0 is not watched (watched: 1)*",
-            "*GPU 1 NVIDIA Fake GPU (16.00 GiB)*",
-        ]
-    )
-    report = json.loads((pytester.path / "out.json").read_text(encoding="utf-8"))
-    (record,) = report["tests"]
-    assert record["vram"]["devices"]["1"]["increase_bytes"] == 3 * GIB - 100 * MIB
-    assert [d["total_bytes"] for d in report["devices"]] == [16 * GIB]
+    assert list(record["vram"]["devices"]) == [watched]
+    assert record["vram"]["devices"][watched]["increase_bytes"] == increase_bytes
+    assert [d["total_bytes"] for d in report["devices"]] == [total_bytes]
 
 
 def test_empty_cuda_visible_devices_watches_no_gpu_and_says_why(
