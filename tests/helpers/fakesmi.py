@@ -41,7 +41,10 @@ if TYPE_CHECKING:
 
 import pytest
 
-__all__ = ["FakeSmi", "SmiAnswer", "fake_smi", "no_nvml"]
+__all__ = ["FakeSmi", "SmiAnswer", "fake_smi", "no_nvml", "posix_only"]
+
+# The fake is a shell script (a .cmd wrapper on Windows, which the tests do not run).
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="fake_smi is a POSIX script")
 
 _SCRIPT = r"""
 import json, os, subprocess, sys, time
