@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pytest_hypomnesis import SizeError, parse_size
 from pytest_hypomnesis._units import MAX_SIZE_BYTES, format_bytes_iec, parse_duration_s
 from pytest_hypomnesis.report.compare import parse_fail_exprs
+from tests.helpers.pluginrun import assert_usage_error
 
 PASSING = "def test_ok():\n    pass\n"
 
@@ -124,11 +125,7 @@ def test_parsers_raise_only_size_error(text: str) -> None:
 
 
 def _assert_one_usage_line(result: pytest.RunResult, message: str) -> None:
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"ERROR: {message}"])
-    text = result.stdout.str() + result.stderr.str()
-    assert "INTERNALERROR" not in text
-    assert "Traceback" not in text
+    assert_usage_error(result, f"ERROR: {message}")
     assert len(result.stderr.str().strip().splitlines()) == 1, result.stderr.str()
 
 

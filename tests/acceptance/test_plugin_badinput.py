@@ -12,6 +12,7 @@ import pytest
 from pytest_hypomnesis import SizeError, parse_size
 from pytest_hypomnesis._units import parse_duration_s
 from pytest_hypomnesis.report.schema import ReportError, validate_test_record
+from tests.helpers.pluginrun import assert_usage_error
 
 pytestmark = pytest.mark.usefixtures("inner_pytester_run")
 
@@ -32,18 +33,14 @@ def test_bad_option_values_are_one_usage_line(
 ) -> None:
     pytester.makepyfile(test_a=PASSING)
     result = pytester.runpytest_subprocess("--hypomnesis", *args)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"ERROR: {message}"])
-    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
-    assert "Traceback" not in result.stderr.str()
+    assert_usage_error(result, f"ERROR: {message}")
 
 
 def test_bad_verbosity_ini_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nverbosity_hypomnesis = foo\n")
     pytester.makepyfile(test_a=PASSING)
     result = pytester.runpytest_subprocess("--hypomnesis")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: ini verbosity_hypomnesis=foo: expected 'auto'*"])
+    assert_usage_error(result, "ERROR: ini verbosity_hypomnesis=foo: expected 'auto'*")
 
 
 def test_bad_marker_message_is_printed_once(pytester: pytest.Pytester) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from tests.helpers import standins
 from tests.helpers.fakenvml import FakeNvml
+from tests.helpers.pluginrun import assert_usage_error
 from tests.helpers.units import MIB
 
 pytestmark = pytest.mark.usefixtures("inner_pytester_run")
@@ -153,9 +154,8 @@ def test_a_bad_budget_source_is_one_clear_line(pytester: pytest.Pytester) -> Non
         ["*source must be 'auto', 'driver' or 'allocator', not 'nvml'; valid forms: *"]
     )
     usage = pytester.runpytest_subprocess("--hypomnesis-vram-budget-source=nvml")
-    assert usage.ret == pytest.ExitCode.USAGE_ERROR
-    usage.stderr.fnmatch_lines(
-        ["*--hypomnesis-vram-budget-source=nvml: expected 'auto', 'driver' or 'allocator'*"]
+    assert_usage_error(
+        usage, "*--hypomnesis-vram-budget-source=nvml: expected 'auto', 'driver' or 'allocator'*"
     )
 
 

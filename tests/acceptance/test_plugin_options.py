@@ -7,6 +7,7 @@ import json
 import pytest
 
 from pytest_hypomnesis.report.schema import SCHEMA, load_report, validate_report
+from tests.helpers.pluginrun import assert_usage_error
 
 pytestmark = pytest.mark.usefixtures("inner_pytester_run")
 
@@ -44,18 +45,14 @@ def test_bad_option_is_a_usage_error(
 ) -> None:
     pytester.makepyfile("def test_a():\n    pass\n")
     result = pytester.runpytest(*args)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"ERROR: {message}"])
-    assert "INTERNALERROR" not in result.stderr.str() + result.stdout.str()
-    assert "Traceback" not in result.stderr.str()
+    assert_usage_error(result, f"ERROR: {message}")
 
 
 def test_bad_ini_value_names_the_ini_key(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nhypomnesis_scope = module\n")
     pytester.makepyfile("def test_a():\n    pass\n")
     result = pytester.runpytest()
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: ini hypomnesis_scope=module: expected 'call' or 'test'"])
+    assert_usage_error(result, "ERROR: ini hypomnesis_scope=module: expected 'call' or 'test'")
 
 
 def test_nothing_printed_and_no_json_without_the_flag(pytester: pytest.Pytester) -> None:

@@ -19,6 +19,7 @@ from tests.helpers.fakenvml import (
     render_config,
     unseen_pid,
 )
+from tests.helpers.pluginrun import assert_usage_error
 from tests.helpers.units import GIB, MIB
 
 pytestmark = [pytest.mark.usefixtures("inner_pytester_run", "fresh_cuda_mapping"), linux_only]
@@ -100,14 +101,7 @@ def test_ini_twin_and_bad_values(pytester: pytest.Pytester, fake_nvml: FakeNvml)
     pytester.makeini("[pytest]\nhypomnesis_vram_source = device\n")
     pytester.runpytest("--hypomnesis").assert_outcomes(failed=1)
     bad = pytester.runpytest("--hypomnesis", "--hypomnesis-vram-source=gpu")
-    assert bad.ret == pytest.ExitCode.USAGE_ERROR
-    bad.stderr.fnmatch_lines(
-        ["ERROR: --hypomnesis-vram-source=gpu: expected 'process' or 'device'"]
-    )
-    assert "Traceback" not in bad.stderr.str() + bad.stdout.str()
+    assert_usage_error(bad, "ERROR: --hypomnesis-vram-source=gpu: expected 'process' or 'device'")
     pytester.makeini("[pytest]\nhypomnesis_vram_source = both\n")
     ini = pytester.runpytest("--hypomnesis")
-    assert ini.ret == pytest.ExitCode.USAGE_ERROR
-    ini.stderr.fnmatch_lines(
-        ["ERROR: *hypomnesis_vram_source=both: expected 'process' or 'device'"]
-    )
+    assert_usage_error(ini, "ERROR: *hypomnesis_vram_source=both: expected 'process' or 'device'")

@@ -1,7 +1,9 @@
-"""A fixture for the plugin's in-process pytester runs (loaded by the root conftest)."""
+"""A fixture for the plugin's in-process pytester runs (loaded by the root conftest), and
+``assert_usage_error``: what every run stopped by a bad option or ini value must show."""
 
 from __future__ import annotations
 
+import fnmatch
 import gc
 
 import pytest
@@ -22,3 +24,15 @@ def inner_pytester_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatc
         "-p no:cacheprovider -p no:randomly -W default"
         " -W ignore::pytest.PytestAssertRewriteWarning",
     )
+
+
+def assert_usage_error(result: pytest.RunResult, pattern: str) -> None:
+    """The run stopped at a usage error: exit status 4 and one ``ERROR:`` line on stderr,
+    matching ``pattern`` (fnmatch), never a traceback or an INTERNALERROR."""
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.errlines
+    errors = [line for line in result.errlines if line.startswith("ERROR:")]
+    assert len(errors) == 1, result.errlines
+    assert fnmatch.fnmatch(errors[0], pattern), (errors[0], pattern)
+    output = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in output
+    assert "Traceback" not in output
