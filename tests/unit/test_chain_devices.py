@@ -15,18 +15,12 @@ from tests.helpers.chainmachine import (
 )
 from tests.helpers.units import GIB, MIB
 
-
-@pytest.fixture
-def machine(chain_machine: Machine) -> Machine:
-    return chain_machine
-
-
 # --- checklist 10: device_count -------------------------------------------------------------
 
 
-def test_device_count_apple_mac_is_one_without_nvml(machine: Machine) -> None:
-    machine.apple()
-    machine.forbid("nvml.device_count", "dxgi.nvidia_adapter_count", *SMI_ALL)
+def test_device_count_apple_mac_is_one_without_nvml(chain_machine: Machine) -> None:
+    chain_machine.apple()
+    chain_machine.forbid("nvml.device_count", "dxgi.nvidia_adapter_count", *SMI_ALL)
     assert hmn.device_count() == 1
 
 
@@ -43,56 +37,56 @@ def test_device_count_apple_mac_is_one_without_nvml(machine: Machine) -> None:
     ],
 )
 def test_device_count_chain_never_uses_smi(
-    machine: Machine,
+    chain_machine: Machine,
     platform: str,
     nvml_count: int | None,
     dxgi_count: int | None,
     expected: int,
     dxgi_asked: bool,
 ) -> None:
-    machine.platform(platform)
-    machine.forbid(*SMI_ALL)
+    chain_machine.platform(platform)
+    chain_machine.forbid(*SMI_ALL)
     if nvml_count is not None:
-        machine.returns("nvml.device_count", nvml_count)
+        chain_machine.returns("nvml.device_count", nvml_count)
     if dxgi_count is not None:
-        machine.returns("dxgi.nvidia_adapter_count", dxgi_count)
+        chain_machine.returns("dxgi.nvidia_adapter_count", dxgi_count)
     assert hmn.device_count() == expected
-    assert machine.called("nvml.device_count")
-    assert machine.called("dxgi.nvidia_adapter_count") is dxgi_asked
+    assert chain_machine.called("nvml.device_count")
+    assert chain_machine.called("dxgi.nvidia_adapter_count") is dxgi_asked
 
 
 # --- checklist 11: device_info --------------------------------------------------------------
 
 
-def test_device_info_macos_metal_first_for_index_zero_only(machine: Machine) -> None:
-    machine.apple()
+def test_device_info_macos_metal_first_for_index_zero_only(chain_machine: Machine) -> None:
+    chain_machine.apple()
     apple = device(0, "Apple M3 Pro")
-    machine.returns("metal.device_info", apple)
-    machine.forbid("nvml.device_query", *SMI_ALL)
+    chain_machine.returns("metal.device_info", apple)
+    chain_machine.forbid("nvml.device_query", *SMI_ALL)
     assert hmn.device_info(0) == apple
 
     # Index 1 of a Mac is never Metal's: the chain goes straight to the NVIDIA backends.
-    machine.returns("nvml.device_query", nvml_reading())
-    machine.calls.clear()
-    machine.forbid("metal.device_info")
-    machine.allow("nvml.device_query")
+    chain_machine.returns("nvml.device_query", nvml_reading())
+    chain_machine.calls.clear()
+    chain_machine.forbid("metal.device_info")
+    chain_machine.allow("nvml.device_query")
     assert hmn.device_info(1).name == "NVIDIA GeForce RTX 4090"
-    assert not machine.called("dxgi.adapter_name")
+    assert not chain_machine.called("dxgi.adapter_name")
 
 
-def test_device_info_macos_metal_failure_falls_to_nvml(machine: Machine) -> None:
-    machine.apple()
-    machine.returns("nvml.device_query", nvml_reading())
+def test_device_info_macos_metal_failure_falls_to_nvml(chain_machine: Machine) -> None:
+    chain_machine.apple()
+    chain_machine.returns("nvml.device_query", nvml_reading())
     info = hmn.device_info(0)
     assert (info.name, info.reserved_bytes) == ("NVIDIA GeForce RTX 4090", 300 * MIB)
-    assert machine.order() == ["metal.device_info", "nvml.device_query"]
+    assert chain_machine.order() == ["metal.device_info", "nvml.device_query"]
 
 
-def test_device_info_windows_dxgi_name_replaces_nvml_name(machine: Machine) -> None:
-    machine.platform("win32")
-    machine.returns("nvml.device_query", nvml_reading("NVIDIA GeForce RTX 4090 (NVML)"))
-    machine.answers("dxgi.adapter_name", lambda index: f"DXGI adapter {index}")
-    machine.forbid("dxgi.device_info", *SMI_ALL)
+def test_device_info_windows_dxgi_name_replaces_nvml_name(chain_machine: Machine) -> None:
+    chain_machine.platform("win32")
+    chain_machine.returns("nvml.device_query", nvml_reading("NVIDIA GeForce RTX 4090 (NVML)"))
+    chain_machine.answers("dxgi.adapter_name", lambda index: f"DXGI adapter {index}")
+    chain_machine.forbid("dxgi.device_info", *SMI_ALL)
     info = hmn.device_info(1)
     assert info == hmn.GpuDeviceInfo(
         index=1,
@@ -103,41 +97,41 @@ def test_device_info_windows_dxgi_name_replaces_nvml_name(machine: Machine) -> N
         reserved_bytes=300 * MIB,
         driver_version="566.36",
     )
-    assert machine.args_of("dxgi.adapter_name") == [(1,)]
+    assert chain_machine.args_of("dxgi.adapter_name") == [(1,)]
 
 
-def test_device_info_windows_dxgi_name_failure_keeps_nvml_name(machine: Machine) -> None:
-    machine.platform("win32")
-    machine.returns("nvml.device_query", nvml_reading())
+def test_device_info_windows_dxgi_name_failure_keeps_nvml_name(chain_machine: Machine) -> None:
+    chain_machine.platform("win32")
+    chain_machine.returns("nvml.device_query", nvml_reading())
     info = hmn.device_info(0)
     assert (info.name, info.reserved_bytes, info.driver_version) == (
         "NVIDIA GeForce RTX 4090",
         300 * MIB,
         "566.36",
     )
-    assert machine.order() == ["nvml.device_query", "dxgi.adapter_name"]
+    assert chain_machine.order() == ["nvml.device_query", "dxgi.adapter_name"]
 
 
-def test_device_info_linux_never_asks_dxgi_for_a_name(machine: Machine) -> None:
-    machine.returns("nvml.device_query", nvml_reading())
-    machine.returns("dxgi.adapter_name", "must not be used")
+def test_device_info_linux_never_asks_dxgi_for_a_name(chain_machine: Machine) -> None:
+    chain_machine.returns("nvml.device_query", nvml_reading())
+    chain_machine.returns("dxgi.adapter_name", "must not be used")
     assert hmn.device_info(0).name == "NVIDIA GeForce RTX 4090"
-    assert machine.order() == ["nvml.device_query"]
+    assert chain_machine.order() == ["nvml.device_query"]
 
 
-def test_device_info_windows_dxgi_only_when_nvml_fails(machine: Machine) -> None:
-    machine.platform("win32")
+def test_device_info_windows_dxgi_only_when_nvml_fails(chain_machine: Machine) -> None:
+    chain_machine.platform("win32")
     only_dxgi = device(0, "NVIDIA RTX A2000", used_bytes=512 * MIB)
-    machine.returns("dxgi.device_info", only_dxgi)
-    machine.forbid(*SMI_ALL)
+    chain_machine.returns("dxgi.device_info", only_dxgi)
+    chain_machine.forbid(*SMI_ALL)
     assert hmn.device_info(0) == only_dxgi
-    assert machine.order() == ["nvml.device_query", "dxgi.device_info"]
+    assert chain_machine.order() == ["nvml.device_query", "dxgi.device_info"]
 
 
 @pytest.mark.parametrize("platform", ["linux", "win32"])
-def test_device_info_smi_is_last(machine: Machine, platform: str) -> None:
-    machine.platform(platform)
-    machine.returns("smi.device_query", SmiDeviceReading(3 * GIB, 8 * GIB, "566.36"))
+def test_device_info_smi_is_last(chain_machine: Machine, platform: str) -> None:
+    chain_machine.platform(platform)
+    chain_machine.returns("smi.device_query", SmiDeviceReading(3 * GIB, 8 * GIB, "566.36"))
     info = hmn.device_info(0)
     assert info == hmn.GpuDeviceInfo(
         index=0,
@@ -151,4 +145,4 @@ def test_device_info_smi_is_last(machine: Machine, platform: str) -> None:
     expected = ["nvml.device_query", "smi.device_query"]
     if platform == "win32":
         expected.insert(1, "dxgi.device_info")
-    assert machine.order() == expected
+    assert chain_machine.order() == expected

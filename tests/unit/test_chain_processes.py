@@ -21,12 +21,6 @@ from tests.helpers.chainmachine import (
 )
 from tests.helpers.units import GIB, MIB
 
-
-@pytest.fixture
-def machine(chain_machine: Machine) -> Machine:
-    return chain_machine
-
-
 _E = TypeVar("_E", bound=Exception)
 
 
@@ -44,159 +38,169 @@ def _every_query_raises(index: int, error: type[_E]) -> list[_E]:
 # --- checklists 4 and 12: process_gpu_info --------------------------------------------------
 
 
-def test_process_gpu_info_macos_metal_first(machine: Machine) -> None:
-    machine.apple()
-    machine.returns("metal.process_footprint", 7 * MIB)
-    machine.forbid("nvml.process_used_bytes", "dxgi.self_usage", *SMI_ALL)
+def test_process_gpu_info_macos_metal_first(chain_machine: Machine) -> None:
+    chain_machine.apple()
+    chain_machine.returns("metal.process_footprint", 7 * MIB)
+    chain_machine.forbid("nvml.process_used_bytes", "dxgi.self_usage", *SMI_ALL)
     assert hmn.process_gpu_info(0) == hmn.ProcessGpuInfo(
         used_bytes=7 * MIB, is_per_process=True, source=Source.METAL
     )
     assert hmn.process_gpu_info(0, pid=OTHER_PID).used_bytes == 7 * MIB
-    assert machine.args_of("metal.process_footprint") == [(os.getpid(),), (OTHER_PID,)]
+    assert chain_machine.args_of("metal.process_footprint") == [(os.getpid(),), (OTHER_PID,)]
 
 
 @pytest.mark.parametrize("pid", [None, os.getpid()], ids=["default-pid", "own-pid"])
-def test_process_gpu_info_windows_own_process_is_dxgi(machine: Machine, pid: int | None) -> None:
-    machine.platform("win32")
-    machine.returns("dxgi.self_usage", 96 * MIB)
-    machine.returns("pdh.list_processes", [hmn.GpuProcessEntry(pid=os.getpid(), used_bytes=1)])
-    machine.forbid("nvml.process_used_bytes", "pdh.list_processes", *SMI_ALL)
+def test_process_gpu_info_windows_own_process_is_dxgi(
+    chain_machine: Machine, pid: int | None
+) -> None:
+    chain_machine.platform("win32")
+    chain_machine.returns("dxgi.self_usage", 96 * MIB)
+    chain_machine.returns(
+        "pdh.list_processes", [hmn.GpuProcessEntry(pid=os.getpid(), used_bytes=1)]
+    )
+    chain_machine.forbid("nvml.process_used_bytes", "pdh.list_processes", *SMI_ALL)
     assert hmn.process_gpu_info(2, pid=pid) == hmn.ProcessGpuInfo(
         used_bytes=96 * MIB, is_per_process=True, source=Source.DXGI
     )
-    assert machine.args_of("dxgi.self_usage") == [(2,)]
+    assert chain_machine.args_of("dxgi.self_usage") == [(2,)]
 
 
-def test_process_gpu_info_windows_dxgi_failure_falls_to_nvml(machine: Machine) -> None:
-    machine.platform("win32")
-    machine.returns("nvml.process_used_bytes", 64 * MIB)
-    machine.forbid(*SMI_ALL)
+def test_process_gpu_info_windows_dxgi_failure_falls_to_nvml(chain_machine: Machine) -> None:
+    chain_machine.platform("win32")
+    chain_machine.returns("nvml.process_used_bytes", 64 * MIB)
+    chain_machine.forbid(*SMI_ALL)
     assert hmn.process_gpu_info(0) == hmn.ProcessGpuInfo(
         used_bytes=64 * MIB, is_per_process=True, source=Source.NVML
     )
-    assert machine.order() == ["dxgi.self_usage", "nvml.process_used_bytes"]
-    assert machine.args_of("nvml.process_used_bytes") == [(0, os.getpid())]
+    assert chain_machine.order() == ["dxgi.self_usage", "nvml.process_used_bytes"]
+    assert chain_machine.args_of("nvml.process_used_bytes") == [(0, os.getpid())]
 
 
-def test_process_gpu_info_windows_then_smi_device_wide(machine: Machine) -> None:
-    machine.platform("win32")
-    machine.returns("smi.device_query", SmiDeviceReading(5 * GIB, 8 * GIB, None))
+def test_process_gpu_info_windows_then_smi_device_wide(chain_machine: Machine) -> None:
+    chain_machine.platform("win32")
+    chain_machine.returns("smi.device_query", SmiDeviceReading(5 * GIB, 8 * GIB, None))
     # A PDH listing that could name this process is still never a per-process source.
-    machine.returns("pdh.list_processes", [hmn.GpuProcessEntry(pid=os.getpid(), used_bytes=1)])
-    machine.forbid("pdh.list_processes")
+    chain_machine.returns(
+        "pdh.list_processes", [hmn.GpuProcessEntry(pid=os.getpid(), used_bytes=1)]
+    )
+    chain_machine.forbid("pdh.list_processes")
     assert hmn.process_gpu_info(0) == hmn.ProcessGpuInfo(
         used_bytes=5 * GIB, is_per_process=False, source=Source.NVIDIA_SMI
     )
-    assert machine.order() == ["dxgi.self_usage", "nvml.process_used_bytes", "smi.device_query"]
+    assert chain_machine.order() == [
+        "dxgi.self_usage",
+        "nvml.process_used_bytes",
+        "smi.device_query",
+    ]
 
 
-def test_process_gpu_info_windows_other_pid_skips_dxgi(machine: Machine) -> None:
-    machine.platform("win32")
-    machine.returns("dxgi.self_usage", 96 * MIB)
-    machine.forbid("dxgi.self_usage")
-    machine.returns("nvml.process_used_bytes", 32 * MIB)
+def test_process_gpu_info_windows_other_pid_skips_dxgi(chain_machine: Machine) -> None:
+    chain_machine.platform("win32")
+    chain_machine.returns("dxgi.self_usage", 96 * MIB)
+    chain_machine.forbid("dxgi.self_usage")
+    chain_machine.returns("nvml.process_used_bytes", 32 * MIB)
     info = hmn.process_gpu_info(0, pid=OTHER_PID)
     assert (info.used_bytes, info.source) == (32 * MIB, Source.NVML)
-    assert machine.args_of("nvml.process_used_bytes") == [(0, OTHER_PID)]
+    assert chain_machine.args_of("nvml.process_used_bytes") == [(0, OTHER_PID)]
 
-    machine.fails("nvml.process_used_bytes")
-    machine.returns("smi.device_query", SmiDeviceReading(5 * GIB, 8 * GIB, None))
+    chain_machine.fails("nvml.process_used_bytes")
+    chain_machine.returns("smi.device_query", SmiDeviceReading(5 * GIB, 8 * GIB, None))
     assert hmn.process_gpu_info(0, pid=OTHER_PID).is_per_process is False
 
 
-def test_process_gpu_info_linux_never_asks_dxgi_or_pdh(machine: Machine) -> None:
-    machine.returns("dxgi.self_usage", 96 * MIB)
-    machine.forbid("dxgi.self_usage", "pdh.list_processes")
-    machine.returns("smi.device_query", SmiDeviceReading(5 * GIB, 8 * GIB, None))
+def test_process_gpu_info_linux_never_asks_dxgi_or_pdh(chain_machine: Machine) -> None:
+    chain_machine.returns("dxgi.self_usage", 96 * MIB)
+    chain_machine.forbid("dxgi.self_usage", "pdh.list_processes")
+    chain_machine.returns("smi.device_query", SmiDeviceReading(5 * GIB, 8 * GIB, None))
     info = hmn.process_gpu_info(0)
     assert (info.source, info.is_per_process) == (Source.NVIDIA_SMI, False)
-    assert machine.order() == ["nvml.process_used_bytes", "smi.device_query"]
+    assert chain_machine.order() == ["nvml.process_used_bytes", "smi.device_query"]
 
 
 # --- checklists 4, 20, 21: gpu_processes -----------------------------------------------------
 
 
-def test_listing_windows_is_pdh_never_nvml(machine: Machine) -> None:
-    machine.platform("win32")
-    machine.returns("nvml.list_processes", [(1, 1)])
-    machine.forbid("nvml.list_processes", *SMI_ALL)
+def test_listing_windows_is_pdh_never_nvml(chain_machine: Machine) -> None:
+    chain_machine.platform("win32")
+    chain_machine.returns("nvml.list_processes", [(1, 1)])
+    chain_machine.forbid("nvml.list_processes", *SMI_ALL)
     rows = [
         hmn.GpuProcessEntry(pid=900, name="b.exe", used_bytes=2 * MIB, shared_used_bytes=MIB),
         hmn.GpuProcessEntry(pid=4, name="[kernel]", used_bytes=MIB),
     ]
-    machine.returns("pdh.list_processes", rows)
+    chain_machine.returns("pdh.list_processes", rows)
     listed = hmn.gpu_processes(1)
     assert [(r.pid, r.source, r.shared_used_bytes) for r in listed] == [
         (4, Source.PDH, 0),
         (900, Source.PDH, MIB),
     ]
-    assert machine.args_of("pdh.list_processes") == [(1,)]
+    assert chain_machine.args_of("pdh.list_processes") == [(1,)]
 
 
-def test_listing_windows_pdh_failure_falls_to_smi(machine: Machine) -> None:
-    machine.platform("win32")
-    machine.forbid("nvml.list_processes")
-    machine.returns("smi.list_processes", [(77, "train.exe", 3 * MIB), (12, None, MIB)])
+def test_listing_windows_pdh_failure_falls_to_smi(chain_machine: Machine) -> None:
+    chain_machine.platform("win32")
+    chain_machine.forbid("nvml.list_processes")
+    chain_machine.returns("smi.list_processes", [(77, "train.exe", 3 * MIB), (12, None, MIB)])
     # A working DXGI must not invent listing rows.
-    machine.returns("dxgi.self_usage", 96 * MIB)
-    machine.returns("dxgi.device_info", device(0, "NVIDIA RTX A2000"))
+    chain_machine.returns("dxgi.self_usage", 96 * MIB)
+    chain_machine.returns("dxgi.device_info", device(0, "NVIDIA RTX A2000"))
     listed = hmn.gpu_processes(0)
     assert listed == [
         hmn.GpuProcessEntry(pid=12, name=None, used_bytes=MIB, source=Source.NVIDIA_SMI),
         hmn.GpuProcessEntry(pid=77, name="train.exe", used_bytes=3 * MIB, source=Source.NVIDIA_SMI),
     ]
-    assert machine.order() == ["pdh.list_processes", "smi.list_processes"]
+    assert chain_machine.order() == ["pdh.list_processes", "smi.list_processes"]
 
 
-def test_listing_windows_no_rows_from_dxgi_when_all_fail(machine: Machine) -> None:
-    machine.platform("win32")
-    machine.returns("dxgi.nvidia_adapter_count", 1)
-    machine.returns("dxgi.self_usage", 96 * MIB)
-    machine.returns("dxgi.device_info", device(0, "NVIDIA RTX A2000"))
-    machine.forbid("dxgi.self_usage", "dxgi.device_info", "nvml.list_processes")
+def test_listing_windows_no_rows_from_dxgi_when_all_fail(chain_machine: Machine) -> None:
+    chain_machine.platform("win32")
+    chain_machine.returns("dxgi.nvidia_adapter_count", 1)
+    chain_machine.returns("dxgi.self_usage", 96 * MIB)
+    chain_machine.returns("dxgi.device_info", device(0, "NVIDIA RTX A2000"))
+    chain_machine.forbid("dxgi.self_usage", "dxgi.device_info", "nvml.list_processes")
     with pytest.raises(hmn.NoGpuSourceError) as info:
         hmn.gpu_processes(0)
     assert info.value.reasons == ("PDH: list_processes failed", "nvidia-smi: list_processes failed")
 
 
-def test_listing_linux_nvml_empty_stands(machine: Machine) -> None:
-    machine.returns("nvml.list_processes", [])
-    machine.forbid("pdh.list_processes", *SMI_ALL)
+def test_listing_linux_nvml_empty_stands(chain_machine: Machine) -> None:
+    chain_machine.returns("nvml.list_processes", [])
+    chain_machine.forbid("pdh.list_processes", *SMI_ALL)
     assert hmn.gpu_processes(0) == []
 
 
-def test_listing_linux_nvml_rows_then_smi_never_pdh(machine: Machine) -> None:
-    machine.returns("nvml.list_processes", [(OTHER_PID, 9 * MIB), (1, MIB)])
-    machine.forbid("pdh.list_processes", *SMI_ALL)
+def test_listing_linux_nvml_rows_then_smi_never_pdh(chain_machine: Machine) -> None:
+    chain_machine.returns("nvml.list_processes", [(OTHER_PID, 9 * MIB), (1, MIB)])
+    chain_machine.forbid("pdh.list_processes", *SMI_ALL)
     listed = hmn.gpu_processes(0)
     assert [(r.pid, r.used_bytes, r.source, r.shared_used_bytes) for r in listed] == [
         (1, MIB, Source.NVML, 0),
         (OTHER_PID, 9 * MIB, Source.NVML, 0),
     ]
 
-    machine.fails("nvml.list_processes")
-    machine.allow(*SMI_ALL)
-    machine.returns("smi.list_processes", [(5, "python", MIB)])
+    chain_machine.fails("nvml.list_processes")
+    chain_machine.allow(*SMI_ALL)
+    chain_machine.returns("smi.list_processes", [(5, "python", MIB)])
     assert [r.source for r in hmn.gpu_processes(0)] == [Source.NVIDIA_SMI]
 
 
-def test_listing_macos_metal_first_for_index_zero(machine: Machine) -> None:
-    machine.apple()
+def test_listing_macos_metal_first_for_index_zero(chain_machine: Machine) -> None:
+    chain_machine.apple()
     rows = [
         hmn.GpuProcessEntry(pid=50, name="WindowServer", used_bytes=MIB, source=Source.METAL),
         hmn.GpuProcessEntry(pid=3, name="python", used_bytes=MIB, source=Source.METAL),
     ]
-    machine.returns("metal.list_processes", rows)
-    machine.forbid("nvml.list_processes", "pdh.list_processes", *SMI_ALL)
+    chain_machine.returns("metal.list_processes", rows)
+    chain_machine.forbid("nvml.list_processes", "pdh.list_processes", *SMI_ALL)
     assert [r.pid for r in hmn.gpu_processes(0)] == [3, 50]
 
 
 # --- checklist 16: DeviceIndexOutOfRangeError vs NoGpuSourceError ----------------------------
 
 
-def test_windows_bounds_use_dxgi_count_when_nvml_cannot_count(machine: Machine) -> None:
-    machine.platform("win32")
-    machine.returns("dxgi.nvidia_adapter_count", 1)
+def test_windows_bounds_use_dxgi_count_when_nvml_cannot_count(chain_machine: Machine) -> None:
+    chain_machine.platform("win32")
+    chain_machine.returns("dxgi.nvidia_adapter_count", 1)
     with pytest.raises(hmn.DeviceIndexOutOfRangeError) as out:
         hmn.device_info(3)
     assert (out.value.index, out.value.count) == (3, 1)
@@ -206,7 +210,11 @@ def test_windows_bounds_use_dxgi_count_when_nvml_cannot_count(machine: Machine) 
         "nvidia-smi: device_query failed",
     )
     # The bounds check comes only after every backend of the chain has failed.
-    assert machine.order()[:3] == ["nvml.device_query", "dxgi.device_info", "smi.device_query"]
+    assert chain_machine.order()[:3] == [
+        "nvml.device_query",
+        "dxgi.device_info",
+        "smi.device_query",
+    ]
     with pytest.raises(hmn.DeviceIndexOutOfRangeError):
         hmn.process_gpu_info(3)
     with pytest.raises(hmn.DeviceIndexOutOfRangeError):
@@ -214,33 +222,35 @@ def test_windows_bounds_use_dxgi_count_when_nvml_cannot_count(machine: Machine) 
     _every_query_raises(0, hmn.NoGpuSourceError)
 
 
-def test_windows_bounds_without_any_count_is_no_source(machine: Machine) -> None:
-    machine.platform("win32")
+def test_windows_bounds_without_any_count_is_no_source(chain_machine: Machine) -> None:
+    chain_machine.platform("win32")
     with pytest.raises(hmn.NoGpuSourceError):
         hmn.device_info(3)
-    assert machine.called("nvml.device_count") and machine.called("dxgi.nvidia_adapter_count")
+    assert chain_machine.called("nvml.device_count") and chain_machine.called(
+        "dxgi.nvidia_adapter_count"
+    )
 
 
-def test_linux_bounds_never_consult_dxgi(machine: Machine) -> None:
-    machine.returns("dxgi.nvidia_adapter_count", 1)
-    machine.forbid("dxgi.nvidia_adapter_count")
+def test_linux_bounds_never_consult_dxgi(chain_machine: Machine) -> None:
+    chain_machine.returns("dxgi.nvidia_adapter_count", 1)
+    chain_machine.forbid("dxgi.nvidia_adapter_count")
     with pytest.raises(hmn.NoGpuSourceError):
         hmn.device_info(3)
-    machine.returns("nvml.device_count", 2)
+    chain_machine.returns("nvml.device_count", 2)
     with pytest.raises(hmn.DeviceIndexOutOfRangeError) as out:
         hmn.process_gpu_info(2)
     assert (out.value.index, out.value.count) == (2, 2)
 
 
-def test_apple_mac_index_one_is_no_source(machine: Machine) -> None:
+def test_apple_mac_index_one_is_no_source(chain_machine: Machine) -> None:
     # Parity §4.1 step 5: on macOS only NVML/DXGI could count, so index 1 is NoGpuSource.
-    machine.apple()
-    machine.forbid("metal.device_info", "metal.process_footprint", "metal.list_processes")
+    chain_machine.apple()
+    chain_machine.forbid("metal.device_info", "metal.process_footprint", "metal.list_processes")
     _every_query_raises(1, hmn.NoGpuSourceError)
 
 
-def test_apple_mac_index_zero_with_metal_failing_is_no_source(machine: Machine) -> None:
-    machine.apple()
+def test_apple_mac_index_zero_with_metal_failing_is_no_source(chain_machine: Machine) -> None:
+    chain_machine.apple()
     for error in _every_query_raises(0, hmn.NoGpuSourceError):
         assert error.reasons[0].startswith("Metal: ")
 
@@ -257,16 +267,16 @@ def _extra_readings(nvidia_count: int) -> list[GpuReading]:
     ]
 
 
-def test_snapshot_all_windows_nvidia_then_other_vendors(machine: Machine) -> None:
-    machine.platform("win32")
-    machine.returns("nvml.device_count", 2)
-    machine.answers("nvml.device_query", lambda index: nvml_reading(f"NVML {index}"))
-    machine.answers("dxgi.adapter_name", lambda index: f"DXGI {index}")
-    machine.answers("dxgi.self_usage", lambda index: (index + 1) * MIB)
-    machine.answers("dxgi.non_nvidia_readings", _extra_readings)
-    machine.forbid(*SMI_ALL)
+def test_snapshot_all_windows_nvidia_then_other_vendors(chain_machine: Machine) -> None:
+    chain_machine.platform("win32")
+    chain_machine.returns("nvml.device_count", 2)
+    chain_machine.answers("nvml.device_query", lambda index: nvml_reading(f"NVML {index}"))
+    chain_machine.answers("dxgi.adapter_name", lambda index: f"DXGI {index}")
+    chain_machine.answers("dxgi.self_usage", lambda index: (index + 1) * MIB)
+    chain_machine.answers("dxgi.non_nvidia_readings", _extra_readings)
+    chain_machine.forbid(*SMI_ALL)
     snaps = hmn.Snapshot.all()
-    assert len(machine.args_of("rss.process_rss")) == 1
+    assert len(chain_machine.args_of("rss.process_rss")) == 1
     assert {s.ram_bytes for s in snaps} == {RAM_BYTES}
     assert [(s.gpu_device.index, s.gpu_device.name) for s in snaps if s.gpu_device] == [
         (0, "DXGI 0"),
@@ -278,41 +288,41 @@ def test_snapshot_all_windows_nvidia_then_other_vendors(machine: Machine) -> Non
         hmn.ProcessGpuInfo(used_bytes=2 * MIB, is_per_process=True, source=Source.DXGI),
     ]
     assert all(s.gpu_unavailable_reason is None for s in snaps)
-    assert machine.args_of("dxgi.non_nvidia_readings") == [(2,)]
+    assert chain_machine.args_of("dxgi.non_nvidia_readings") == [(2,)]
 
 
-def test_snapshot_all_windows_other_vendor_only(machine: Machine) -> None:
-    machine.platform("win32")
-    machine.returns("dxgi.nvidia_adapter_count", 0)
-    machine.answers("dxgi.non_nvidia_readings", _extra_readings)
+def test_snapshot_all_windows_other_vendor_only(chain_machine: Machine) -> None:
+    chain_machine.platform("win32")
+    chain_machine.returns("dxgi.nvidia_adapter_count", 0)
+    chain_machine.answers("dxgi.non_nvidia_readings", _extra_readings)
     snaps = hmn.Snapshot.all()
     assert [s.gpu_device.index for s in snaps if s.gpu_device] == [0]
-    assert machine.args_of("dxgi.non_nvidia_readings") == [(0,)]
+    assert chain_machine.args_of("dxgi.non_nvidia_readings") == [(0,)]
 
 
 @pytest.mark.parametrize("other_vendors", [[], None], ids=["none-found", "walk-failed"])
 def test_snapshot_all_windows_nothing_visible(
-    machine: Machine, other_vendors: list[GpuReading] | None
+    chain_machine: Machine, other_vendors: list[GpuReading] | None
 ) -> None:
-    machine.platform("win32")
+    chain_machine.platform("win32")
     if other_vendors is not None:
-        machine.returns("dxgi.non_nvidia_readings", other_vendors)
+        chain_machine.returns("dxgi.non_nvidia_readings", other_vendors)
     assert hmn.Snapshot.all() == []
-    assert len(machine.args_of("rss.process_rss")) == 1
+    assert len(chain_machine.args_of("rss.process_rss")) == 1
 
 
-def test_snapshot_all_linux_skips_other_vendor_walk(machine: Machine) -> None:
-    machine.returns("nvml.device_count", 1)
-    machine.returns("nvml.device_query", nvml_reading())
-    machine.returns("smi.device_query", SmiDeviceReading(4 * GIB, 24 * GIB, None))
-    machine.forbid("dxgi.non_nvidia_readings")
+def test_snapshot_all_linux_skips_other_vendor_walk(chain_machine: Machine) -> None:
+    chain_machine.returns("nvml.device_count", 1)
+    chain_machine.returns("nvml.device_query", nvml_reading())
+    chain_machine.returns("smi.device_query", SmiDeviceReading(4 * GIB, 24 * GIB, None))
+    chain_machine.forbid("dxgi.non_nvidia_readings")
     (snap,) = hmn.Snapshot.all()
     assert snap.gpu is not None and snap.gpu.source is Source.NVIDIA_SMI
 
 
-def test_snapshot_now_windows_dxgi_own_usage_and_reasons(machine: Machine) -> None:
-    machine.platform("win32")
-    machine.returns("dxgi.self_usage", 40 * MIB)
+def test_snapshot_now_windows_dxgi_own_usage_and_reasons(chain_machine: Machine) -> None:
+    chain_machine.platform("win32")
+    chain_machine.returns("dxgi.self_usage", 40 * MIB)
     snap = hmn.Snapshot.now(0)
     assert snap.gpu == hmn.ProcessGpuInfo(
         used_bytes=40 * MIB, is_per_process=True, source=Source.DXGI

@@ -29,11 +29,6 @@ from tests.helpers.fakepynvml import (
 from tests.helpers.units import GIB
 
 
-@pytest.fixture
-def fake(fake_pynvml: FakePynvml) -> FakePynvml:
-    return fake_pynvml
-
-
 @pytest.mark.parametrize("call", PUBLIC.values(), ids=PUBLIC.keys())
 def test_missing_nvidia_ml_py(monkeypatch: pytest.MonkeyPatch, call: Callable[[], object]) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", None)
@@ -44,9 +39,9 @@ def test_missing_nvidia_ml_py(monkeypatch: pytest.MonkeyPatch, call: Callable[[]
 @pytest.mark.parametrize("call", PUBLIC.values(), ids=PUBLIC.keys())
 @pytest.mark.parametrize("code", [DRIVER_NOT_LOADED, NO_PERMISSION, GPU_IS_LOST, NOT_SUPPORTED])
 def test_every_call_failing_degrades_with_reason(
-    fake: FakePynvml, code: int, call: Callable[[], object]
+    fake_pynvml: FakePynvml, code: int, call: Callable[[], object]
 ) -> None:
-    fake.errors["*"] = code
+    fake_pynvml.errors["*"] = code
     assert failure(call).reason == NAMES[code]
 
 
@@ -75,14 +70,14 @@ REQUIRED = {
 )
 @pytest.mark.parametrize("code", [DRIVER_NOT_LOADED, NO_PERMISSION, GPU_IS_LOST, NOT_SUPPORTED])
 def test_each_required_call_failing_degrades(
-    fake: FakePynvml, function: str, public: str, code: int
+    fake_pynvml: FakePynvml, function: str, public: str, code: int
 ) -> None:
-    fake.errors[function] = code
+    fake_pynvml.errors[function] = code
     assert failure(PUBLIC[public]).reason == NAMES[code]
 
 
-def test_library_not_found_reason(fake: FakePynvml) -> None:
-    fake.errors["nvmlInit"] = 12
+def test_library_not_found_reason(fake_pynvml: FakePynvml) -> None:
+    fake_pynvml.errors["nvmlInit"] = 12
     assert failure(nvml.device_count).reason == "NVML Shared Library Not Found"
 
 
@@ -90,8 +85,8 @@ def test_library_not_found_reason(fake: FakePynvml) -> None:
     "function", ["nvmlDeviceGetName", "nvmlDeviceGetMemoryInfo_v2", "nvmlSystemGetDriverVersion"]
 )
 @pytest.mark.parametrize("code", [NO_PERMISSION, NOT_SUPPORTED, FUNCTION_NOT_FOUND, GPU_IS_LOST])
-def test_best_effort_fields_become_none(fake: FakePynvml, function: str, code: int) -> None:
-    fake.errors[function] = code
+def test_best_effort_fields_become_none(fake_pynvml: FakePynvml, function: str, code: int) -> None:
+    fake_pynvml.errors[function] = code
     reading = nvml.device_query(0)
     assert reading.total_bytes == TOTAL
     assert reading.used_bytes == 2 * GIB
@@ -105,7 +100,7 @@ def test_best_effort_fields_become_none(fake: FakePynvml, function: str, code: i
     assert None not in fields.values()
 
 
-def test_device_query_fields(fake: FakePynvml) -> None:
+def test_device_query_fields(fake_pynvml: FakePynvml) -> None:
     reading = nvml.device_query(0)
     assert reading.name == "NVIDIA Fake GPU"
     assert reading.reserved_bytes == 256 * 1024**2
@@ -122,17 +117,17 @@ def test_device_query_fields(fake: FakePynvml) -> None:
     ],
 )
 def test_strings_nul_trimmed_lossy_empty_none(
-    fake: FakePynvml, raw: object, expected: str | None
+    fake_pynvml: FakePynvml, raw: object, expected: str | None
 ) -> None:
-    fake.name = raw
-    fake.driver = raw
+    fake_pynvml.name = raw
+    fake_pynvml.driver = raw
     reading = nvml.device_query(0)
     assert reading.name == expected
     assert reading.driver_version == expected
 
 
 def test_strict_decode_error_from_pynvml_is_decoded_lossily(
-    fake: FakePynvml, monkeypatch: pytest.MonkeyPatch
+    fake_pynvml: FakePynvml, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def strict(handle: object) -> str:
         return b"Tesla \xfe".decode()  # what pynvml's convertStrBytes does to bad bytes
@@ -141,12 +136,12 @@ def test_strict_decode_error_from_pynvml_is_decoded_lossily(
     assert nvml.device_query(0).name == "Tesla \ufffd"
 
 
-def test_device_count(fake: FakePynvml) -> None:
+def test_device_count(fake_pynvml: FakePynvml) -> None:
     assert nvml.device_count() == 1
 
 
-def test_listing_filters_and_sorts(fake: FakePynvml) -> None:
-    fake.rows = [
+def test_listing_filters_and_sorts(fake_pynvml: FakePynvml) -> None:
+    fake_pynvml.rows = [
         Row(30, 5),
         Row(10, None),  # pynvml's form of the 2^64-1 sentinel
         Row(11, SENTINEL),  # the raw form, should a pynvml not convert it
@@ -158,27 +153,27 @@ def test_listing_filters_and_sorts(fake: FakePynvml) -> None:
     assert nvml.list_processes(0) == [(2, 0), (13, TOTAL), (30, 5), (30, 7)]
 
 
-def test_listing_empty_is_a_valid_answer(fake: FakePynvml) -> None:
+def test_listing_empty_is_a_valid_answer(fake_pynvml: FakePynvml) -> None:
     assert nvml.list_processes(0) == []
 
 
-def test_listing_past_64_processes(fake: FakePynvml) -> None:
-    fake.rows = [Row(pid, pid * 1024) for pid in range(1000, 1100)]
+def test_listing_past_64_processes(fake_pynvml: FakePynvml) -> None:
+    fake_pynvml.rows = [Row(pid, pid * 1024) for pid in range(1000, 1100)]
     rows = nvml.list_processes(0)
     assert len(rows) == 100
     assert rows[-1] == (1099, 1099 * 1024)
 
 
-def test_listing_retries_a_table_that_grew_between_calls(fake: FakePynvml) -> None:
-    fake.rows = [Row(pid, 1) for pid in range(1, 200)]
-    fake.insufficient = 2
+def test_listing_retries_a_table_that_grew_between_calls(fake_pynvml: FakePynvml) -> None:
+    fake_pynvml.rows = [Row(pid, 1) for pid in range(1, 200)]
+    fake_pynvml.insufficient = 2
     assert len(nvml.list_processes(0)) == 199
-    assert fake.count(V3) == 3
+    assert fake_pynvml.count(V3) == 3
 
 
-def test_listing_that_never_fits_fails_instead_of_truncating(fake: FakePynvml) -> None:
-    fake.rows = [Row(1, 1)]
-    fake.insufficient = 100
+def test_listing_that_never_fits_fails_instead_of_truncating(fake_pynvml: FakePynvml) -> None:
+    fake_pynvml.rows = [Row(1, 1)]
+    fake_pynvml.insufficient = 100
     assert failure(lambda: nvml.list_processes(0)).reason == "Insufficient Size"
 
 
@@ -191,48 +186,48 @@ def test_listing_that_never_fits_fails_instead_of_truncating(fake: FakePynvml) -
         ([Row(-1, TOTAL + 1)], "exceeds device total"),
     ],
 )
-def test_own_pid_rejections(fake: FakePynvml, rows: list[Row], reason_part: str) -> None:
-    fake.rows = [Row(os.getpid() if r.pid == -1 else r.pid, r.usedGpuMemory) for r in rows]
+def test_own_pid_rejections(fake_pynvml: FakePynvml, rows: list[Row], reason_part: str) -> None:
+    fake_pynvml.rows = [Row(os.getpid() if r.pid == -1 else r.pid, r.usedGpuMemory) for r in rows]
     assert reason_part in failure(lambda: nvml.process_used_bytes(0, os.getpid())).reason
 
 
-def test_own_pid_first_row_and_total_kept(fake: FakePynvml) -> None:
-    fake.rows = [Row(7, 1), Row(4242, TOTAL), Row(4242, 3)]
+def test_own_pid_first_row_and_total_kept(fake_pynvml: FakePynvml) -> None:
+    fake_pynvml.rows = [Row(7, 1), Row(4242, TOTAL), Row(4242, 3)]
     assert nvml.process_used_bytes(0, 4242) == TOTAL
     assert nvml.process_used_bytes(0, 7) == 1
 
 
-def test_process_query_falls_back_v3_to_v2(fake: FakePynvml) -> None:
-    fake.missing = {V3}
-    fake.rows = [Row(5, 50)]
+def test_process_query_falls_back_v3_to_v2(fake_pynvml: FakePynvml) -> None:
+    fake_pynvml.missing = {V3}
+    fake_pynvml.rows = [Row(5, 50)]
     assert nvml.list_processes(0) == [(5, 50)]
     assert nvml.list_processes(0) == [(5, 50)]
-    assert fake.count(V3) == 1  # a missing symbol is remembered, not probed every call
-    assert fake.count(V2) == 2
+    assert fake_pynvml.count(V3) == 1  # a missing symbol is remembered, not probed every call
+    assert fake_pynvml.count(V2) == 2
 
 
-def test_process_query_falls_back_to_v1(fake: FakePynvml) -> None:
-    fake.missing = {V3, V2}
-    fake.rows = [Row(9, 90), Row(5, 50), Row(6, None)]
+def test_process_query_falls_back_to_v1(fake_pynvml: FakePynvml) -> None:
+    fake_pynvml.missing = {V3, V2}
+    fake_pynvml.rows = [Row(9, 90), Row(5, 50), Row(6, None)]
     assert nvml.list_processes(0) == [(5, 50), (9, 90)]
     assert nvml.process_used_bytes(0, 9) == 90
-    assert fake.count(V1) == 4  # size probe + fetch, twice
+    assert fake_pynvml.count(V1) == 4  # size probe + fetch, twice
 
 
-def test_process_query_all_versions_missing(fake: FakePynvml) -> None:
-    fake.missing = {V3, V2, V1}
+def test_process_query_all_versions_missing(fake_pynvml: FakePynvml) -> None:
+    fake_pynvml.missing = {V3, V2, V1}
     assert failure(lambda: nvml.list_processes(0)).reason == "Function Not Found"
 
 
-def test_v1_with_no_processes(fake: FakePynvml) -> None:
-    fake.missing = {V3, V2}
+def test_v1_with_no_processes(fake_pynvml: FakePynvml) -> None:
+    fake_pynvml.missing = {V3, V2}
     assert nvml.list_processes(0) == []
 
 
 def test_pynvml_without_versioned_wrapper_falls_back(
-    fake: FakePynvml, monkeypatch: pytest.MonkeyPatch
+    fake_pynvml: FakePynvml, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delattr(sys.modules["pynvml"], V3)
-    fake.rows = [Row(5, 50)]
+    fake_pynvml.rows = [Row(5, 50)]
     assert nvml.list_processes(0) == [(5, 50)]
-    assert fake.count(V2) == 1
+    assert fake_pynvml.count(V2) == 1

@@ -35,13 +35,8 @@ from tests.helpers.fakepynvml import (
 from tests.helpers.units import GIB
 
 
-@pytest.fixture
-def fake(fake_pynvml: FakePynvml) -> FakePynvml:
-    return fake_pynvml
-
-
-def test_initialises_once_across_many_queries(fake: FakePynvml) -> None:
-    fake.rows = [Row(os.getpid(), 10)]
+def test_initialises_once_across_many_queries(fake_pynvml: FakePynvml) -> None:
+    fake_pynvml.rows = [Row(os.getpid(), 10)]
     reader = nvml.self_reader(0)
     for _ in range(20):
         nvml.device_count()
@@ -49,11 +44,11 @@ def test_initialises_once_across_many_queries(fake: FakePynvml) -> None:
         nvml.list_processes(0)
         nvml.process_used_bytes(0, os.getpid())
         reader()
-    assert fake.count("nvmlInit") == 1
-    assert fake.count("nvmlShutdown") == 0
+    assert fake_pynvml.count("nvmlInit") == 1
+    assert fake_pynvml.count("nvmlShutdown") == 0
 
 
-def test_initialises_once_across_threads(fake: FakePynvml) -> None:
+def test_initialises_once_across_threads(fake_pynvml: FakePynvml) -> None:
     errors: list[BaseException] = []
 
     def work() -> None:
@@ -69,66 +64,66 @@ def test_initialises_once_across_threads(fake: FakePynvml) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    assert fake.count("nvmlInit") == 1
+    assert fake_pynvml.count("nvmlInit") == 1
 
 
 def test_failed_init_is_remembered_briefly_then_retried(
-    fake: FakePynvml, monkeypatch: pytest.MonkeyPatch
+    fake_pynvml: FakePynvml, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = [1000.0]
     monkeypatch.setattr(nvml, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
-    fake.errors["nvmlInit"] = DRIVER_NOT_LOADED
+    fake_pynvml.errors["nvmlInit"] = DRIVER_NOT_LOADED
     failure(nvml.device_count)
     # A GPU-less machine must not pay a library load + init on every call.
     assert failure(nvml.device_count).reason == NAMES[DRIVER_NOT_LOADED]
-    assert fake.count("nvmlInit") == 1
-    del fake.errors["nvmlInit"]
+    assert fake_pynvml.count("nvmlInit") == 1
+    del fake_pynvml.errors["nvmlInit"]
     clock[0] += nvml._INIT_RETRY_S + 0.1
     assert nvml.device_count() == 1
     assert nvml.device_count() == 1
-    assert fake.count("nvmlInit") == 2
+    assert fake_pynvml.count("nvmlInit") == 2
 
 
 @pytest.mark.parametrize("code", [GPU_IS_LOST, DRIVER_NOT_LOADED, 1, UNKNOWN, 16])
-def test_driver_level_error_reinitialises_next_call(fake: FakePynvml, code: int) -> None:
+def test_driver_level_error_reinitialises_next_call(fake_pynvml: FakePynvml, code: int) -> None:
     nvml.device_query(0)
-    fake.errors["nvmlDeviceGetMemoryInfo"] = code
+    fake_pynvml.errors["nvmlDeviceGetMemoryInfo"] = code
     assert failure(lambda: nvml.device_query(0)).reason == NAMES[code]
-    del fake.errors["nvmlDeviceGetMemoryInfo"]
+    del fake_pynvml.errors["nvmlDeviceGetMemoryInfo"]
     assert nvml.device_query(0).total_bytes == TOTAL
-    assert (fake.count("nvmlShutdown"), fake.count("nvmlInit")) == (1, 2)
+    assert (fake_pynvml.count("nvmlShutdown"), fake_pynvml.count("nvmlInit")) == (1, 2)
     nvml.device_query(0)
-    assert fake.count("nvmlInit") == 2
+    assert fake_pynvml.count("nvmlInit") == 2
 
 
 @pytest.mark.parametrize("code", [NO_PERMISSION, NOT_SUPPORTED])
-def test_ordinary_error_keeps_the_session(fake: FakePynvml, code: int) -> None:
-    fake.errors[V3] = code
+def test_ordinary_error_keeps_the_session(fake_pynvml: FakePynvml, code: int) -> None:
+    fake_pynvml.errors[V3] = code
     failure(lambda: nvml.list_processes(0))
-    del fake.errors[V3]
+    del fake_pynvml.errors[V3]
     nvml.list_processes(0)
-    assert (fake.count("nvmlShutdown"), fake.count("nvmlInit")) == (0, 1)
+    assert (fake_pynvml.count("nvmlShutdown"), fake_pynvml.count("nvmlInit")) == (0, 1)
 
 
-def test_best_effort_gpu_lost_also_reinitialises(fake: FakePynvml) -> None:
-    fake.errors["nvmlDeviceGetName"] = GPU_IS_LOST
+def test_best_effort_gpu_lost_also_reinitialises(fake_pynvml: FakePynvml) -> None:
+    fake_pynvml.errors["nvmlDeviceGetName"] = GPU_IS_LOST
     assert nvml.device_query(0).name is None
-    del fake.errors["nvmlDeviceGetName"]
+    del fake_pynvml.errors["nvmlDeviceGetName"]
     assert nvml.device_query(0).name == "NVIDIA Fake GPU"
-    assert fake.count("nvmlInit") == 2
+    assert fake_pynvml.count("nvmlInit") == 2
 
 
 def test_pid_change_reinitialises_without_shutting_the_parent_down(
-    fake: FakePynvml, monkeypatch: pytest.MonkeyPatch
+    fake_pynvml: FakePynvml, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     nvml.device_count()
     real_pid = os.getpid()
     monkeypatch.setattr(os, "getpid", lambda: real_pid + 100_000)
     nvml.device_count()
-    assert (fake.count("nvmlInit"), fake.count("nvmlShutdown")) == (2, 0)
+    assert (fake_pynvml.count("nvmlInit"), fake_pynvml.count("nvmlShutdown")) == (2, 0)
 
 
-def test_after_fork_hook_drops_state_and_lock(fake: FakePynvml) -> None:
+def test_after_fork_hook_drops_state_and_lock(fake_pynvml: FakePynvml) -> None:
     nvml.device_count()
     old_lock = nvml._lock
     old_lock.acquire()  # as if a sampler thread held it while the parent forked
@@ -138,26 +133,26 @@ def test_after_fork_hook_drops_state_and_lock(fake: FakePynvml) -> None:
         assert nvml.device_count() == 1
     finally:
         old_lock.release()
-    assert fake.count("nvmlInit") == 2
+    assert fake_pynvml.count("nvmlInit") == 2
 
 
-def test_atexit_shutdown_balances_init(fake: FakePynvml) -> None:
+def test_atexit_shutdown_balances_init(fake_pynvml: FakePynvml) -> None:
     nvml.device_count()
     assert nvml._atexit_registered
     nvml._shutdown_at_exit()
-    assert fake.live == 0
+    assert fake_pynvml.live == 0
     nvml.device_count()
-    assert fake.count("nvmlInit") == 2
+    assert fake_pynvml.count("nvmlInit") == 2
 
 
-def test_reset_for_tests_shuts_down(fake: FakePynvml) -> None:
+def test_reset_for_tests_shuts_down(fake_pynvml: FakePynvml) -> None:
     nvml.device_count()
     nvml._reset_for_tests()
-    assert fake.live == 0
+    assert fake_pynvml.live == 0
 
 
 def test_another_pynvml_module_is_not_served_a_stale_session(
-    fake: FakePynvml, monkeypatch: pytest.MonkeyPatch
+    fake_pynvml: FakePynvml, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     nvml.device_count()
     other = FakePynvml()
@@ -166,60 +161,60 @@ def test_another_pynvml_module_is_not_served_a_stale_session(
     assert other.count("nvmlInit") == 1
 
 
-def test_self_reader_reads_own_row_and_device_used(fake: FakePynvml) -> None:
-    fake.rows = [Row(1, 5), Row(os.getpid(), 300)]
+def test_self_reader_reads_own_row_and_device_used(fake_pynvml: FakePynvml) -> None:
+    fake_pynvml.rows = [Row(1, 5), Row(os.getpid(), 300)]
     reader = nvml.self_reader(0)
     assert reader() == VramReading(300, 2 * GIB, GpuQuerySource.NVML)
-    fake.rows = [Row(os.getpid(), 900)]
-    fake.used = 3 * GIB
+    fake_pynvml.rows = [Row(os.getpid(), 900)]
+    fake_pynvml.used = 3 * GIB
     assert reader() == VramReading(900, 3 * GIB, GpuQuerySource.NVML)  # fresh every call
 
 
-def test_self_reader_absent_from_listing_is_zero(fake: FakePynvml) -> None:
-    fake.rows = [Row(1, 5)]
+def test_self_reader_absent_from_listing_is_zero(fake_pynvml: FakePynvml) -> None:
+    fake_pynvml.rows = [Row(1, 5)]
     assert nvml.self_reader(0)() == VramReading(0, 2 * GIB, GpuQuerySource.NVML)
 
 
 @pytest.mark.parametrize("used", [None, SENTINEL, TOTAL + 1])
-def test_self_reader_unusable_own_row(fake: FakePynvml, used: int | None) -> None:
-    fake.rows = [Row(os.getpid(), used)]
+def test_self_reader_unusable_own_row(fake_pynvml: FakePynvml, used: int | None) -> None:
+    fake_pynvml.rows = [Row(os.getpid(), used)]
     assert nvml.self_reader(0)() == VramReading(None, 2 * GIB, GpuQuerySource.NVML)
 
 
-def test_self_reader_listing_failure_keeps_device_figure(fake: FakePynvml) -> None:
+def test_self_reader_listing_failure_keeps_device_figure(fake_pynvml: FakePynvml) -> None:
     reader = nvml.self_reader(0)
-    fake.errors[V3] = NO_PERMISSION
+    fake_pynvml.errors[V3] = NO_PERMISSION
     assert reader() == VramReading(None, 2 * GIB, GpuQuerySource.NVML)
 
 
 @pytest.mark.parametrize("code", [GPU_IS_LOST, NO_PERMISSION, DRIVER_NOT_LOADED])
-def test_self_reader_failed_read_is_all_none(fake: FakePynvml, code: int) -> None:
+def test_self_reader_failed_read_is_all_none(fake_pynvml: FakePynvml, code: int) -> None:
     reader = nvml.self_reader(0)
-    fake.errors["*"] = code
+    fake_pynvml.errors["*"] = code
     assert reader() == VramReading(None, None, None)
 
 
-def test_self_reader_keeps_its_handle_until_reinit(fake: FakePynvml) -> None:
-    fake.rows = [Row(os.getpid(), 1)]
+def test_self_reader_keeps_its_handle_until_reinit(fake_pynvml: FakePynvml) -> None:
+    fake_pynvml.rows = [Row(os.getpid(), 1)]
     reader = nvml.self_reader(0)
     for _ in range(10):
         reader()
-    assert fake.count("nvmlDeviceGetHandleByIndex_v2") == 1
-    fake.errors["nvmlDeviceGetMemoryInfo"] = GPU_IS_LOST
+    assert fake_pynvml.count("nvmlDeviceGetHandleByIndex_v2") == 1
+    fake_pynvml.errors["nvmlDeviceGetMemoryInfo"] = GPU_IS_LOST
     assert reader() == VramReading(None, None, None)
-    del fake.errors["nvmlDeviceGetMemoryInfo"]
+    del fake_pynvml.errors["nvmlDeviceGetMemoryInfo"]
     assert reader() == VramReading(1, 2 * GIB, GpuQuerySource.NVML)
-    assert fake.count("nvmlDeviceGetHandleByIndex_v2") == 2
-    assert fake.count("nvmlInit") == 2
+    assert fake_pynvml.count("nvmlDeviceGetHandleByIndex_v2") == 2
+    assert fake_pynvml.count("nvmlInit") == 2
 
 
-def test_self_reader_unreadable_listing_fails_at_creation(fake: FakePynvml) -> None:
-    fake.errors[V3] = NOT_SUPPORTED
+def test_self_reader_unreadable_listing_fails_at_creation(fake_pynvml: FakePynvml) -> None:
+    fake_pynvml.errors[V3] = NOT_SUPPORTED
     assert failure(lambda: nvml.self_reader(0)).reason == "Not Supported"
 
 
 def test_library_env_var_bad_path(
-    fake: FakePynvml, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    fake_pynvml: FakePynvml, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     missing = tmp_path / "libnvidia-ml.so.1"
     monkeypatch.setenv("HYPOMNESIS_NVML_LIBRARY", str(missing))
@@ -230,7 +225,7 @@ def test_library_env_var_bad_path(
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="loads libc.so.6 as a stand-in")
 def test_library_env_var_replaces_pynvml_library(
-    fake: FakePynvml, monkeypatch: pytest.MonkeyPatch
+    fake_pynvml: FakePynvml, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     module = sys.modules["pynvml"]
     cache = {"nvmlInit": object()}
@@ -245,11 +240,11 @@ def test_library_env_var_replaces_pynvml_library(
 
 
 def test_debug_prints_raw_values(
-    fake: FakePynvml, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    fake_pynvml: FakePynvml, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("HYPOMNESIS_DEBUG", "1")
     _platform.refresh_debug()
-    fake.rows = [Row(5, SENTINEL)]
+    fake_pynvml.rows = [Row(5, SENTINEL)]
     nvml.device_query(0)
     nvml.list_processes(0)
     err = capsys.readouterr().err
@@ -257,7 +252,9 @@ def test_debug_prints_raw_values(
     assert "dropped 1 sentinel/>total row(s)" in err
 
 
-def test_debug_silent_by_default(fake: FakePynvml, capsys: pytest.CaptureFixture[str]) -> None:
+def test_debug_silent_by_default(
+    fake_pynvml: FakePynvml, capsys: pytest.CaptureFixture[str]
+) -> None:
     nvml.device_query(0)
     assert capsys.readouterr().err == ""
 
