@@ -22,6 +22,7 @@ from tests.helpers.fakenvml import (
     render_config,
     unseen_pid,
 )
+from tests.helpers.pluginrun import assert_strict_fails
 from tests.helpers.units import GIB, MIB
 
 pytestmark = [pytest.mark.usefixtures("inner_pytester_run", "fresh_cuda_mapping"), linux_only]
@@ -195,9 +196,7 @@ def test_container_without_host_pids_is_unavailable_not_zero(
     assert record["vram"]["devices"]["0"]["peak_bytes"] is None
     assert "another PID namespace" in record["vram"]["unavailable_reason"]
     assert record["budgets"][0]["passed"] is None
-    strict = pytester.runpytest("--hypomnesis", "--hypomnesis-strict")
-    strict.assert_outcomes(failed=1)
-    strict.stdout.fnmatch_lines_random(["*could not be checked (NVML cannot see this process*"])
+    assert_strict_fails(pytester, "*could not be checked (NVML cannot see this process*")
 
 
 def test_a_process_without_a_cuda_context_is_really_zero(

@@ -26,6 +26,7 @@ from tests.helpers.fakenvml import (
     linux_only,
     render_config,
 )
+from tests.helpers.pluginrun import assert_strict_fails
 from tests.helpers.units import GIB, MIB
 
 pytestmark = [pytest.mark.usefixtures("inner_pytester_run", "fresh_cuda_mapping"), linux_only]
@@ -209,9 +210,7 @@ def test_refused_mig_listings_keep_nvml_reason(
     assert "NVML unavailable" not in result.stdout.str()
     (record,) = report(pytester)["tests"]
     assert "Insufficient Permissions" in record["vram"]["unavailable_reason"]
-    strict = pytester.runpytest("--hypomnesis", "--hypomnesis-strict")
-    strict.assert_outcomes(failed=1)
-    strict.stdout.fnmatch_lines_random(["*could not be checked*Insufficient Permissions*"])
+    assert_strict_fails(pytester, "*could not be checked*Insufficient Permissions*")
 
 
 def test_container_given_one_slice_reads_it_though_the_first_is_refused(

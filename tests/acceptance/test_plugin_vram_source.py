@@ -19,7 +19,7 @@ from tests.helpers.fakenvml import (
     render_config,
     unseen_pid,
 )
-from tests.helpers.pluginrun import assert_usage_error
+from tests.helpers.pluginrun import assert_strict_fails, assert_usage_error
 from tests.helpers.units import GIB, MIB
 
 pytestmark = [pytest.mark.usefixtures("inner_pytester_run", "fresh_cuda_mapping"), linux_only]
@@ -91,9 +91,7 @@ def test_process_source_there_is_not_checked_and_names_the_option(
         ]
     )
     assert record_of(pytester)["vram"]["attribution"] == "process"
-    strict = pytester.runpytest("--hypomnesis", "--hypomnesis-strict")
-    strict.assert_outcomes(failed=1)
-    strict.stdout.fnmatch_lines_random(["*could not be checked (NVML cannot see this process*"])
+    assert_strict_fails(pytester, "*could not be checked (NVML cannot see this process*")
 
 
 def test_ini_twin_and_bad_values(pytester: pytest.Pytester, fake_nvml: FakeNvml) -> None:

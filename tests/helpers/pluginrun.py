@@ -1,5 +1,6 @@
 """A fixture for the plugin's in-process pytester runs (loaded by the root conftest), and
-``assert_usage_error``: what every run stopped by a bad option or ini value must show."""
+``assert_usage_error``: what every run stopped by a bad option or ini value must show;
+``assert_strict_fails``: a budget not checked fails its test under ``--hypomnesis-strict``."""
 
 from __future__ import annotations
 
@@ -36,3 +37,11 @@ def assert_usage_error(result: pytest.RunResult, pattern: str) -> None:
     output = result.stdout.str() + result.stderr.str()
     assert "INTERNALERROR" not in output
     assert "Traceback" not in output
+
+
+def assert_strict_fails(pytester: pytest.Pytester, reason: str) -> None:
+    """The suite in ``pytester`` again under ``--hypomnesis-strict``: its one budget that
+    could not be checked fails its test, saying ``reason`` (fnmatch)."""
+    strict = pytester.runpytest("--hypomnesis", "--hypomnesis-strict")
+    strict.assert_outcomes(failed=1)
+    strict.stdout.fnmatch_lines_random([reason])
