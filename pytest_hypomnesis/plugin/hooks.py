@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from pytest_hypomnesis.plugin.engine import Engine, Span
     from pytest_hypomnesis.record import BudgetRecord, MeasuredTestRecord, SpanRecord
     from pytest_hypomnesis.report.recordstore import RecordStore
+    from pytest_hypomnesis.report.schema import Report
     from pytest_hypomnesis.report.session import SessionReport
 
 __all__ = [
@@ -150,7 +151,7 @@ class HypomnesisPlugin:
         self.measure_all = settings.measure_all
         """Every test is measured (kept: asked three times per test)."""
         self.worker = str(workerinput["workerid"]) if workerinput else "master"
-        self.baseline: dict[str, Any] | None = None
+        self.baseline: Report | None = None
         self.session_report: SessionReport | None = None
         """Built once at session end, on the controller; the terminal section prints it."""
         self.outcomes: dict[str, int] = {}

@@ -32,13 +32,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 from pytest_hypomnesis._units import SIZE_FORMS, SizeError, format_bytes_iec, parse_size
 from pytest_hypomnesis.record import VramRecord, vram_total_bytes
 from pytest_hypomnesis.report.printable import printable
 from pytest_hypomnesis.report.schema import (
     SCHEMAS_READ,
+    Report,
     ReportError,
     load_report,
     schemas_text,
@@ -532,11 +533,9 @@ def format_comparison(comparison: Comparison, *, max_listed: int | None = 20) ->
     return lines
 
 
-def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_baseline(path: str | os.PathLike[str]) -> Report:
     """Read and validate a baseline report; one-line ``BaselineError`` naming the file."""
     try:
-        # A plain dict for the plugin's ``HypomnesisPlugin.baseline`` (typed so in
-        # plugin/hooks.py); a ``Report`` once that attribute says so.
-        return dict(load_report(path))
+        return load_report(path)
     except ReportError as exc:
         raise BaselineError(f"cannot use baseline {exc}") from None
