@@ -42,9 +42,8 @@ def test_a_gpu_lost_mid_test_leaves_the_budget_not_checked(
     pytester: pytest.Pytester, fake_nvml: FakeNvml, strict: bool
 ) -> None:
     fake_nvml.set([_device(100 * MIB)])
-    spike = render_config([_device(900 * MIB)])
     lost = render_config([_device(900 * MIB)], errors={V3: "GPU_IS_LOST"})
-    pytester.makepyfile(inner_writer(LOST=lost, SPIKE=spike) + LOST_MID_TEST)
+    pytester.makepyfile(inner_writer(LOST=lost, SPIKE=[_device(900 * MIB)]) + LOST_MID_TEST)
     args = ["--hypomnesis", "--hypomnesis-json=out.json", "-p", "no:randomly"]
     result = pytester.runpytest(*args, *(["--hypomnesis-strict"] if strict else []))
     if strict:

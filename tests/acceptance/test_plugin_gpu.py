@@ -14,7 +14,6 @@ from tests.helpers.fakenvml import (
     FakeNvmlDevice,
     FakeProcess,
     inner_writer,
-    render_config,
 )
 from tests.helpers.units import GIB, MIB
 
@@ -144,12 +143,9 @@ def test_fake_gpu_is_visible_to_the_library_and_removed_after(pytester: pytest.P
     pytester.runpytest().assert_outcomes(passed=2)
 
 
-def _nvml_config(self_used: int | None) -> str:
-    processes = () if self_used is None else (FakeProcess(SELF, self_used),)
+def _gpu(self_used: int) -> list[FakeNvmlDevice]:
     # The device-wide figure moves with this process's usage, as on a real GPU.
-    device_used = GIB + (self_used or 0)
-    device = FakeNvmlDevice(used_bytes=device_used, processes=processes)
-    return render_config([device])
+    return [FakeNvmlDevice(used_bytes=GIB + self_used, processes=(FakeProcess(SELF, self_used),))]
 
 
 NVML_SPIKE = """
@@ -172,9 +168,7 @@ def test_nvml_holds():
 @pytest.fixture
 def nvml_suite(pytester: pytest.Pytester, fake_nvml: FakeNvml) -> pytest.Pytester:
     fake_nvml.set([FakeNvmlDevice(processes=(FakeProcess(SELF, 100 * MIB),))])
-    pytester.makepyfile(
-        inner_writer(IDLE=_nvml_config(100 * MIB), SPIKE=_nvml_config(2 * GIB)) + NVML_SPIKE
-    )
+    pytester.makepyfile(inner_writer(IDLE=_gpu(100 * MIB), SPIKE=_gpu(2 * GIB)) + NVML_SPIKE)
     return pytester
 
 
@@ -224,5 +218,6 @@ def test_fake_nvml_spike_is_caught_under_xdist(nvml_suite: pytest.Pytester) -> N
 def test_inner_config_writer_matches_helper() -> None:
     # The inner suites above write the fake library's config themselves; keep their text
     # in step with the helper's renderer.
-    assert _nvml_config(None).startswith("driver 555.42.06\ndevice ")
-    assert "process 0 self 5" in _nvml_config(5)
+    head = inner_writer(IDLE=[FakeNvmlDevice(used_bytes=GIB)], SPIKE=_gpu(5))
+    assert "IDLE = 'driver 555.42.06\\ndevice " in head
+    assert "SPIKE = 'driver 555.42.06\\ndevice " in head and "process 0 self 5" in head

@@ -24,7 +24,6 @@ from tests.helpers.fakenvml import (
     FakeProcess,
     inner_writer,
     linux_only,
-    render_config,
 )
 from tests.helpers.pluginrun import assert_strict_fails
 from tests.helpers.units import GIB, MIB
@@ -92,7 +91,7 @@ def suite(
     """The inner test file: ``body`` switching between ``idle`` and ``spike`` (default: this
     process 3 GiB up on MIG_B)."""
     spike = a100(3 * GIB + 100 * MIB) if spike is None else spike
-    pytester.makepyfile(inner_writer(IDLE=render_config(idle), SPIKE=render_config(spike)) + body)
+    pytester.makepyfile(inner_writer(IDLE=idle, SPIKE=spike) + body)
 
 
 def report(pytester: pytest.Pytester) -> Any:
@@ -168,11 +167,11 @@ def test_cuda_context_created_mid_session_is_found_at_the_next_span(
     # test creates one on MIG_B; from the next test on, MIG_B is read.
     before = a100(None)
     fake_nvml.set(before)
-    after = render_config(a100(100 * MIB))
+    after = a100(100 * MIB)
     pytester.makepyfile(
         inner_writer(
-            IDLE=render_config(before),
-            SPIKE=render_config(a100(3 * GIB + 100 * MIB)),
+            IDLE=before,
+            SPIKE=a100(3 * GIB + 100 * MIB),
             IDLE_AFTER=after,
         )
         + MID_SESSION
@@ -201,8 +200,7 @@ def test_refused_mig_listings_keep_nvml_reason(
     refused = a100(100 * MIB, refused=True)
     fake_nvml.set(refused)
     pytester.makepyfile(
-        inner_writer(IDLE=render_config(refused), SPIKE=render_config(refused))
-        + SPIKE_TEST.replace("write(SPIKE)", "pass")
+        inner_writer(IDLE=refused, SPIKE=refused) + SPIKE_TEST.replace("write(SPIKE)", "pass")
     )
     result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json")
     result.assert_outcomes(passed=1)

@@ -296,11 +296,16 @@ def unseen_pid() -> int:
         return int(f.read()) + 17
 
 
-def inner_writer(**configs: str) -> str:
+def inner_writer(**configs: str | Sequence[FakeNvmlDevice]) -> str:
     """The head of an inner test file: ``os``, ``time``, ``pytest`` imported, ``write(text)``
-    replacing the active fake's config, and each keyword a constant holding a config text
-    (``inner_writer(IDLE=render_config(idle), SPIKE=...)`` then ``write(SPIKE)`` in a test)."""
-    return _INNER_WRITE + "".join(f"{name} = {text!r}\n" for name, text in configs.items())
+    replacing the active fake's config, and each keyword a constant holding a config text:
+    the text given, or the devices given rendered with the default driver
+    (``inner_writer(IDLE=idle, SPIKE=spike)``, then ``write(SPIKE)`` in a test)."""
+    texts = {
+        name: config if isinstance(config, str) else render_config(config)
+        for name, config in configs.items()
+    }
+    return _INNER_WRITE + "".join(f"{name} = {text!r}\n" for name, text in texts.items())
 
 
 class FakeNvml:

@@ -1,6 +1,9 @@
-"""What a user sees with ``--hypomnesis-vram-source=device``: the device-wide used increase
-charged to each test, for a CI job that owns its GPU, or a container where NVML lists this
-process under a host PID. Runs the real NVML backend against the compiled fake library."""
+"""What a user sees in a container whose NVML lists this process under a host PID (no
+``--pid=host``): per-process VRAM unknown with the reason, never 0, so a budget is not
+checked (an error under ``--hypomnesis-strict``); a process with no CUDA context is truly
+0; ``--hypomnesis-vram-source=device`` charges each test the device-wide used increase
+instead, for a job that owns its GPU. Runs the real NVML backend against the compiled fake
+library."""
 
 from __future__ import annotations
 
@@ -16,7 +19,6 @@ from tests.helpers.fakenvml import (
     FakeProcess,
     inner_writer,
     linux_only,
-    render_config,
     unseen_pid,
 )
 from tests.helpers.pluginrun import assert_strict_fails, assert_usage_error
@@ -44,7 +46,7 @@ def blind_gpu(used: int) -> list[FakeNvmlDevice]:
 def suite(pytester: pytest.Pytester, fake_nvml: FakeNvml) -> None:
     idle, spike = blind_gpu(1 * GIB), blind_gpu(4 * GIB)
     fake_nvml.set(idle)
-    pytester.makepyfile(inner_writer(IDLE=render_config(idle), SPIKE=render_config(spike)) + SUITE)
+    pytester.makepyfile(inner_writer(IDLE=idle, SPIKE=spike) + SUITE)
 
 
 def record_of(pytester: pytest.Pytester) -> Any:
@@ -103,3 +105,55 @@ def test_ini_twin_and_bad_values(pytester: pytest.Pytester, fake_nvml: FakeNvml)
     pytester.makeini("[pytest]\nhypomnesis_vram_source = both\n")
     ini = pytester.runpytest("--hypomnesis")
     assert_usage_error(ini, "ERROR: *hypomnesis_vram_source=both: expected 'process' or 'device'")
+
+
+# --- without --hypomnesis-vram-source=device -------------------------------------------
+
+CONTAINER = """
+import pytest
+
+@pytest.mark.max_vram("1GiB")
+def test_grows():
+    pass
+"""
+
+
+def test_container_without_host_pids_is_unavailable_not_zero(
+    pytester: pytest.Pytester, fake_nvml: FakeNvml
+) -> None:
+    # NVML lists the host's PIDs (this process's among them, under a PID we cannot see);
+    # no row carries our own PID. Before, that read as 0 bytes and any budget passed.
+    host_pid = unseen_pid()
+    fake_nvml.set([FakeNvmlDevice(uuid=GPU0_UUID, processes=(FakeProcess(host_pid, 3 * GIB),))])
+    pytester.makepyfile(CONTAINER)
+    result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines_random(
+        [
+            f"hypomnesis: per-process VRAM unavailable: NVML cannot see this process on GPU 0: "
+            f"it lists PIDs of another PID namespace ({host_pid}) and not this one's (*)*"
+            "--pid=host (Kubernetes: hostPID: true) or use a driver >= 565*",
+            "*max_vram*not checked*NVML cannot see this process*",
+        ]
+    )
+    report = json.loads((pytester.path / "out.json").read_text(encoding="utf-8"))
+    (record,) = report["tests"]
+    assert record["vram"]["devices"]["0"]["peak_bytes"] is None
+    assert "another PID namespace" in record["vram"]["unavailable_reason"]
+    assert record["budgets"][0]["passed"] is None
+    assert_strict_fails(pytester, "*could not be checked (NVML cannot see this process*")
+
+
+def test_a_process_without_a_cuda_context_is_really_zero(
+    pytester: pytest.Pytester, fake_nvml: FakeNvml
+) -> None:
+    # Other processes of this PID namespace on the GPU, none of ours: 0 bytes, truly.
+    fake_nvml.set([FakeNvmlDevice(uuid=GPU0_UUID, processes=(FakeProcess(1, 3 * GIB),))])
+    pytester.makepyfile(CONTAINER)
+    result = pytester.runpytest("--hypomnesis", "--hypomnesis-json=out.json")
+    result.assert_outcomes(passed=1)
+    report = json.loads((pytester.path / "out.json").read_text(encoding="utf-8"))
+    (record,) = report["tests"]
+    assert record["vram"]["devices"]["0"]["peak_bytes"] == 0
+    assert record["budgets"][0]["passed"] is True
+    assert "per-process VRAM unavailable" not in result.stdout.str()
