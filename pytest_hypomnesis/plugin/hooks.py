@@ -86,6 +86,7 @@ one line, or what else the parser raised): its setup fails with it."""
 _NO_BUDGETS: list[Budget] = []
 
 _WORKER_PEAK_KEY = "hypomnesis_run_ram_peak_bytes"
+_WORKER_NOTES_KEY = "hypomnesis_notes"
 
 ATTR = "hypomnesis"
 """The ``TestReport`` attribute that carries a test record."""
@@ -170,6 +171,9 @@ class HypomnesisPlugin:
         self.parallel: ParallelState | None = None
         self.worker_peaks: dict[str, int] = {}
         """On the controller: each xdist worker's run RAM peak, from its ``workeroutput``."""
+        self.worker_notes: dict[str, None] = {}
+        """On the controller: the workers' engine notes (a sidecar that could not start,
+        per-process VRAM out of reach), once each, in the order they came."""
         self.warmup_note: str | None = None
         """What ``--hypomnesis-cuda-warmup`` did in this process, for the summary."""
 
@@ -437,6 +441,8 @@ class HypomnesisPlugin:
                 peak = self.run_peaks().get(self.worker)
                 if peak is not None:
                     output[_WORKER_PEAK_KEY] = peak
+                # The tests ran here, so what limited their figures is known here only.
+                output[_WORKER_NOTES_KEY] = self._engine_notes()
             return
         if not self.settings.measure_all:
             return
@@ -468,10 +474,15 @@ class HypomnesisPlugin:
         if isinstance(peak, int) and not isinstance(peak, bool):
             workerid = getattr(node, "workerinput", {}).get("workerid", "?")
             self.worker_peaks[str(workerid)] = peak
+        notes = output.get(_WORKER_NOTES_KEY) if isinstance(output, dict) else None
+        for note in notes if isinstance(notes, list) else ():
+            if isinstance(note, str):
+                self.worker_notes[note] = None
 
     def _engine_notes(self) -> list[str]:
         engine = self.__dict__.get("engine")  # made on first use: none, nothing measured
-        return [] if engine is None else engine.notes()
+        own = [] if engine is None else engine.notes()
+        return list(dict.fromkeys([*own, *self.worker_notes]))
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.is_worker:

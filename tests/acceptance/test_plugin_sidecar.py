@@ -40,14 +40,16 @@ def _run_spike(
     shim: Path,
     *,
     conftest: str | None = None,
+    extra: tuple[str, ...] = (),
 ) -> tuple[dict[str, Any], str]:
     pytester.makepyfile(test_spike=SPIKE_TEST.format(library=str(library), spike=SPIKE_MIB))
     if conftest is not None:
         pytester.makeconftest(conftest)
     monkeypatch.setenv("LD_PRELOAD", str(shim))
     result = pytester.runpytest_subprocess(
-        "-p", "no:randomly", "--hypomnesis", "--hypomnesis-interval=5ms", "--hypomnesis-json=r.json"
-    )
+        "-p", "no:randomly", "--hypomnesis", "--hypomnesis-interval=5ms",
+        "--hypomnesis-json=r.json", *extra,
+    )  # fmt: skip
     monkeypatch.delenv("LD_PRELOAD")
     assert result.ret == 0, result.stdout.str()
     data = json.loads((pytester.path / "r.json").read_text(encoding="utf-8"))
@@ -78,6 +80,24 @@ def test_the_thread_it_replaces_misses_the_spike(
     assert ram["method"] == "sampled"
     assert ram["increase_bytes"] < SPIKE_MIB * MIB // 2
     assert "the RAM sidecar could not start: switched off by conftest" in out
+
+
+def test_a_workers_sidecar_failure_reaches_the_controllers_summary(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    gil_spike_library: Path,
+    refuse_clear_refs: Path,
+) -> None:
+    # The tests run in the workers, and only theirs fails: only they know.
+    in_workers = "import os\nif os.environ.get('PYTEST_XDIST_WORKER'):\n" + "".join(
+        f"    {line}\n" for line in NO_SIDECAR.strip().splitlines()
+    )
+    ram, out = _run_spike(
+        pytester, monkeypatch, gil_spike_library, refuse_clear_refs, conftest=in_workers,
+        extra=("-n", "2"),
+    )  # fmt: skip
+    assert ram["method"] == "sampled"
+    assert out.count("the RAM sidecar could not start: switched off by conftest") == 1, out
 
 
 CHILD_TEST = """
