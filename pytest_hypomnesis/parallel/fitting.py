@@ -46,6 +46,7 @@ class FitScheduling(NeedsScheduling):
             self._gpu_keys.setdefault(self.placement(str(node.gateway.id))[0], gpu)
         whole = max((c for c in capacities if c is not None), default=0)
         self._sizes = [t.need_bytes if t.need_bytes is not None else whole for t in tests]
+        self._unknown = {i for i, t in enumerate(tests) if t.need_bytes is None}
         known = [c for c in capacities if c is not None]
         # What a test holds while a neighbour's runs: one that fits no GPU is failed by
         # admission at once and holds nothing.
@@ -62,7 +63,7 @@ class FitScheduling(NeedsScheduling):
         # knowing what its neighbours already hold.
         for _ in range(AHEAD):
             for node in nodes:
-                if len(self.node2pending[node]) < AHEAD:
+                if not node.shutting_down and len(self.node2pending[node]) < AHEAD:
                     index = self._fit_for(node)
                     if index is not None:
                         self.node2pending[node].append(index)
@@ -124,13 +125,28 @@ class FitScheduling(NeedsScheduling):
         holds = self._held
         beside_all = capacity - sum(max((holds[i] for i in held), default=0) for held in neighbours)
         beside_last = capacity - sum(holds[held[-1]] for held in neighbours if held)
+        unknown = self._first_unknown() if capacity < sizes[pool[0]] else None
+        if unknown is not None and beside_all >= capacity:
+            return pool.pop(unknown)  # the whole of this (smaller) GPU: nothing beside it
         for free_bytes in (beside_all, beside_last):
             position = self._largest_within(free_bytes)
             if position is not None:
                 return pool.pop(position)
         if sizes[pool[-1]] > capacity:
+            if unknown is not None:
+                return pool.pop(unknown)  # an unknown need runs alone on any GPU
             return None  # only tests for a larger GPU are left: its workers take them
-        return pool.pop()  # nothing fits beside them: the smallest waits least
+        # Nothing fits beside them: the smallest waits least (the first of them, so that
+        # a worker still runs tests in collection order).
+        smallest = bisect.bisect_left(pool, -sizes[pool[-1]], key=lambda i: -sizes[i])
+        return pool.pop(smallest)
+
+    def _first_unknown(self) -> int | None:
+        """The position of the first unknown-need test: they sort as the largest GPU."""
+        sizes, pool = self._sizes, self.pool
+        whole = sizes[pool[0]]
+        end = bisect.bisect_right(pool, -whole, key=lambda i: -sizes[i])
+        return next((k for k in range(end) if pool[k] in self._unknown), None)
 
     def _largest_within(self, free_bytes: int) -> int | None:
         """The position in the pool of its largest test of at most ``free_bytes``."""

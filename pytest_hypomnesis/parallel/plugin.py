@@ -146,15 +146,22 @@ class SchedulerHooks:
         self._default_read = False
         self._needs_dir: str | None = None
         self._needs_file: str | None = None
+        self._writer: Any = None
+        """The worker asked to write the needs it collected."""
 
-    @pytest.hookimpl(tryfirst=True)
+    @pytest.hookimpl(wrapper=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        from xdist.scheduler import LoadScheduling
+
+        theirs = yield
         option = "--hypomnesis-needs" if self.state.needs is not None else "--hypomnesis-admit"
-        if config.getvalue("dist") != "load":
-            self.state.header.append(
-                f"{option}: --dist {config.getvalue('dist')} keeps its own order"
-            )
-            return None
+        dist = config.getvalue("dist")
+        if dist != "load":
+            self.state.header.append(f"{option}: --dist {dist} keeps its own order")
+            return theirs
+        if type(theirs) is not LoadScheduling:  # a conftest's or another plugin's own
+            self.state.header.append(f"{option}: another plugin's xdist scheduler kept")
+            return theirs
         if self.state.needs is not None:
             from pytest_hypomnesis.parallel.scheduler import NeedsScheduling
 
@@ -164,13 +171,23 @@ class SchedulerHooks:
         return FitScheduling(config, log, {}, self._placement, self._live_needs)
 
     def pytest_configure_node(self, node: Any) -> None:
-        if self._needs_file is not None:
-            return  # the first worker's collection is everyone's
-        import tempfile
+        if self.state.config.getvalue("dist") != "load":
+            return  # no scheduler of ours reads them
+        if self._needs_file is None:
+            import tempfile
 
-        self._needs_dir = tempfile.mkdtemp(prefix="hypomnesis-needs-")
-        self._needs_file = os.path.join(self._needs_dir, "needs.json")
-        node.workerinput[NEEDS_FILE_KEY] = self._needs_file
+            self._needs_dir = tempfile.mkdtemp(prefix="hypomnesis-needs-")
+            self._needs_file = os.path.join(self._needs_dir, "needs.json")
+        if self._writer is None and not os.path.exists(self._needs_file):
+            # The first worker writes them; a worker started in place of one that died
+            # before it wrote takes over (the file is replaced whole: two writers are safe).
+            self._writer = node
+            node.workerinput[NEEDS_FILE_KEY] = self._needs_file
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        if node is self._writer:
+            self._writer = None
 
     def _live_needs(self) -> dict[str, int | None] | None:
         from pytest_hypomnesis.parallel.needs import read_worker_needs
@@ -178,7 +195,10 @@ class SchedulerHooks:
         needs = None if self._needs_file is None else read_worker_needs(self._needs_file)
         if needs is None:
             self.state.header.append(
-                "handout: no needs came from the workers (not on this host?): "
+                "handout planned with the report's figures: no needs came from the workers"
+                " (not on this host?)"
+                if self.state.needs is not None
+                else "handout by fit: no needs came from the workers (not on this host?): "
                 "each test counts as needing its whole GPU"
             )
         else:

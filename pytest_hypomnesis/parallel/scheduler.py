@@ -197,6 +197,10 @@ class NeedsScheduling:
         return victim.pop() if victim else None
 
     def remove_node(self, node: Any) -> str | None:
+        if self.collection is None:  # died before the handout: nothing to give back
+            self.node2pending.pop(node)
+            self.planned.pop(node, None)
+            return None
         pending = self.node2pending.pop(node)
         self.pool.extend(self.planned.pop(node, ()))
         crashed: str | None = None
@@ -251,7 +255,7 @@ class NeedsScheduling:
         for _ in range(AHEAD):
             for node in nodes:
                 own = self.planned[node]
-                if own:
+                if own and not node.shutting_down:
                     index = own.popleft()
                     self.node2pending[node].append(index)
                     node.send_runtest_some([index])

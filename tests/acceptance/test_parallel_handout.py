@@ -86,3 +86,102 @@ def test_fit_handout_keeps_other_dist_modes(
     result.stdout.fnmatch_lines(
         ["hypomnesis: --hypomnesis-admit: --dist loadfile keeps its own order"]
     )
+
+
+_UNMARKED = """
+import time
+
+def test_a(): time.sleep(0.1)
+def test_b(): time.sleep(0.1)
+def test_c(): time.sleep(0.1)
+def test_d(): time.sleep(0.1)
+def test_e(): time.sleep(0.1)
+def test_f(): time.sleep(0.1)
+"""
+
+
+def _admit(pytester: pytest.Pytester, *extra: str) -> pytest.RunResult:
+    ledger = pytester.path / "ledger"
+    ledger.mkdir(exist_ok=True)
+    return pytester.runpytest_subprocess(
+        "-p", "no:randomly", "--hypomnesis-admit", f"--hypomnesis-ledger-dir={ledger}", *extra,
+        timeout=120,
+    )  # fmt: skip
+
+
+def test_a_worker_dying_in_collection_is_replaced_and_the_run_completes(
+    pytester: pytest.Pytester, fake_gpus: Callable[..., FakeVram]
+) -> None:
+    fake_gpus([10 * GIB])
+    pytester.makeconftest(
+        """
+import os, time
+def pytest_collection_modifyitems(config, items):
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker == "gw0":
+        os._exit(3)  # the worker asked to pass the needs on, before it wrote them
+    if worker == "gw1":
+        time.sleep(2)
+"""
+    )
+    pytester.makepyfile(_UNMARKED)
+    result = _admit(pytester, "-n", "2")
+    result.assert_outcomes(passed=6)
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    # Its replacement wrote the needs: all six unknown (no max_vram).
+    result.stdout.fnmatch_lines(["*handout by fit, as tests end: 0 of 6 test(s) with a known*"])
+
+
+def test_unknown_needs_run_on_a_smaller_gpu_too(
+    pytester: pytest.Pytester, fake_gpus: Callable[..., FakeVram]
+) -> None:
+    fake_gpus([10 * GIB, 12 * GIB])
+    pytester.makepyfile(_UNMARKED)
+    _admit(pytester, "-n", "2", "--hypomnesis-pin-gpus", "--hypomnesis-json=out.json")
+    report = json.loads((pytester.path / "out.json").read_text())
+    # An unknown need is the whole of whichever GPU runs it: both workers get tests.
+    assert {t["worker"] for t in report["tests"]} == {"gw0", "gw1"}
+
+
+def test_each_worker_runs_its_tests_in_collection_order(
+    pytester: pytest.Pytester, fake_gpus: Callable[..., FakeVram]
+) -> None:
+    fake_gpus([10 * GIB])
+    for module in ("test_m1", "test_m2"):
+        pytester.makepyfile(**{module: "\n".join(f"def test_{i}(): pass" for i in range(6))})
+    result = _admit(pytester, "-n", "2", "-v")
+    result.assert_outcomes(passed=12)
+    order = [f"test_m{m}.py::test_{i}" for m in (1, 2) for i in range(6)]
+    by_worker: dict[str, list[int]] = {}
+    for line in result.stdout.lines:
+        if " PASSED " in line:  # "[gw0] [  8%] PASSED test_m1.py::test_0"
+            worker, nodeid = line.split("]")[0].lstrip("["), line.split()[-1]
+            by_worker.setdefault(worker, []).append(order.index(nodeid))
+    assert sorted(i for ran in by_worker.values() for i in ran) == list(range(12))
+    for ran in by_worker.values():  # module fixtures are not set up twice by a worker
+        assert ran == sorted(ran)
+
+
+def test_a_conftests_own_scheduler_is_kept(
+    pytester: pytest.Pytester, fake_gpus: Callable[..., FakeVram]
+) -> None:
+    fake_gpus([10 * GIB])
+    pytester.makeconftest(
+        """
+import pathlib
+from xdist.scheduler import LoadScheduling
+
+class Mine(LoadScheduling):
+    def schedule(self):
+        pathlib.Path("mine-used").write_text("yes")
+        super().schedule()
+
+def pytest_xdist_make_scheduler(config, log):
+    return Mine(config, log)
+"""
+    )
+    pytester.makepyfile(_UNMARKED)
+    result = _admit(pytester, "-n", "2")
+    result.assert_outcomes(passed=6)
+    assert (pytester.path / "mine-used").exists()
+    result.stdout.fnmatch_lines(["*--hypomnesis-admit: another plugin's xdist scheduler kept*"])
