@@ -474,6 +474,8 @@ class Engine:
             notes.append(visible.note)
         if self._blind_reason is not None and chain.current_fake() is None:
             notes.append(f"per-process VRAM unavailable: {self._blind_reason}")
+        if self.ram.metric_note is not None:
+            notes.append(self.ram.metric_note)
         if self.ram.fallback_reason is not None:
             notes.append(
                 f"{self.ram.fallback_reason}; RAM peaks are sampled by a thread, which "

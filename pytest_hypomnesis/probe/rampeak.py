@@ -20,7 +20,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-from pytest_hypomnesis._platform import IS_MACOS, debug
+from pytest_hypomnesis._platform import debug
 from pytest_hypomnesis.probe.keptfd import KeptFd
 from pytest_hypomnesis.probe.rss import procfs_rss, read_status_field
 from pytest_hypomnesis.probe.sidecar import RssSidecar, SidecarError
@@ -64,12 +64,17 @@ class RamPeakMeter:
         self._sidecar = RssSidecar(interval_s=interval_s, children=children)
         self.fallback_reason: str | None = None
         """Why the sidecar is not used where it would be (it could not start, it died)."""
+        self.metric_note: str | None = None
+        """Set when the sidecar's spans read another figure than this OS's own (macOS:
+        psutil's resident size, where ``proc_pid_rusage`` could not give the footprint)."""
         self._own_rss = read_rss
+        self._sidecar_own = read_rss
         self.read_rss: Callable[[], int] = read_rss
-        """RSS now, as the peaks count it: with ``children`` plus the descendants' share
-        at the sidecar's last sample; on macOS psutil's resident size (what the sidecar
-        reads; the process's own figure there is its footprint); else the OS's own RSS
-        (``read_rss``, from ``probe.chain``)."""
+        """RSS now, as the peaks count it: the figure the sidecar reads of this process
+        (on macOS its footprint through the sidecar's own call, or psutil's resident
+        size where that call fails; else the OS's own RSS, ``read_rss`` from
+        ``probe.chain``), with ``children`` plus the descendants' share at the sidecar's
+        last sample."""
         self._lock = threading.Lock()
         # Verified before each use: a test that closed fds and opened its own files must
         # not get "5" written into them, nor have its file read as /proc/self/status.
@@ -96,10 +101,18 @@ class RamPeakMeter:
         except SidecarError as exc:
             self._note_fallback(f"the RAM sidecar could not start: {exc}")
             return "sampled"
-        if self._children:
-            self.read_rss = self._tree_rss
-        elif IS_MACOS:
-            self.read_rss = _psutil_rss
+        # Start, peak and end of a span in the one metric the sidecar samples.
+        refused = self._sidecar.footprint_refused
+        if self._sidecar.reads_footprint:
+            self._sidecar_own = self._sidecar.own_footprint_bytes
+        elif refused is not None:
+            self._sidecar_own = _psutil_rss
+            self.metric_note = (
+                f"RAM figures of the spans the sidecar samples are psutil's resident size, "
+                f"not phys_footprint: proc_pid_rusage failed ({refused})"
+            )
+            debug("RSS", self.metric_note)
+        self.read_rss = self._tree_rss if self._children else self._sidecar_own
         return "sidecar"
 
     def _note_fallback(self, reason: str) -> None:
@@ -113,7 +126,7 @@ class RamPeakMeter:
         self._method = "sampled"
 
     def _tree_rss(self) -> int:
-        own = self._own_rss()
+        own = self._sidecar_own()
         try:
             return own + self._sidecar.children_bytes()
         except SidecarError as exc:
@@ -276,8 +289,9 @@ _psutil_self: list[tuple[int, object]] = []
 
 
 def _psutil_rss() -> int:
-    """psutil's RSS of this process (macOS with the sidecar: the figure the sidecar reads),
-    through one ``Process`` per PID (making one reads the process's start time)."""
+    """psutil's RSS of this process (macOS with a sidecar that could not read the
+    footprint: the figure it reads instead), through one ``Process`` per PID (making one
+    reads the process's start time)."""
     import psutil
 
     pid = os.getpid()

@@ -1,6 +1,7 @@
 """macOS process footprint: ``task_info(TASK_VM_INFO_PURGEABLE)`` → ``phys_footprint``,
 the figure Activity Monitor shows as "Memory" (parity doc §3.1). Unverified on a Mac here;
-the buffer handling is tested on Linux with a fake ``task_info``."""
+the buffer handling is tested on Linux with a fake ``task_info``. The RAM sidecar reads the
+same ledger from outside the task through ``proc_pid_rusage`` (``probe/footprint.py``)."""
 
 from __future__ import annotations
 

@@ -8,6 +8,12 @@ separate process: ``python -I -S`` with psutil's directory alone on its path (no
 the user's is imported, not even ``.pth`` files), polling this process's RSS (with
 ``children``, plus every descendant's) at the interval and keeping a running maximum.
 
+On macOS the figure is ``phys_footprint``, as everywhere else there, not psutil's resident
+size: the sidecar runs ``probe/footprint.py`` by path and reads each process through
+``proc_pid_rusage``, and this process reads itself through the same call. Where that call
+cannot be made (here or in the sidecar), both read psutil's RSS and ``footprint_refused``
+says why, so a span never mixes the two and never passes one off as the other.
+
 The two share one small memory-mapped file, so a span boundary costs no round trip
 (asking through a pipe took 50-400 us on a loaded machine; reading the page takes about
 one): the parent bumps a **generation** number to start a new span; the sidecar reads the
@@ -30,9 +36,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from pytest_hypomnesis._platform import IS_WINDOWS
+from pytest_hypomnesis._errors import RamError
+from pytest_hypomnesis._platform import IS_MACOS, IS_WINDOWS
+from pytest_hypomnesis.probe import footprint
 
 __all__ = ["SIDECAR_SCRIPT", "RssSidecar", "SidecarError"]
 
@@ -40,6 +49,9 @@ __all__ = ["SIDECAR_SCRIPT", "RssSidecar", "SidecarError"]
 DISABLED: str | None = None
 # The interpreter the sidecar runs in (tests point it at something that cannot start).
 EXECUTABLE: str | None = None
+# Whose ``proc_pid_rusage`` reads the footprint; ``None``: the OS's RSS is the figure (Linux,
+# Windows). Tests point it at a fake built on Linux.
+FOOTPRINT_LIBRARY: str | None = footprint.LIBRARY if IS_MACOS else None
 
 START_TIMEOUT_S = 20.0
 """How long the first answer may take: a loaded CI machine starts Python slowly."""
@@ -62,6 +74,7 @@ try:
     import psutil
     pid, interval, children = int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1"
     mark, path, size = sys.argv[5], sys.argv[6], int(sys.argv[7])
+    source, library = sys.argv[8], sys.argv[9]
     SEQ, GEN, ACK, PEAK, TOTAL, KIDS, BEAT, NPIDS, PIDS = range(9)
     max_pids = size // 8 - PIDS
     fd = os.open(path, os.O_RDWR)
@@ -69,6 +82,17 @@ try:
     os.close(fd)
     target = psutil.Process(pid)
     me = os.getpid()
+    footprint, refused = None, ""
+    if library:  # macOS: phys_footprint, read by the very code the parent reads itself with
+        try:
+            found = {"__name__": "hypomnesis_footprint"}
+            with open(source, "rb") as fh:
+                exec(compile(fh.read(), source, "exec"), found)
+            footprint = found["footprint_reader"](library)
+            footprint(pid)
+        except Exception as exc:
+            why = getattr(exc, "strerror", None)  # the reader's own words name the call
+            footprint, refused = None, why or "%s: %s" % (type(exc).__name__, exc)
     kinds = {}  # pid -> whether it is a sidecar (ours, or another engine's in this process)
     def ours(kid):
         known = kinds.get(kid.pid)
@@ -122,15 +146,15 @@ try:
             kinds[kid] = known
         return known
     def sample():
-        own = target.memory_info().rss
+        own = footprint(pid) if footprint else target.memory_info().rss
         kids, pids = 0, []
         if children and fast:
             for kid in proc_kids():
                 if proc_ours(kid):
                     continue
                 try:
-                    kids += proc_rss(kid)
-                except (OSError, ValueError, IndexError):  # ended meanwhile
+                    kids += footprint(kid) if footprint else proc_rss(kid)
+                except (OSError, ValueError, IndexError):  # ended meanwhile (or not ours)
                     continue
                 pids.append(kid)
         elif children:
@@ -138,8 +162,8 @@ try:
                 if kid.pid == me or ours(kid):
                     continue
                 try:
-                    kids += kid.memory_info().rss
-                except psutil.Error:  # ended between the listing and the reading
+                    kids += footprint(kid.pid) if footprint else kid.memory_info().rss
+                except (psutil.Error, OSError):  # ended between the listing and the reading
                     continue
                 pids.append(kid.pid)
         return own + kids, kids, pids
@@ -169,7 +193,7 @@ def watch_input():
         pass
     gone()
 threading.Thread(target=watch_input, daemon=True).start()
-say("ready")
+say("ready phys_footprint" if footprint else ("ready rss " + refused).strip())
 posix = os.name == "posix"
 checks = 0
 while True:
@@ -231,12 +255,31 @@ class RssSidecar:
         self._beat_at = 0.0
         self._polled_at = 0.0
         self._stuck_s = STUCK_S + 20 * interval_s
+        self._own_footprint: Callable[[int], int] | None = None
+        self.footprint_refused: str | None = None
+        """Why the footprint was wanted (macOS) and psutil's RSS is read instead."""
 
     @property
     def pid(self) -> int | None:
         """The sidecar's PID while it runs for this process."""
         proc = self._proc
         return proc.pid if proc is not None and self._owner_pid == os.getpid() else None
+
+    @property
+    def reads_footprint(self) -> bool:
+        """Whether the running sidecar reads ``phys_footprint`` (``own_footprint_bytes``
+        is then this process's figure in the same metric)."""
+        return self._own_footprint is not None and self._owner_pid == os.getpid()
+
+    def own_footprint_bytes(self) -> int:
+        """This process's ``phys_footprint`` through the sidecar's own call; ``RamError``."""
+        read = self._own_footprint
+        if read is None:
+            raise RamError("the RAM sidecar does not read phys_footprint")
+        try:
+            return read(os.getpid())
+        except OSError as exc:
+            raise RamError(str(exc.strerror or exc)) from None
 
     def start(self) -> None:
         """Start it (if not running for this process). Raises ``SidecarError`` with the
@@ -349,6 +392,7 @@ class RssSidecar:
             _unlink(path)
             raise SidecarError(f"could not map its shared page: {exc}") from None
         os.close(fd)
+        library, read = self._footprint_reader()
         argv = [
             executable,
             "-I",
@@ -364,6 +408,8 @@ class RssSidecar:
             _MARK,
             path,
             str(_SIZE),
+            footprint.__file__,
+            library or "",
         ]
         try:
             proc = subprocess.Popen(
@@ -387,7 +433,13 @@ class RssSidecar:
         except SidecarError:
             self._stop()
             raise
-        if first != "ready":
+        if first == "ready phys_footprint" and read is not None:
+            self._own_footprint = read
+        elif first.startswith("ready rss"):
+            refused = first.removeprefix("ready rss").strip()
+            if library is not None and refused:
+                self.footprint_refused = f"the sidecar's {refused}"
+        else:
             self._stop()
             raise SidecarError(first.removeprefix("error "))
         if sys.platform != "win32":  # both have it mapped: the name is no longer needed
@@ -396,6 +448,21 @@ class RssSidecar:
         self._gen, self._beat, self._beat_at = 0, -1, time.monotonic()
         self._slots = memoryview(page).cast("Q")
         return self._slots
+
+    def _footprint_reader(self) -> tuple[str | None, Callable[[int], int] | None]:
+        """The library for the sidecar, and this process's reader through it: both, or
+        neither (with ``footprint_refused`` saying why where it was wanted)."""
+        self._own_footprint = self.footprint_refused = None
+        library = FOOTPRINT_LIBRARY
+        if library is None:
+            return None, None
+        try:
+            read = footprint.footprint_reader(library)
+            read(os.getpid())
+        except (OSError, AttributeError) as exc:
+            self.footprint_refused = f"{_text(exc)} (in this process)"
+            return None, None
+        return library, read
 
     def _stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -426,6 +493,13 @@ class RssSidecar:
                 proc.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
                 pass
+
+
+def _text(exc: BaseException) -> str:
+    # The sidecar's own form, so a refusal reads the same from either side: a failed read
+    # says which call and errno; a library that will not load, in Python's words.
+    why = exc.strerror if isinstance(exc, OSError) else None
+    return why or f"{type(exc).__name__}: {exc}"
 
 
 def _unlink(path: str) -> None:

@@ -137,3 +137,39 @@ def test_children_counts_a_childs_memory_only_when_asked(
         assert "(with child processes)" in result.stdout.str()
     else:
         assert ram["increase_bytes"] < 50 * MIB
+
+
+def _footprint_conftest(library: Path) -> str:
+    # macOS's reading, played on Linux: the sidecar reads through the fake proc_pid_rusage.
+    switch = f"sidecar.FOOTPRINT_LIBRARY = {str(library)!r}\n"
+    return "from pytest_hypomnesis.probe import sidecar\n" + switch
+
+
+@pytest.mark.parametrize("refused", [False, True])
+def test_a_macos_run_reads_the_footprint_or_says_what_it_read(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    gil_spike_library: Path,
+    refuse_clear_refs: Path,
+    fake_libproc: Path,
+    refused: bool,
+) -> None:
+    extra_bytes = 3 * 1024 * MIB  # the fake's footprint is RSS plus this
+    monkeypatch.setenv("FAKE_LIBPROC_EXTRA_BYTES", str(extra_bytes))
+    if refused:  # the sidecar may not read its parent (a sandbox, another user)
+        monkeypatch.setenv("FAKE_LIBPROC_EPERM", "others")
+    ram, out = _run_spike(
+        pytester, monkeypatch, gil_spike_library, refuse_clear_refs,
+        conftest=_footprint_conftest(fake_libproc),
+    )  # fmt: skip
+    assert ram["method"] == "sidecar"
+    assert ram["increase_bytes"] >= SPIKE_MIB * MIB * 9 // 10
+    note = "RAM figures of the spans the sidecar samples are psutil's resident size"
+    if refused:
+        assert ram["start_bytes"] < extra_bytes
+        assert out.count(note) == 1, out
+        assert "failed: EPERM (Operation not permitted)" in out
+    else:
+        assert ram["start_bytes"] >= extra_bytes
+        assert ram["peak_bytes"] >= extra_bytes + SPIKE_MIB * MIB * 9 // 10
+        assert note not in out

@@ -238,22 +238,3 @@ def test_a_forked_child_never_resets_its_parents_sidecar() -> None:
         assert sc.peak_bytes() is not None  # the parent's still samples, its span intact
     finally:
         sc.close()
-
-
-def test_on_macos_the_span_reads_the_figure_the_sidecar_reads(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """There this process's own figure is its footprint; the sidecar's is psutil's RSS:
-    start and end come from psutil too, so a span compares like with like."""
-    from pytest_hypomnesis.probe import rampeak
-
-    monkeypatch.setattr(rampeak, "IS_MACOS", True)
-    meter = RamPeakMeter(reset_allowed=False, interval_s=INTERVAL_S)
-    try:
-        assert meter.method == "sidecar"
-        assert meter.read_rss is rampeak._psutil_rss
-        import psutil
-
-        assert abs(meter.read_rss() - psutil.Process().memory_info().rss) < 8 * MIB
-    finally:
-        meter.close()
