@@ -20,10 +20,9 @@ still guards every start. An unknown need counts as the whole GPU.
 from __future__ import annotations
 
 import bisect
-from typing import Any
 
 from pytest_hypomnesis.parallel.plan import PlanTest
-from pytest_hypomnesis.parallel.scheduler import AHEAD, NeedsScheduling
+from pytest_hypomnesis.parallel.scheduler import AHEAD, NeedsScheduling, WorkerNode
 
 __all__ = ["FitScheduling"]
 
@@ -35,7 +34,7 @@ class FitScheduling(NeedsScheduling):
     def _hand_out(
         self,
         tests: list[PlanTest],
-        nodes: list[Any],
+        nodes: list[WorkerNode],
         worker_gpus: list[int],
         capacities: list[int | None],
     ) -> None:
@@ -77,7 +76,7 @@ class FitScheduling(NeedsScheduling):
         for node in self.node2pending:
             self.check_schedule(node)
 
-    def check_schedule(self, node: Any, duration: float = 0) -> None:
+    def check_schedule(self, node: WorkerNode, duration: float = 0) -> None:
         if node.shutting_down:
             return
         chosen: list[int] = []
@@ -96,7 +95,7 @@ class FitScheduling(NeedsScheduling):
                 if not other.shutting_down:
                     other.shutdown()
 
-    def _gpu_of(self, node: Any) -> int:
+    def _gpu_of(self, node: WorkerNode) -> int:
         gpu = self._gpu.get(node)
         if gpu is None:  # a worker that replaced a crashed one
             key, capacity = self.placement(str(node.gateway.id))
@@ -106,7 +105,7 @@ class FitScheduling(NeedsScheduling):
             gpu = self._gpu[node] = self._gpu_keys[key]
         return gpu
 
-    def _fit_for(self, node: Any) -> int | None:
+    def _fit_for(self, node: WorkerNode) -> int | None:
         pool = self.pool
         if not pool:
             return None

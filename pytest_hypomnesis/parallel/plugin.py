@@ -146,7 +146,7 @@ class SchedulerHooks:
         self._default_read = False
         self._needs_dir: str | None = None
         self._needs_file: str | None = None
-        self._writer: Any = None
+        self._writer: object = None
         """The worker asked to write the needs it collected."""
 
     @pytest.hookimpl(wrapper=True)

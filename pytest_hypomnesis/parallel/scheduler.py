@@ -20,18 +20,45 @@ from __future__ import annotations
 import statistics
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
 from pytest_hypomnesis.parallel.needs import RecordedNeed
 from pytest_hypomnesis.parallel.plan import PlanTest, best_pack, largest_first
 
-__all__ = ["AHEAD", "NeedsScheduling", "Placement", "plan_tests", "priority_order"]
+__all__ = [
+    "AHEAD",
+    "NeedsScheduling",
+    "Placement",
+    "WorkerNode",
+    "plan_tests",
+    "priority_order",
+]
 
 AHEAD = 3
 """Tests a worker holds: the running one, the next (which the xdist worker needs before it
 starts one) and one more, so its next start never waits for the controller."""
+
+
+class _Gateway(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+class WorkerNode(Protocol):
+    """An xdist worker as a scheduler sees it (``xdist.workermanage.WorkerController``)."""
+
+    @property
+    def gateway(self) -> _Gateway: ...
+
+    @property
+    def shutting_down(self) -> bool: ...
+
+    def send_runtest_some(self, indices: Sequence[int]) -> None: ...
+
+    def shutdown(self) -> None: ...
+
 
 Placement = Callable[[str], tuple[str, int | None]]
 """Worker id (``gw0``) -> (its GPU, that GPU's capacity after headroom or ``None``)."""
@@ -91,9 +118,9 @@ class NeedsScheduling:
         from xdist.workermanage import parse_tx_spec_config
 
         self.numnodes = len(parse_tx_spec_config(config))
-        self.node2collection: dict[Any, list[str]] = {}
-        self.node2pending: dict[Any, list[int]] = {}
-        self.planned: dict[Any, deque[int]] = {}
+        self.node2collection: dict[WorkerNode, list[str]] = {}
+        self.node2pending: dict[WorkerNode, list[int]] = {}
+        self.planned: dict[WorkerNode, deque[int]] = {}
         """Per worker, its planned tests not yet sent."""
         self.pool: list[int] = []
         """Tests for whoever is free first (a crashed worker's, a re-run), by priority."""
@@ -109,7 +136,7 @@ class NeedsScheduling:
         self._rank: dict[int, int] = {}
 
     @property
-    def nodes(self) -> list[Any]:
+    def nodes(self) -> list[WorkerNode]:
         return list(self.node2pending)
 
     @property
@@ -134,12 +161,12 @@ class NeedsScheduling:
     def _unsent(self) -> bool:
         return bool(self.pool) or any(self.planned.values())
 
-    def add_node(self, node: Any) -> None:
+    def add_node(self, node: WorkerNode) -> None:
         assert node not in self.node2pending
         self.node2pending[node] = []
         self.planned[node] = deque()
 
-    def add_node_collection(self, node: Any, collection: Sequence[str]) -> None:
+    def add_node_collection(self, node: WorkerNode, collection: Sequence[str]) -> None:
         assert node in self.node2pending
         # A replacement for a crashed worker must have collected the same tests.
         completed = self.collection_is_completed and self.collection is not None
@@ -155,7 +182,7 @@ class NeedsScheduling:
             return
         self.node2collection[node] = list(collection)
 
-    def mark_test_complete(self, node: Any, item_index: int, duration: float = 0) -> None:
+    def mark_test_complete(self, node: WorkerNode, item_index: int, duration: float = 0) -> None:
         self.node2pending[node].remove(item_index)
         self.check_schedule(node, duration=duration)
 
@@ -165,10 +192,10 @@ class NeedsScheduling:
         for node in self.node2pending:
             self.check_schedule(node)
 
-    def remove_pending_tests_from_node(self, node: Any, indices: Sequence[int]) -> None:
+    def remove_pending_tests_from_node(self, node: WorkerNode, indices: Sequence[int]) -> None:
         raise NotImplementedError()
 
-    def check_schedule(self, node: Any, duration: float = 0) -> None:
+    def check_schedule(self, node: WorkerNode, duration: float = 0) -> None:
         if node.shutting_down:
             return
         chosen: list[int] = []
@@ -183,7 +210,7 @@ class NeedsScheduling:
         if not self._unsent():
             node.shutdown()
 
-    def _next_for(self, node: Any, holding: int) -> int | None:
+    def _next_for(self, node: WorkerNode, holding: int) -> int | None:
         if self.pool:  # a crashed worker's tests first: they were due already
             return self.pool.pop(0)
         own = self.planned.get(node)
@@ -196,7 +223,7 @@ class NeedsScheduling:
         victim = max(self.planned.values(), key=len, default=None)
         return victim.pop() if victim else None
 
-    def remove_node(self, node: Any) -> str | None:
+    def remove_node(self, node: WorkerNode) -> str | None:
         if self.collection is None:  # died before the handout: nothing to give back
             self.node2pending.pop(node)
             self.planned.pop(node, None)
@@ -243,7 +270,7 @@ class NeedsScheduling:
     def _hand_out(
         self,
         tests: list[PlanTest],
-        nodes: list[Any],
+        nodes: list[WorkerNode],
         worker_gpus: list[int],
         capacities: list[int | None],
     ) -> None:

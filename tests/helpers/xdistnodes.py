@@ -3,6 +3,8 @@ it, and whether it was told to shut down (``xdist/workermanage.py``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class Gateway:
     def __init__(self, name: str) -> None:
@@ -15,7 +17,7 @@ class Node:
         self.sent: list[int] = []
         self.shutting_down = False
 
-    def send_runtest_some(self, indices: list[int]) -> None:
+    def send_runtest_some(self, indices: Sequence[int]) -> None:
         self.sent.extend(indices)
 
     def shutdown(self) -> None:
