@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from pytest_hypomnesis.parallel.plugin import ParallelState
     from pytest_hypomnesis.plugin.budgets import Budget
     from pytest_hypomnesis.plugin.engine import Engine, Span
+    from pytest_hypomnesis.plugin.wire import WireIn
     from pytest_hypomnesis.record import BudgetRecord, MeasuredTestRecord, SpanRecord
     from pytest_hypomnesis.report.recordstore import RecordStore
     from pytest_hypomnesis.report.schema import Report
@@ -89,7 +90,7 @@ _WORKER_PEAK_KEY = "hypomnesis_run_ram_peak_bytes"
 _WORKER_NOTES_KEY = "hypomnesis_notes"
 
 ATTR = "hypomnesis"
-"""The ``TestReport`` attribute that carries a test record."""
+"""The ``TestReport`` attribute that carries a test record (``wire.ATTR`` too)."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -114,6 +115,14 @@ def pytest_configure(config: pytest.Config) -> None:
     plugin.baseline = baseline
     config.stash[PLUGIN_KEY] = plugin
     config.pluginmanager.register(plugin, "hypomnesis-session")
+    if settings.measure_all and not hasattr(config, "workerinput"):
+        # Under xdist the records come as JSON text (`wire.py`); without xdist this is
+        # never called. `-p no:hypomnesis-wire-in` keeps the plain dicts.
+        from pytest_hypomnesis.plugin.wire import WireIn
+
+        wire = WireIn()
+        if config.pluginmanager.register(wire, "hypomnesis-wire-in") is not None:
+            plugin._wire_in = wire
     if settings.parallel:
         # Pinning, admission, the needs scheduler: nothing of it is imported without them.
         from pytest_hypomnesis.parallel.plugin import setup
@@ -127,7 +136,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         engine = plugin.__dict__.get("engine")  # made on first use, if ever
         if engine is not None:
             engine.close()
-        for hooks in [*plugin._registered_hooks, plugin._status_hook]:
+        for hooks in [*plugin._registered_hooks, plugin._status_hook, plugin._wire_in]:
             if hooks is not None:
                 config.pluginmanager.unregister(hooks)
         config.pluginmanager.unregister(plugin)
@@ -165,6 +174,8 @@ class HypomnesisPlugin:
         self._junit = bool(config.getoption("xmlpath", None))
         self._registered_hooks: list[object] = []
         self._status_hook: _StatusHook | None = None
+        self._wire_in: WireIn | None = None
+        """On the controller measuring every test: takes the records in as JSON text."""
         """Registered at the first record a budget failed (see ``_watch_status``)."""
         self._build_record: Callable[..., MeasuredTestRecord] | None = None
         """``record.measured_test_record``, bound when the per-test hooks are registered."""
@@ -373,6 +384,12 @@ class HypomnesisPlugin:
         hooks.append((_CallHook(self), "hypomnesis-call"))
         if scope_test:
             hooks.append((_ScopeTestHooks(self), "hypomnesis-scope-test"))
+        workerinput: dict[str, Any] | None = getattr(self.config, "workerinput", None)
+        if workerinput is not None:
+            from pytest_hypomnesis.plugin.wire import WIRE_KEY, WireOut
+
+            if workerinput.get(WIRE_KEY):  # the controller asked for the records as text
+                hooks.append((WireOut(), "hypomnesis-wire-out"))
         if self.parallel is not None and self.parallel.admission is not None:
             # Last registered, so its setup hook runs before the span begins.
             hooks.append((self.parallel.admission, "hypomnesis-admission"))

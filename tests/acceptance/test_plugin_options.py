@@ -250,3 +250,48 @@ def test_over():
     if raw.get("vram_unavailable_reason"):  # no GPU here: the reason is said once, at the top
         assert all("unavailable_reason" not in t["vram"] for t in raw["tests"])
     assert validate_report(raw) == report
+
+
+# On the controller: what each worker's record came as, and what the report then held.
+WIRE_PROBE = """
+import json
+import pytest
+
+_seen = []
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_from_serializable(data):
+    sent = data.get("hypomnesis")
+    report = yield
+    if sent is not None:
+        _seen.append([type(sent).__name__, type(report.hypomnesis).__name__])
+    return report
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput"):
+        with open("wire.json", "w") as fh:
+            json.dump(_seen, fh)
+"""
+
+
+def _shape(value: object) -> object:
+    """A report's content with its measured figures (numbers) and the worker taken out."""
+    if isinstance(value, dict):
+        return {k: "*" if k == "worker" else _shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shape(v) for v in value]
+    return type(value).__name__ if isinstance(value, (int, float)) else value
+
+
+def test_xdist_records_travel_as_json_text_and_arrive_as_dicts(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(SUITE)
+    pytester.makeconftest(WIRE_PROBE)
+    reports = []
+    for blocked, sent in ((), "str"), (("-p", "no:hypomnesis-wire-in"), "dict"):
+        args = ("-n", "2", "--hypomnesis", "--hypomnesis-json=out.json", *blocked)
+        pytester.runpytest(*args).assert_outcomes(passed=5)
+        assert json.loads((pytester.path / "wire.json").read_text()) == [[sent, "dict"]] * 5
+        raw = json.loads((pytester.path / "out.json").read_text(encoding="utf-8"))
+        raw["tests"].sort(key=lambda t: t["nodeid"])
+        reports.append(_shape({k: raw[k] for k in ("settings", "tests", "outcomes")}))
+    assert reports[0] == reports[1]
