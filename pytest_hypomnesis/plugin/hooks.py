@@ -174,9 +174,9 @@ class HypomnesisPlugin:
         self._junit = bool(config.getoption("xmlpath", None))
         self._registered_hooks: list[object] = []
         self._status_hook: _StatusHook | None = None
+        """Registered at the first record a budget failed (see ``_watch_status``)."""
         self._wire_in: WireIn | None = None
         """On the controller measuring every test: takes the records in as JSON text."""
-        """Registered at the first record a budget failed (see ``_watch_status``)."""
         self._build_record: Callable[..., MeasuredTestRecord] | None = None
         """``record.measured_test_record``, bound when the per-test hooks are registered."""
         self.parallel: ParallelState | None = None
