@@ -414,6 +414,8 @@ class HypomnesisPlugin:
             if self._status_hook is None and record.get("budgets"):
                 self._watch_status(record)
             nodeid = report.nodeid
+            wire = self._wire_in
+            text = None if wire is None else wire.take_text(record)
             # pytest-rerunfailures numbers each attempt's reports (`rerun`) and logs a
             # failed attempt as outcome "rerun": every attempt's record is kept, not only
             # the last one (a rerun that finds the memory resident would hide the first).
@@ -425,9 +427,10 @@ class HypomnesisPlugin:
                 per = self._attempts.setdefault(nodeid, {})
                 per[attempt if isinstance(attempt, int) else 0] = record  # type: ignore[assignment]
                 record = with_attempts([per[k] for k in sorted(per)])
+                text = None
             # With scope=test the teardown record (teardown included) replaces the
             # call-phase one.
-            self.records[nodeid] = cast("MeasuredTestRecord", record)
+            self.records.add(nodeid, cast("MeasuredTestRecord", record), text)
             budgets = record.get("budgets")
             if budgets and not self.unchecked_budgets:
                 self.unchecked_budgets = any(

@@ -48,7 +48,16 @@ class WireOut:
 
 
 class WireIn:
-    """On the controller: asks each worker for JSON text and turns it back into the dict."""
+    """On the controller: asks each worker for JSON text and turns it back into the dict.
+
+    The text is kept for the record store (``take_text``), which would otherwise encode
+    the same record again. pytest-xdist builds reports in each worker's execnet receiver
+    thread and logs them in the main thread: the text is looked up by the record itself
+    (its id, with the record kept beside it so the id stays its own); a dict's set and pop
+    are atomic."""
+
+    def __init__(self) -> None:
+        self._texts: dict[int, tuple[object, str]] = {}
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
@@ -61,4 +70,12 @@ class WireIn:
         # None lets it). pytest-xdist calls this in each worker's execnet receiver thread.
         text = data.get(ATTR)
         if type(text) is str:
-            data[ATTR] = json.loads(text)
+            record = json.loads(text)
+            data[ATTR] = record
+            self._texts[id(record)] = (record, text)
+
+    def take_text(self, record: object) -> str | None:
+        """The JSON text ``record`` arrived as, once; ``None`` for a record that did not
+        arrive as text."""
+        kept = self._texts.pop(id(record), None)
+        return kept[1] if kept is not None and kept[0] is record else None

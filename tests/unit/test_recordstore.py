@@ -60,3 +60,23 @@ def test_a_later_record_replaces_the_earlier_in_place_flushed_or_not() -> None:
 def test_empty() -> None:
     assert RecordStore().values() == []
     assert len(RecordStore()) == 0
+
+
+def test_a_record_kept_with_its_text_comes_back_the_same() -> None:
+    # Every other record arrived as text (an xdist worker's), the rest as dicts.
+    store = RecordStore(batch=4)
+    expected = [record(i) for i in range(23)]
+    for i, r in enumerate(expected):
+        text = json.dumps(r, separators=(",", ":")) if i % 2 else None
+        store.add(r["nodeid"], json.loads(json.dumps(r)), text)
+    assert store.values() == expected
+
+
+def test_a_replacement_that_came_as_a_dict_drops_the_earlier_text() -> None:
+    store = RecordStore(batch=2)
+    first = record(0)
+    store.add("t.py::test_0", first, json.dumps(first, separators=(",", ":")))
+    store.add("t.py::test_0", record(0, scope="test"))  # pending still: replaced in place
+    for i in range(1, 6):
+        store.add(f"t.py::test_{i}", record(i))
+    assert [r["scope"] for r in store.values()] == ["test"] + ["call"] * 5

@@ -44,9 +44,14 @@ def test_the_record_arrives_as_the_same_dict() -> None:
     assert report_attrs[ATTR] is RECORD  # the worker's report keeps its dict
     # Through execnet, as pytest-xdist sends it, then our decoding before pytest's.
     data = loads_internal(dumps_internal(("testreport", {"data": sent})))[1]["data"]
-    WireIn().pytest_report_from_serializable(data)
+    wire = WireIn()
+    wire.pytest_report_from_serializable(data)
     assert data[ATTR] == RECORD
     assert json.dumps(data[ATTR]) == json.dumps(RECORD)
+    # The text it came as, for the record store: the one the store would encode, once.
+    assert wire.take_text(data[ATTR]) == encode_record(data[ATTR])
+    assert wire.take_text(data[ATTR]) is None
+    assert wire.take_text(dict(RECORD)) is None  # an equal record that did not arrive so
 
 
 def test_the_same_attribute_as_the_hooks() -> None:
