@@ -31,28 +31,15 @@ class FitScheduling(NeedsScheduling):
     """Implements xdist's ``Scheduling`` protocol; the crash and re-run handling is the
     needs scheduler's (its ``pool``, kept here by size: largest first)."""
 
-    def _hand_out(
-        self,
-        tests: list[PlanTest],
-        nodes: list[WorkerNode],
-        worker_gpus: list[int],
-        capacities: list[int | None],
-    ) -> None:
-        self._capacities = capacities
-        self._gpu = {node: worker_gpus[k] for k, node in enumerate(nodes)}
-        self._gpu_keys: dict[str, int] = {}
-        for node, gpu in self._gpu.items():
-            self._gpu_keys.setdefault(self.placement(str(node.gateway.id))[0], gpu)
-        whole = max((c for c in capacities if c is not None), default=0)
+    def _hand_out(self, tests: list[PlanTest]) -> None:
+        known = [c for c in self._capacities if c is not None]
+        whole = max(known, default=0)
         self._sizes = [t.need_bytes if t.need_bytes is not None else whole for t in tests]
         self._unknown = {i for i, t in enumerate(tests) if t.need_bytes is None}
-        known = [c for c in capacities if c is not None]
-        # What a test holds while a neighbour's runs: one that fits no GPU is failed by
-        # admission at once and holds nothing.
-        self._held = [
-            0 if known and len(known) == len(capacities) and size > max(known) else size
-            for size in self._sizes
-        ]
+        # A test that fits no GPU is failed by admission at once: handed out first, and it
+        # holds nothing while a neighbour's test runs.
+        every_known = bool(known) and len(known) == len(self._capacities)
+        self._held = [0 if every_known and size > whole else size for size in self._sizes]
         # The pool stays in this order (largest first, then collection order), so that a
         # bisection finds the largest test that fits; the crash handling sorts by _rank.
         order = sorted(range(len(tests)), key=lambda i: (-self._sizes[i], i))
@@ -60,6 +47,7 @@ class FitScheduling(NeedsScheduling):
         self.pool = order
         # One test each, round by round: every worker starts at once, each choice made
         # knowing what its neighbours already hold.
+        nodes = list(self._node_gpu)
         for _ in range(AHEAD):
             for node in nodes:
                 if not node.shutting_down and len(self.node2pending[node]) < AHEAD:
@@ -96,13 +84,13 @@ class FitScheduling(NeedsScheduling):
                     other.shutdown()
 
     def _gpu_of(self, node: WorkerNode) -> int:
-        gpu = self._gpu.get(node)
+        gpu = self._node_gpu.get(node)
         if gpu is None:  # a worker that replaced a crashed one
             key, capacity = self.placement(str(node.gateway.id))
-            if key not in self._gpu_keys:
-                self._gpu_keys[key] = len(self._capacities)
+            if key not in self._gpu_index:
+                self._gpu_index[key] = len(self._capacities)
                 self._capacities.append(capacity)
-            gpu = self._gpu[node] = self._gpu_keys[key]
+            gpu = self._node_gpu[node] = self._gpu_index[key]
         return gpu
 
     def _fit_for(self, node: WorkerNode) -> int | None:

@@ -265,16 +265,18 @@ class NeedsScheduling:
         tests = plan_tests(self.collection, self.needs, self.live_needs())
         self.known_needs = sum(t.need_bytes is not None for t in tests)
         self._rank = {i: r for r, i in enumerate(largest_first(tests, capacities))}
-        self._hand_out(tests, nodes, worker_gpus, capacities)
+        self._gpu_index = gpu_of
+        self._capacities = capacities
+        self._node_gpu = dict(zip(nodes, worker_gpus, strict=True))
+        self._hand_out(tests)
 
-    def _hand_out(
-        self,
-        tests: list[PlanTest],
-        nodes: list[WorkerNode],
-        worker_gpus: list[int],
-        capacities: list[int | None],
-    ) -> None:
-        packing = best_pack(tests, worker_gpus, capacities)
+    def _hand_out(self, tests: list[PlanTest]) -> None:
+        """Send the first tests, from the placements ``schedule`` found: ``_node_gpu``
+        (worker -> GPU index), ``_capacities`` (per GPU index) and ``_gpu_index`` (GPU key
+        -> index)."""
+        nodes = list(self._node_gpu)
+        worker_gpus = list(self._node_gpu.values())
+        packing = best_pack(tests, worker_gpus, self._capacities)
         self.plan_wall_s = packing.wall_s
         for node, sequence in zip(nodes, packing.sequences, strict=True):
             self.planned[node] = deque(sequence)

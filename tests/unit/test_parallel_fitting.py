@@ -67,13 +67,7 @@ def test_fit_deals_big_and_small_to_one_gpus_two_workers(four_workers: Any) -> N
 def test_fit_rule_order_beside_all_then_beside_last_then_smallest(two_workers: Any) -> None:
     needs: dict[str, int | None] = {"a6": 6 * GIB, "b4": 4 * GIB, "c3": 3 * GIB, "d2": 2 * GIB}
     one_gpu = dict.fromkeys(("gw0", "gw1"), "A")
-    sched = FitScheduling(two_workers, None, {}, lambda w: (one_gpu[w], CAPACITY), lambda: needs)
-    gw0, gw1 = Node("gw0"), Node("gw1")
-    for node in (gw0, gw1):
-        sched.add_node(node)
-        sched.add_node_collection(node, list(needs))
-    sched.collection = list(needs)
-    sched._hand_out(plan_tests(list(needs), {}, needs), [gw0, gw1], [0, 0], [CAPACITY])
+    _, (gw0, gw1) = _fit(two_workers, needs, one_gpu, CAPACITY)
     # Round 1: gw0 takes the largest (6); gw1 finds 6 held: 3.5 GiB free, takes 3.
     # Round 2: gw0 beside gw1's 3: 6.5 free, takes 4; gw1 beside gw0's 6 and 4 (largest
     # 6): 3.5 free, takes 2. Nothing is left.
